@@ -1,0 +1,291 @@
+"""Replay bookkeeping of one call: the memo, step ids, new steps, and the yield op.
+
+Everything here is synchronous and free of I/O: the async and sync contexts are thin
+facades over it, and only the running of the user's step callables differs between them.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdk import protocol as p
+from sdk.errors import (
+    ChildRunError,
+    NonDeterminismError,
+    NonRetriableError,
+    RetryAfterError,
+    StepError,
+)
+from sdk.function import Retry
+
+BUDGET_FRACTION = 0.8  # of the call's budget spent running new steps before yielding
+
+
+class Interrupt(BaseException):
+    """Stops the user's function: the call's answer is ready (a yield).
+
+    A ``BaseException`` so that a user's ``except Exception`` cannot swallow it.
+    """
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=8))
+    return {"type": type(exc).__name__, "message": str(exc), "stack": tb[-4000:]}
+
+
+@dataclass
+class StepPlan:
+    """A step the function asked for: already in the memo, or to be run now."""
+
+    id: str
+    seq: int
+    name: str
+    entry: Mapping[str, Any] | None
+    retry: Retry
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def attempts_before(self) -> int:
+        return int(self.entry.get("attempts", 0)) if self.entry else 0
+
+
+class Execution:
+    """The state of one invoke call of one run."""
+
+    def __init__(self, request: Mapping[str, Any], retry: Retry, request_bytes: int) -> None:
+        self.request = request
+        self.retry = retry
+        self.memo_by_id: dict[str, Mapping[str, Any]] = {}
+        self.seqs: set[int] = set()
+        for entry in request["memo"]:
+            self.memo_by_id[entry["id"]] = entry
+            self.seqs.add(entry["seq"])
+        self.counters: dict[str, int] = {}
+        self.next_seq = 0
+        self.new_steps: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.op: dict[str, Any] | None = None
+        self.memo_bytes = request_bytes
+        budget_s = max(0.05, request["budget_ms"] / 1000.0)
+        self.deadline = time.monotonic() + budget_s * BUDGET_FRACTION
+
+    # -- ids and replay --------------------------------------------------------------------
+
+    def begin(self, name: str, kind: p.MemoKind) -> tuple[str, int, Mapping[str, Any] | None]:
+        """Assign the next deterministic id to a step named ``name``; find its memo."""
+        if not isinstance(name, str) or not name:
+            raise TypeError("a step needs a non-empty string name")
+        n = self.counters.get(name, 0)
+        self.counters[name] = n + 1
+        step_id = name if n == 0 else f"{name}:{n}"
+        seq = self.next_seq
+        self.next_seq += 1
+        entry = self.memo_by_id.get(step_id)
+        if entry is not None:
+            if entry["seq"] != seq or entry["kind"] != kind:
+                raise NonDeterminismError(
+                    f"replay asked for {kind} step {step_id!r} at position {seq}, but the "
+                    f"run's memo records it as a {entry['kind']} step at position "
+                    f"{entry['seq']}: the function's code changed its order of steps"
+                )
+        elif seq in self.seqs:
+            recorded = next(e for e in self.memo_by_id.values() if e["seq"] == seq)
+            raise NonDeterminismError(
+                f"replay asked for step {step_id!r} at position {seq}, but the run's memo "
+                f"records step {recorded['id']!r} there: the function's code changed"
+            )
+        return step_id, seq, entry
+
+    def check_budget(self) -> None:
+        """Yield (to be called again at once) when this call has used its time budget."""
+        if self.new_steps and time.monotonic() >= self.deadline:
+            self.suspend({"op": p.Op.RESUME, "at": time.time()})
+
+    def suspend(self, op: dict[str, Any]) -> None:
+        self.op = op
+        raise Interrupt()
+
+    def record(self, entry: dict[str, Any], output_bytes: int = 0) -> None:
+        self.memo_bytes += output_bytes
+        self.new_steps.append(entry)
+
+    # -- step.run -------------------------------------------------------------------------
+
+    def step_begin(self, name: str, retry: Retry | None) -> StepPlan:
+        step_id, seq, entry = self.begin(name, p.MemoKind.STEP)
+        plan = StepPlan(step_id, seq, name, entry, retry or self.retry)
+        if entry is not None:
+            status = entry.get("status")
+            if status == p.StepStatus.COMPLETED:
+                return plan
+            if status == p.StepStatus.FAILED:
+                err = entry.get("error") or {}
+                raise StepError(name, err.get("type", "Error"), err.get("message", ""))
+        self.check_budget()
+        plan.started_at = time.time()
+        return plan
+
+    def _entry(self, plan: StepPlan, status: p.StepStatus, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": plan.id,
+            "seq": plan.seq,
+            "name": plan.name,
+            "kind": p.MemoKind.STEP,
+            "status": status,
+            "attempts": plan.attempts_before + 1,
+            "started_at": plan.started_at,
+            "ended_at": time.time(),
+            **extra,
+        }
+
+    def step_succeeded(self, plan: StepPlan, output: Any) -> Any:
+        try:
+            data = p.dumps(output)
+        except (TypeError, ValueError) as exc:
+            return self._fail_step(plan, "SerializationError", f"output is not JSON: {exc}")
+        if len(data) > p.MAX_STEP_OUTPUT_BYTES:
+            return self._fail_step(
+                plan,
+                p.ErrorCode.OUTPUT_TOO_LARGE,
+                f"output is {len(data)} bytes; the limit is {p.MAX_STEP_OUTPUT_BYTES}",
+            )
+        if self.memo_bytes + len(data) > p.MAX_MEMO_BYTES:
+            return self._fail_step(
+                plan,
+                p.ErrorCode.OUTPUT_TOO_LARGE,
+                f"the run's memo would exceed {p.MAX_MEMO_BYTES} bytes",
+            )
+        value = p.loads(data)  # the first run sees what a replay will see
+        self.record(self._entry(plan, p.StepStatus.COMPLETED, output=value), len(data))
+        return value
+
+    def step_failed(self, plan: StepPlan, exc: Exception) -> Any:
+        attempt = plan.attempts_before + 1
+        info = error_info(exc)
+        if isinstance(exc, NonRetriableError) or attempt >= plan.retry.max_attempts:
+            return self._fail_step(plan, info["type"], info["message"], info)
+        delay = exc.delay if isinstance(exc, RetryAfterError) else plan.retry.delay(attempt)
+        self.record(self._entry(plan, p.StepStatus.RETRYING, error=info))
+        self.suspend({"op": p.Op.RESUME, "at": time.time() + delay})
+
+    def _fail_step(
+        self, plan: StepPlan, type_: str, message: str, info: dict[str, Any] | None = None
+    ) -> Any:
+        error = info or {"type": type_, "message": message}
+        self.record(self._entry(plan, p.StepStatus.FAILED, error=error))
+        raise StepError(plan.name, type_, message)
+
+    @staticmethod
+    def replayed_output(plan: StepPlan) -> Any:
+        assert plan.entry is not None
+        return plan.entry.get("output")
+
+    # -- blocking operations --------------------------------------------------------------
+
+    def sleep_until(self, name: str, until: float) -> None:
+        step_id, seq, entry = self.begin(name, p.MemoKind.SLEEP)
+        if entry is not None:
+            return
+        if until <= time.time():
+            self.record({"id": step_id, "seq": seq, "name": name, "kind": p.MemoKind.SLEEP})
+            return
+        self.suspend({"op": p.Op.SLEEP, "id": step_id, "seq": seq, "name": name, "until": until})
+
+    def wait_for_event(
+        self,
+        name: str,
+        event: str,
+        match: Mapping[str, Any] | None,
+        timeout_at: float | None,
+    ) -> Any:
+        step_id, seq, entry = self.begin(name, p.MemoKind.WAIT)
+        if entry is not None:
+            return entry.get("output")
+        match = dict(match or {})
+        for path, value in match.items():
+            if not isinstance(path, str) or not path:
+                raise TypeError("wait_for_event match keys are dotted paths, e.g. 'data.id'")
+            if isinstance(value, dict | list):
+                raise TypeError("wait_for_event match values must be JSON scalars")
+        self.suspend(
+            {
+                "op": p.Op.WAIT_EVENT,
+                "id": step_id,
+                "seq": seq,
+                "name": name,
+                "event": event,
+                "match": match,
+                "timeout_at": timeout_at,
+            }
+        )
+
+    def spawn(self, name: str, children: list[dict[str, Any]], wait: bool) -> Any:
+        kind = p.MemoKind.CHILDREN if wait else p.MemoKind.SPAWN
+        step_id, seq, entry = self.begin(name, kind)
+        if entry is not None:
+            out = entry.get("output") or []
+            if entry.get("status") == p.StepStatus.FAILED:
+                err = entry.get("error") or {}
+                raise StepError(name, err.get("type", "Error"), err.get("message", ""))
+            if not wait:
+                return out
+            if any(r.get("status") != "completed" for r in out):
+                raise ChildRunError(name, out)
+            return [r.get("output") for r in out]
+        try:
+            size = len(p.dumps(children))
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"child inputs must be JSON: {exc}") from exc
+        if size > p.MAX_STEP_OUTPUT_BYTES:
+            raise ValueError(f"child inputs are {size} bytes; the limit is "
+                             f"{p.MAX_STEP_OUTPUT_BYTES}")
+        self.suspend(
+            {
+                "op": p.Op.SPAWN,
+                "id": step_id,
+                "seq": seq,
+                "name": name,
+                "children": children,
+                "wait": wait,
+            }
+        )
+
+    def send_events(self, name: str, events: list[dict[str, Any]]) -> list[str]:
+        step_id, seq, entry = self.begin(name, p.MemoKind.SEND_EVENT)
+        if entry is not None:
+            return list(entry.get("output") or [])
+        self.check_budget()
+        prepared = []
+        for ev in events:
+            if not isinstance(ev, Mapping) or not isinstance(ev.get("name"), str):
+                raise TypeError("an event is a mapping with a string 'name'")
+            e = {"id": ev.get("id") or uuid.uuid4().hex, "name": ev["name"],
+                 "data": ev.get("data", {})}
+            if len(p.dumps(e)) > p.MAX_EVENT_BYTES:
+                raise ValueError(f"event {e['name']!r} exceeds {p.MAX_EVENT_BYTES} bytes")
+            prepared.append(e)
+        ids = [str(e["id"]) for e in prepared]
+        now = time.time()
+        self.record(
+            {"id": step_id, "seq": seq, "name": name, "kind": p.MemoKind.SEND_EVENT,
+             "status": p.StepStatus.COMPLETED, "output": ids, "started_at": now, "ended_at": now}
+        )
+        self.events.extend(prepared)
+        return ids
+
+    # -- the answer -----------------------------------------------------------------------
+
+    def answer(self, status: p.Status, **fields: Any) -> dict[str, Any]:
+        return {
+            "v": p.VERSION,
+            "call_id": self.request["call_id"],
+            "status": status,
+            "steps": self.new_steps,
+            "events": self.events,
+            **fields,
+        }

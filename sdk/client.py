@@ -1,0 +1,227 @@
+"""``Client``: configuration shared by an app's endpoint, and triggers over REST.
+
+Configured from arguments or the environment:
+
+=============================  ==========================================
+``DURABLE_ORCHESTRATOR_URL``   orchestrator base URL (http://127.0.0.1:8288)
+``DURABLE_SIGNING_KEY``        key signing requests/answers (required to serve)
+``DURABLE_SIGNING_KEY_FALLBACK`` a second accepted key, for rotation
+``DURABLE_API_KEY``            bearer key for the orchestrator's REST API
+``DURABLE_APP_ID``             this app's id (default "app")
+=============================  ==========================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+
+from sdk import protocol as p
+from sdk.errors import OrchestratorError, RunFailedError
+from sdk.function import Function, Retry, task
+
+T = TypeVar("T")
+
+DEFAULT_URL = "http://127.0.0.1:8288"
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+@dataclass(frozen=True)
+class RunHandle:
+    """A started run: its id, and (through the client) its status and result later."""
+
+    id: str
+    client: Client
+
+    async def result(self, timeout: float | None = None) -> Any:
+        return await self.client.result(self.id, timeout=timeout)
+
+    async def get(self) -> dict[str, Any]:
+        return await self.client.get_run(self.id)
+
+
+class Client:
+    def __init__(
+        self,
+        *,
+        orchestrator_url: str | None = None,
+        signing_key: str | None = None,
+        signing_key_fallback: str | None = None,
+        api_key: str | None = None,
+        app_id: str | None = None,
+        timeout: float = 30.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        env = os.environ
+        self.orchestrator_url = (
+            orchestrator_url or env.get("DURABLE_ORCHESTRATOR_URL") or DEFAULT_URL
+        ).rstrip("/")
+        self.signing_key = signing_key or env.get("DURABLE_SIGNING_KEY")
+        self.signing_key_fallback = signing_key_fallback or env.get(
+            "DURABLE_SIGNING_KEY_FALLBACK"
+        )
+        self.api_key = api_key or env.get("DURABLE_API_KEY")
+        self.app_id = app_id or env.get("DURABLE_APP_ID") or "app"
+        self.timeout = timeout
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None
+        self._http_loop: asyncio.AbstractEventLoop | None = None
+        self._sync: SyncClient | None = None
+
+    # -- declarations ---------------------------------------------------------------------
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        triggers: Sequence[str] = (),
+        retry: Retry | None = None,
+        input_model: type[Any] | None = None,
+    ) -> Callable[[Callable[..., Any]], Function]:
+        """Same as ``sdk.task``."""
+        return task(name, triggers=triggers, retry=retry, input_model=input_model)
+
+    def signer(self) -> p.Signer:
+        if not self.signing_key:
+            raise ValueError("a signing key is required: pass signing_key= or set "
+                             "DURABLE_SIGNING_KEY")
+        return p.Signer(self.signing_key, self.signing_key_fallback)
+
+    # -- REST -----------------------------------------------------------------------------
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if self._http is None or self._http_loop is not loop:
+            headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+            self._http = httpx.AsyncClient(
+                base_url=self.orchestrator_url, headers=headers, timeout=self.timeout,
+                transport=self._transport,
+            )
+            self._http_loop = loop
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def _call(
+        self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        resp = await self._client().request(
+            method, f"/api/v1{path}", json=json, params=params,
+            timeout=timeout if timeout is not None else self.timeout,
+        )
+        try:
+            body = resp.json()
+        except ValueError:
+            body = resp.text
+        if resp.status_code >= 400:
+            raise OrchestratorError(resp.status_code, body)
+        return body
+
+    async def register(self, app_url: str) -> dict[str, Any]:
+        """Ask the orchestrator to (re)sync the app served at ``app_url``."""
+        return await self._call("POST", "/apps", json={"url": app_url})  # type: ignore[no-any-return]
+
+    async def send_event(
+        self, name: str, data: Any = None, *, id: str | None = None
+    ) -> dict[str, Any]:
+        """Send one event: ``{"ids": [...], "runs": [...]}``."""
+        ev: dict[str, Any] = {"name": name, "data": data if data is not None else {}}
+        if id is not None:
+            ev["id"] = id
+        return await self._call("POST", "/events", json=ev)  # type: ignore[no-any-return]
+
+    async def send_events(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        return await self._call("POST", "/events", json=list(events))  # type: ignore[no-any-return]
+
+    async def run_no_wait(
+        self, function: str | Function, input: Any = None, *, idempotency_key: str | None = None
+    ) -> RunHandle:
+        """Start a run; returns at once with its handle."""
+        if isinstance(function, Function):
+            function.parse_input(input)  # a bad input fails here, before anything is stored
+            name = function.name
+        else:
+            name = function
+        body: dict[str, Any] = {"function": name, "input": input}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        out = await self._call("POST", "/runs", json=body)
+        return RunHandle(out["id"], self)
+
+    async def get_run(self, run_id: str) -> dict[str, Any]:
+        return await self._call("GET", f"/runs/{run_id}")  # type: ignore[no-any-return]
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """Long-poll until the run ends (or ``timeout`` seconds pass): the run."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while True:
+            left = 25.0 if deadline is None else max(0.0, min(25.0, deadline - loop.time()))
+            run = await self._call("GET", f"/runs/{run_id}/wait", params={"timeout": left},
+                                   timeout=left + 10)
+            if run["status"] in TERMINAL or (deadline is not None and loop.time() >= deadline):
+                return run  # type: ignore[no-any-return]
+
+    async def result(self, run_id: str, timeout: float | None = None) -> Any:
+        run = await self.wait(run_id, timeout)
+        if run["status"] == "completed":
+            return run.get("output")
+        if run["status"] in TERMINAL:
+            raise RunFailedError(run)
+        raise TimeoutError(f"run {run_id} still {run['status']} after {timeout}s")
+
+    async def run(
+        self, function: str | Function, input: Any = None, *, timeout: float | None = None,
+        idempotency_key: str | None = None,
+    ) -> Any:
+        """Start a run and wait for its output (``RunFailedError`` if it fails)."""
+        handle = await self.run_no_wait(function, input, idempotency_key=idempotency_key)
+        return await handle.result(timeout)
+
+    @property
+    def sync(self) -> SyncClient:
+        """The same triggers for synchronous code."""
+        if self._sync is None:
+            self._sync = SyncClient(self)
+        return self._sync
+
+
+class SyncClient:
+    """A thin synchronous wrapper: runs the async client on a private background loop."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def _do(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    def register(self, app_url: str) -> dict[str, Any]:
+        return self._do(self._client.register(app_url))
+
+    def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> dict[str, Any]:
+        return self._do(self._client.send_event(name, data, id=id))
+
+    def run_no_wait(self, function: str | Function, input: Any = None, **kw: Any) -> str:
+        return self._do(self._client.run_no_wait(function, input, **kw)).id
+
+    def run(self, function: str | Function, input: Any = None, **kw: Any) -> Any:
+        return self._do(self._client.run(function, input, **kw))
+
+    def get_run(self, run_id: str) -> dict[str, Any]:
+        return self._do(self._client.get_run(run_id))
+
+    def result(self, run_id: str, timeout: float | None = None) -> Any:
+        return self._do(self._client.result(run_id, timeout))

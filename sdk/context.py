@@ -1,0 +1,221 @@
+"""The step API a durable function receives: ``ctx.step.run``, sleeps, waits, children.
+
+``Context`` serves ``async def`` functions; ``SyncContext`` serves plain ``def``
+functions (run in a worker thread). Both are facades over ``Execution``; only the
+running of a step's callable differs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sdk._execution import Execution
+from sdk.function import Retry
+
+if TYPE_CHECKING:
+    from sdk.function import Function
+
+
+@dataclass(frozen=True)
+class Child:
+    """A child run to start: a declared function (or its name) and its input."""
+
+    function: str | Function
+    input: Any = None
+
+    def to_wire(self) -> dict[str, Any]:
+        fn = self.function if isinstance(self.function, str) else self.function.name
+        return {"function": fn, "input": self.input}
+
+
+def _seconds(d: float | timedelta) -> float:
+    return d.total_seconds() if isinstance(d, timedelta) else float(d)
+
+
+def _epoch(at: datetime) -> float:
+    if at.tzinfo is None:
+        raise ValueError("sleep_until needs a timezone-aware datetime")
+    return at.timestamp()
+
+
+def _children(children: Sequence[Child | Mapping[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for c in children:
+        if isinstance(c, Child):
+            out.append(c.to_wire())
+        elif isinstance(c, Mapping) and "function" in c:
+            out.append(Child(c["function"], c.get("input")).to_wire())
+        else:
+            raise TypeError("children are Child(function, input) values")
+    return out
+
+
+class _Base:
+    def __init__(self, execution: Execution, request: Mapping[str, Any]) -> None:
+        self._ex = execution
+        run = request["run"]
+        self.run_id: str = run["id"]
+        self.attempt: int = run["attempt"]
+        self.parent_id: str | None = run.get("parent_id")
+        self.function: str = request["function"]
+        self.event: Mapping[str, Any] | None = request.get("event")
+        self.input: Any = request.get("input")
+
+    def _wait_args(
+        self, event: str, timeout: float | timedelta | None
+    ) -> tuple[str, float | None]:
+        if not isinstance(event, str) or not event:
+            raise TypeError("wait_for_event needs an event name")
+        timeout_at = None if timeout is None else time.time() + _seconds(timeout)
+        return event, timeout_at
+
+
+class Steps:
+    """``ctx.step``: memoized steps of an async function."""
+
+    def __init__(self, ex: Execution) -> None:
+        self._ex = ex
+
+    async def run(
+        self, name: str, fn: Callable[..., Any], *args: Any, retry: Retry | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Run ``fn(*args, **kwargs)`` once; its JSON output is memoized under ``name``."""
+        plan = self._ex.step_begin(name, retry)
+        if plan.entry is not None:
+            return self._ex.replayed_output(plan)
+        try:
+            if inspect.iscoroutinefunction(fn):
+                out = await fn(*args, **kwargs)
+            else:
+                out = await asyncio.to_thread(fn, *args, **kwargs)
+                if inspect.isawaitable(out):
+                    out = await out
+        except Exception as exc:
+            return self._ex.step_failed(plan, exc)
+        return self._ex.step_succeeded(plan, out)
+
+
+class SyncSteps:
+    """``ctx.step`` for a plain ``def`` function."""
+
+    def __init__(self, ex: Execution, loop: asyncio.AbstractEventLoop) -> None:
+        self._ex = ex
+        self._loop = loop
+
+    def run(
+        self, name: str, fn: Callable[..., Any], *args: Any, retry: Retry | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        plan = self._ex.step_begin(name, retry)
+        if plan.entry is not None:
+            return self._ex.replayed_output(plan)
+        try:
+            out = fn(*args, **kwargs)
+            if inspect.isawaitable(out):
+                out = asyncio.run_coroutine_threadsafe(_awaited(out), self._loop).result()
+        except Exception as exc:
+            return self._ex.step_failed(plan, exc)
+        return self._ex.step_succeeded(plan, out)
+
+
+async def _awaited(aw: Any) -> Any:
+    return await aw
+
+
+class Context(_Base):
+    """What an ``async def`` durable function receives as ``ctx``."""
+
+    def __init__(self, execution: Execution, request: Mapping[str, Any]) -> None:
+        super().__init__(execution, request)
+        self.step = Steps(execution)
+
+    async def sleep_for(self, duration: float | timedelta, *, name: str = "sleep") -> None:
+        """Sleep durably: nothing runs (or is held in memory) until it is over."""
+        self._ex.sleep_until(name, time.time() + _seconds(duration))
+
+    async def sleep_until(self, at: datetime, *, name: str = "sleep") -> None:
+        self._ex.sleep_until(name, _epoch(at))
+
+    async def wait_for_event(
+        self,
+        event: str,
+        *,
+        match: Mapping[str, Any] | None = None,
+        timeout: float | timedelta | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any] | None:
+        """The first ``event`` whose fields equal ``match`` ({"data.id": 42}); None on timeout."""
+        event, timeout_at = self._wait_args(event, timeout)
+        return self._ex.wait_for_event(name or f"wait:{event}", event, match, timeout_at)  # type: ignore[no-any-return]
+
+    async def spawn(self, name: str, children: Sequence[Child | Mapping[str, Any]]) -> list[Any]:
+        """Start children and wait for all: their outputs, or ``ChildRunError``."""
+        return self._ex.spawn(name, _children(children), wait=True)  # type: ignore[no-any-return]
+
+    async def spawn_no_wait(
+        self, name: str, children: Sequence[Child | Mapping[str, Any]]
+    ) -> list[str]:
+        """Start children and go on at once: their run ids."""
+        return self._ex.spawn(name, _children(children), wait=False)  # type: ignore[no-any-return]
+
+    async def invoke(self, name: str, function: str | Function, input: Any = None) -> Any:
+        """Run one child and wait for its output (``ChildRunError`` if it fails)."""
+        return (await self.spawn(name, [Child(function, input)]))[0]
+
+    async def send_event(
+        self, name: str, events: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        """Send events as a durable step (exactly once per run): their ids."""
+        batch = [events] if isinstance(events, Mapping) else list(events)
+        return self._ex.send_events(name, batch)
+
+
+class SyncContext(_Base):
+    """What a plain ``def`` durable function receives as ``ctx``."""
+
+    def __init__(
+        self, execution: Execution, request: Mapping[str, Any], loop: asyncio.AbstractEventLoop
+    ) -> None:
+        super().__init__(execution, request)
+        self.step = SyncSteps(execution, loop)
+
+    def sleep_for(self, duration: float | timedelta, *, name: str = "sleep") -> None:
+        self._ex.sleep_until(name, time.time() + _seconds(duration))
+
+    def sleep_until(self, at: datetime, *, name: str = "sleep") -> None:
+        self._ex.sleep_until(name, _epoch(at))
+
+    def wait_for_event(
+        self,
+        event: str,
+        *,
+        match: Mapping[str, Any] | None = None,
+        timeout: float | timedelta | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any] | None:
+        event, timeout_at = self._wait_args(event, timeout)
+        return self._ex.wait_for_event(name or f"wait:{event}", event, match, timeout_at)  # type: ignore[no-any-return]
+
+    def spawn(self, name: str, children: Sequence[Child | Mapping[str, Any]]) -> list[Any]:
+        return self._ex.spawn(name, _children(children), wait=True)  # type: ignore[no-any-return]
+
+    def spawn_no_wait(
+        self, name: str, children: Sequence[Child | Mapping[str, Any]]
+    ) -> list[str]:
+        return self._ex.spawn(name, _children(children), wait=False)  # type: ignore[no-any-return]
+
+    def invoke(self, name: str, function: str | Function, input: Any = None) -> Any:
+        return self.spawn(name, [Child(function, input)])[0]
+
+    def send_event(
+        self, name: str, events: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    ) -> list[str]:
+        batch = [events] if isinstance(events, Mapping) else list(events)
+        return self._ex.send_events(name, batch)

@@ -1,0 +1,142 @@
+"""The framework-free core of an app's endpoint: a signed request in, a signed answer out.
+
+Framework adapters (``sdk.asgi``; later WSGI and AWS Lambda) only convert at the edge:
+they hand ``Handler.handle`` the raw body and headers and send back what it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sdk import protocol as p
+from sdk._execution import Execution, Interrupt, error_info
+from sdk.context import Context, SyncContext
+from sdk.errors import (
+    ChildRunError,
+    InputValidationError,
+    NonDeterminismError,
+    NonRetriableError,
+    RetryAfterError,
+    StepError,
+)
+from sdk.function import Function
+
+log = logging.getLogger("sdk")
+
+SDK_NAME = "durable-python/0.1.0"
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+# Errors that fail the run at once: retrying the call would replay the same outcome.
+_FINAL = (NonRetriableError, NonDeterminismError, StepError, ChildRunError, InputValidationError)
+
+
+async def execute(fn: Function, request: Mapping[str, Any], request_bytes: int) -> dict[str, Any]:
+    """Run (replay) ``fn`` for one call and build its answer."""
+    ex = Execution(request, fn.retry, request_bytes)
+    try:
+        value = fn.parse_input(request.get("input"))
+        if fn.is_async:
+            ctx: Context | SyncContext = Context(ex, request)
+            out = await (fn.fn(ctx, value) if fn.takes_input else fn.fn(ctx))
+        else:
+            ctx = SyncContext(ex, request, asyncio.get_running_loop())
+            args = (ctx, value) if fn.takes_input else (ctx,)
+            out = await asyncio.to_thread(fn.fn, *args)
+    except Interrupt:
+        return ex.answer(p.Status.YIELD, op=ex.op)
+    except Exception as exc:
+        info = error_info(exc)
+        info["retriable"] = not isinstance(exc, _FINAL)
+        info["retry_after_ms"] = (
+            int(exc.delay * 1000) if isinstance(exc, RetryAfterError) else None
+        )
+        return ex.answer(p.Status.ERROR, error=info)
+    try:
+        data = p.dumps(out)
+    except (TypeError, ValueError) as exc:
+        return ex.answer(
+            p.Status.ERROR,
+            error=p.error_body("SerializationError", f"output is not JSON: {exc}",
+                               retriable=False),
+        )
+    if len(data) > p.MAX_STEP_OUTPUT_BYTES:
+        return ex.answer(
+            p.Status.ERROR,
+            error=p.error_body(
+                p.ErrorCode.OUTPUT_TOO_LARGE,
+                f"the run's output is {len(data)} bytes; the limit is "
+                f"{p.MAX_STEP_OUTPUT_BYTES}",
+                retriable=False,
+            ),
+        )
+    return ex.answer(p.Status.COMPLETE, output=p.loads(data))
+
+
+class Handler:
+    """Answers the orchestrator's requests for a set of declared functions."""
+
+    def __init__(self, functions: Iterable[Function], signer: p.Signer, app_id: str) -> None:
+        self.functions: dict[str, Function] = {}
+        for f in functions:
+            if f.name in self.functions:
+                raise ValueError(f"two functions are named {f.name!r}")
+            self.functions[f.name] = f
+        self.signer = signer
+        self.app_id = app_id
+
+    def introspection(self) -> dict[str, Any]:
+        return {
+            "v": p.VERSION,
+            "app_id": self.app_id,
+            "sdk": SDK_NAME,
+            "functions": [f.config() for f in self.functions.values()],
+        }
+
+    def _signed(self, status: int, msg: Any) -> Response:
+        body = p.dumps(msg)
+        headers = {"content-type": "application/json", **self.signer.sign(body)}
+        return Response(status, body, headers)
+
+    @staticmethod
+    def _refuse(status: int, message: str) -> Response:
+        body = p.dumps({"error": {"code": "unauthorized" if status == 401 else "bad_request",
+                                  "message": message}})
+        return Response(status, body, {"content-type": "application/json"})
+
+    async def handle(self, body: bytes, headers: Mapping[str, str]) -> Response:
+        """Verify, dispatch and answer one request (``headers`` keys lower-case)."""
+        try:
+            self.signer.verify(body, headers)
+        except p.SignatureError as exc:
+            log.warning("refused a request: %s", exc)
+            return self._refuse(401, str(exc))
+        try:
+            request = p.validate_request(p.loads(body))
+        except (ValueError, p.ProtocolError) as exc:
+            return self._refuse(400, f"malformed request: {exc}")
+        if request["kind"] == p.Kind.INTROSPECT:
+            return self._signed(200, self.introspection())
+        fn = self.functions.get(request["function"])
+        if fn is None:
+            return self._signed(200, {
+                "v": p.VERSION, "call_id": request["call_id"], "status": p.Status.ERROR,
+                "steps": [], "events": [],
+                "error": p.error_body(
+                    p.ErrorCode.FUNCTION_NOT_FOUND,
+                    f"this app has no function {request['function']!r}",
+                    retriable=False,
+                ),
+            })
+        answer = await execute(fn, request, len(body))
+        return self._signed(200, answer)

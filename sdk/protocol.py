@@ -1,0 +1,347 @@
+"""The wire protocol between the orchestrator and an app: one module, shared.
+
+Both sides import this module (the orchestrator depends on it; it never imports the
+orchestrator). It holds the protocol version, header names, message kinds, memo and op
+shapes, size limits, JSON encoding and the HMAC signing of every message.
+
+Messages are JSON objects. The orchestrator POSTs a *request* to the app's endpoint and
+the app answers in the HTTP response body. Both bodies are signed: see ``Signer``.
+The full contract is described in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
+from typing import Any, Final
+
+from itsdangerous import Signer as _ItsSigner
+from itsdangerous.signer import HMACAlgorithm
+
+VERSION: Final = 1
+
+# -- headers ------------------------------------------------------------------------------
+H_SIGNATURE: Final = "x-durable-signature"
+H_TIMESTAMP: Final = "x-durable-timestamp"
+H_VERSION: Final = "x-durable-protocol"
+
+# -- limits (documented in docs/protocol.md) ----------------------------------------------
+MAX_STEP_OUTPUT_BYTES: Final = 1 * 1024 * 1024
+"""A step's (or a run's) JSON-encoded output above this fails that step (run)."""
+MAX_MEMO_BYTES: Final = 16 * 1024 * 1024
+"""The memo of one run (all recorded outputs together) may not grow past this."""
+MAX_EVENT_BYTES: Final = 256 * 1024
+"""One event's JSON encoding."""
+MAX_ANSWER_BYTES: Final = 32 * 1024 * 1024
+"""An answer body above this is refused by the orchestrator."""
+MAX_CLOCK_SKEW_S: Final = 300.0
+"""Messages whose signed timestamp is further than this from now are refused."""
+
+
+class Kind(StrEnum):
+    """What a request asks of the app."""
+
+    INVOKE = "invoke"
+    INTROSPECT = "introspect"
+
+
+class Status(StrEnum):
+    """How an invoke answer ends the call."""
+
+    COMPLETE = "complete"
+    YIELD = "yield"
+    ERROR = "error"
+
+
+class MemoKind(StrEnum):
+    """What a memo entry records."""
+
+    STEP = "step"  # step.run: output, or final error; status "retrying" while retried
+    SLEEP = "sleep"  # a finished sleep
+    WAIT = "wait"  # wait_for_event: the event, or null on timeout
+    SPAWN = "spawn"  # children started without waiting: their run ids
+    CHILDREN = "children"  # children waited for: [{run_id, status, output|error}]
+    SEND_EVENT = "send_event"  # events sent: their ids
+
+
+class StepStatus(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RETRYING = "retrying"
+
+
+class Op(StrEnum):
+    """The one blocking operation a ``yield`` answer ends with."""
+
+    SLEEP = "sleep"  # {id, seq, name, until}
+    WAIT_EVENT = "wait_event"  # {id, seq, name, event, match, timeout_at}
+    SPAWN = "spawn"  # {id, seq, name, children: [{function, input}], wait}
+    RESUME = "resume"  # {at}: call again at ``at`` (time budget spent, step retry)
+
+
+class ErrorCode(StrEnum):
+    """Error types the SDK reports that the orchestrator understands."""
+
+    NON_DETERMINISM = "NonDeterminismError"
+    INPUT_VALIDATION = "InputValidationError"
+    FUNCTION_NOT_FOUND = "FunctionNotFound"
+    OUTPUT_TOO_LARGE = "OutputTooLargeError"
+    STEP_FAILED = "StepError"
+    BAD_REQUEST = "BadRequest"
+
+
+class ProtocolError(ValueError):
+    """A message does not follow this protocol."""
+
+
+# -- JSON -----------------------------------------------------------------------------------
+
+
+def dumps(value: Any) -> bytes:
+    """Encode ``value`` as compact JSON bytes (raises TypeError/ValueError if not JSON)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def loads(data: bytes | str) -> Any:
+    return json.loads(data)
+
+
+# -- event matching --------------------------------------------------------------------------
+
+
+def lookup(obj: Any, path: str) -> Any:
+    """The value at a dotted ``path`` of ``obj`` (``data.order.id``), or ``MISSING``."""
+    cur = obj
+    for part in path.split("."):
+        if isinstance(cur, Mapping) and part in cur:
+            cur = cur[part]
+        else:
+            return MISSING
+    return cur
+
+
+class _Missing:
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing()
+
+
+def match_fields(match: Mapping[str, Any]) -> str:
+    """The canonical, sorted list of the paths a wait matches on, as one string."""
+    return ",".join(sorted(match))
+
+
+def match_key(event_name: str, match: Mapping[str, Any]) -> str:
+    """A hash identifying (event name, {path: value}); waits are indexed by it."""
+    canon = dumps([event_name, sorted(match.items())])
+    return hashlib.sha256(canon).hexdigest()[:32]
+
+
+def event_match_key(event: Mapping[str, Any], fields: str) -> str | None:
+    """The key an incoming ``event`` has for a wait matching on ``fields`` (None: no match)."""
+    values: dict[str, Any] = {}
+    for path in fields.split(",") if fields else ():
+        v = lookup(event, path)
+        if v is MISSING:
+            return None
+        values[path] = v
+    return match_key(str(event["name"]), values)
+
+
+# -- signing ---------------------------------------------------------------------------------
+
+
+class SignatureError(Exception):
+    """A message is unsigned, forged, tampered with, or outside the allowed clock skew."""
+
+
+class Signer:
+    """HMAC-SHA256 over ``timestamp + "." + body`` with a primary and optional fallback key.
+
+    Signing always uses the primary key; verification accepts either, so keys can be
+    rotated without downtime: deploy the new key as fallback everywhere, swap it to
+    primary, then drop the old one.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        fallback: str | None = None,
+        *,
+        max_skew: float = MAX_CLOCK_SKEW_S,
+    ) -> None:
+        if not key:
+            raise ValueError("a signing key is required")
+        keys = [k for k in (fallback, key) if k]  # itsdangerous signs with the last one
+        self._signer = _ItsSigner(
+            keys,
+            salt="durable.v1",
+            key_derivation="hmac",
+            digest_method=hashlib.sha256,
+            algorithm=HMACAlgorithm(hashlib.sha256),
+        )
+        self.max_skew = max_skew
+
+    def sign(self, body: bytes, now: float | None = None) -> dict[str, str]:
+        """Headers carrying the signature of ``body``."""
+        ts = str(int(now if now is not None else time.time()))
+        sig = self._signer.get_signature(ts.encode() + b"." + body).decode()
+        return {H_TIMESTAMP: ts, H_SIGNATURE: sig, H_VERSION: str(VERSION)}
+
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float | None = None) -> None:
+        """Raise ``SignatureError`` unless ``headers`` sign ``body`` with a valid key, recently."""
+        ts = headers.get(H_TIMESTAMP)
+        sig = headers.get(H_SIGNATURE)
+        if not ts or not sig:
+            raise SignatureError("message is not signed")
+        try:
+            ts_i = int(ts)
+        except ValueError:
+            raise SignatureError("malformed signature timestamp") from None
+        current = now if now is not None else time.time()
+        if abs(current - ts_i) > self.max_skew:
+            raise SignatureError("signature timestamp outside the allowed clock skew")
+        if not self._signer.verify_signature(ts.encode() + b"." + body, sig.encode()):
+            raise SignatureError("signature does not match")
+
+
+def constant_time_equals(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def invoke_request(
+    *,
+    call_id: str,
+    function: str,
+    run_id: str,
+    attempt: int,
+    input: Any,
+    event: Any,
+    memo: Sequence[Mapping[str, Any]],
+    budget_ms: int,
+    parent_id: str | None = None,
+) -> dict[str, Any]:
+    """Build the body of an invoke request."""
+    return {
+        "v": VERSION,
+        "kind": Kind.INVOKE,
+        "call_id": call_id,
+        "function": function,
+        "run": {"id": run_id, "attempt": attempt, "parent_id": parent_id},
+        "input": input,
+        "event": event,
+        "memo": list(memo),
+        "budget_ms": budget_ms,
+    }
+
+
+def introspect_request() -> dict[str, Any]:
+    return {"v": VERSION, "kind": Kind.INTROSPECT}
+
+
+def error_body(
+    type_: str,
+    message: str,
+    *,
+    retriable: bool = True,
+    retry_after_ms: int | None = None,
+) -> dict[str, Any]:
+    return {
+        "type": type_,
+        "message": message,
+        "retriable": retriable,
+        "retry_after_ms": retry_after_ms,
+    }
+
+
+def _require(cond: bool, what: str) -> None:
+    if not cond:
+        raise ProtocolError(what)
+
+
+def check_version(msg: Any) -> Mapping[str, Any]:
+    _require(isinstance(msg, Mapping), "message must be a JSON object")
+    _require(msg.get("v") == VERSION, f"unsupported protocol version {msg.get('v')!r}")
+    return msg
+
+
+def validate_request(msg: Any) -> Mapping[str, Any]:
+    """Check the shape of a request the app received; return it."""
+    msg = check_version(msg)
+    kind = msg.get("kind")
+    if kind == Kind.INTROSPECT:
+        return msg
+    _require(kind == Kind.INVOKE, f"unknown request kind {kind!r}")
+    _require(isinstance(msg.get("function"), str), "request.function must be a string")
+    _require(isinstance(msg.get("call_id"), str), "request.call_id must be a string")
+    run = msg.get("run")
+    _require(isinstance(run, Mapping) and isinstance(run.get("id"), str), "request.run.id")
+    _require(isinstance(run.get("attempt"), int), "request.run.attempt must be an integer")
+    _require(isinstance(msg.get("memo"), list), "request.memo must be a list")
+    _require(isinstance(msg.get("budget_ms"), int), "request.budget_ms must be an integer")
+    return msg
+
+
+_MEMO_KINDS = frozenset(MemoKind)
+_OPS = frozenset(Op)
+_STATUSES = frozenset(Status)
+
+
+def validate_memo_entry(e: Any) -> None:
+    _require(isinstance(e, Mapping), "memo entry must be an object")
+    _require(isinstance(e.get("id"), str) and e["id"] != "", "memo entry id must be a string")
+    _require(isinstance(e.get("seq"), int), "memo entry seq must be an integer")
+    _require(e.get("kind") in _MEMO_KINDS, f"unknown memo kind {e.get('kind')!r}")
+    _require(isinstance(e.get("name"), str), "memo entry name must be a string")
+
+
+def validate_answer(msg: Any, call_id: str) -> Mapping[str, Any]:
+    """Check an invoke answer the orchestrator received; return it."""
+    msg = check_version(msg)
+    _require(msg.get("call_id") == call_id, "answer is not for this call")
+    status = msg.get("status")
+    _require(status in _STATUSES, f"unknown answer status {status!r}")
+    steps = msg.get("steps", [])
+    _require(isinstance(steps, list), "answer.steps must be a list")
+    for e in steps:
+        validate_memo_entry(e)
+    events = msg.get("events", [])
+    _require(isinstance(events, list), "answer.events must be a list")
+    for ev in events:
+        _require(isinstance(ev, Mapping) and isinstance(ev.get("name"), str), "answer event")
+    if status == Status.YIELD:
+        op = msg.get("op")
+        _require(isinstance(op, Mapping) and op.get("op") in _OPS, "answer.op is invalid")
+        if op["op"] != Op.RESUME:
+            _require(isinstance(op.get("id"), str), "answer.op.id must be a string")
+            _require(isinstance(op.get("seq"), int), "answer.op.seq must be an integer")
+        if op["op"] == Op.SLEEP:
+            _require(isinstance(op.get("until"), int | float), "sleep op needs until")
+        elif op["op"] == Op.WAIT_EVENT:
+            _require(isinstance(op.get("event"), str), "wait_event op needs an event name")
+            _require(isinstance(op.get("match", {}), Mapping), "wait_event match: object")
+        elif op["op"] == Op.SPAWN:
+            children = op.get("children")
+            _require(isinstance(children, list), "spawn op needs children")
+            for c in children:
+                _require(
+                    isinstance(c, Mapping) and isinstance(c.get("function"), str),
+                    "spawn child needs a function",
+                )
+    elif status == Status.ERROR:
+        err = msg.get("error")
+        _require(isinstance(err, Mapping) and isinstance(err.get("message"), str), "error")
+    return msg
+
+
+def function_names(functions: Iterable[Mapping[str, Any]]) -> list[str]:
+    return [str(f["name"]) for f in functions]
