@@ -1,0 +1,1 @@
+"""The REST API (JSON, versioned under /api/v1)."""

@@ -1,0 +1,151 @@
+"""REST endpoints. Handlers validate input and call the engine; no SQL here."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from orchestrator.api.openapi import OPENAPI
+from orchestrator.api.responses import JSON, read_json, want_object, want_str
+from orchestrator.engine.engine import Engine
+from orchestrator.errors import Invalid
+from sdk import protocol as p
+from sdk.function import NAME_RE
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+MAX_EVENTS_PER_REQUEST = 1000
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def _limit(request: Request) -> int:
+    return _engine(request).settings.max_body_bytes
+
+
+async def healthz(request: Request) -> JSON:
+    return JSON({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSON:
+    ok = await _engine(request).healthy()
+    return JSON({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+
+
+async def openapi(request: Request) -> JSON:
+    return JSON(OPENAPI)
+
+
+async def register_app(request: Request) -> JSON:
+    body = want_object(await read_json(request, _limit(request)))
+    url = want_str(body, "url")
+    assert url is not None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise Invalid("'url' must be an absolute http(s) URL", "url")
+    return JSON(await _engine(request).register_app(url), status_code=200)
+
+
+async def list_apps(request: Request) -> JSON:
+    return JSON({"apps": await _engine(request).list_apps()})
+
+
+async def list_functions(request: Request) -> JSON:
+    return JSON({"functions": await _engine(request).list_functions()})
+
+
+def _event(value: Any, where: str) -> dict[str, Any]:
+    ev = want_object(value, where)
+    name = want_str(ev, "name", where=f"{where}.name")
+    assert name is not None
+    if not NAME_RE.match(name):
+        raise Invalid("event names are 1-128 of letters, digits, '_', '-', '.', ':'",
+                      f"{where}.name")
+    if "id" in ev and ev["id"] is not None:
+        want_str(ev, "id", where=f"{where}.id")
+    data = ev.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise Invalid("'data' must be a JSON object", f"{where}.data")
+    ts = ev.get("ts")
+    if ts is not None and (not isinstance(ts, int | float) or isinstance(ts, bool)):
+        raise Invalid("'ts' must be epoch seconds", f"{where}.ts")
+    size = len(p.dumps(ev))
+    if size > p.MAX_EVENT_BYTES:
+        raise Invalid(f"event is {size} bytes; the limit is {p.MAX_EVENT_BYTES}", where)
+    return {"id": ev.get("id"), "name": name, "data": data or {}, "ts": ts}
+
+
+async def send_events(request: Request) -> JSON:
+    body = await read_json(request, _limit(request))
+    if isinstance(body, list):
+        if not body:
+            raise Invalid("the event list is empty", "body")
+        if len(body) > MAX_EVENTS_PER_REQUEST:
+            raise Invalid(f"at most {MAX_EVENTS_PER_REQUEST} events per request", "body")
+        events = [_event(e, f"body[{i}]") for i, e in enumerate(body)]
+    else:
+        events = [_event(body, "body")]
+    return JSON(await _engine(request).send_events(events), status_code=202)
+
+
+async def create_run(request: Request) -> JSON:
+    body = want_object(await read_json(request, _limit(request)))
+    function = want_str(body, "function")
+    assert function is not None
+    key = want_str(body, "idempotency_key", required=False)
+    unknown = set(body) - {"function", "input", "idempotency_key"}
+    if unknown:
+        raise Invalid(f"unknown field(s): {sorted(unknown)}", sorted(unknown)[0])
+    out = await _engine(request).start_run(function, body.get("input"), key)
+    return JSON(out, status_code=201)
+
+
+async def get_run(request: Request) -> JSON:
+    return JSON(await _engine(request).get_run(request.path_params["run_id"]))
+
+
+def _float_param(request: Request, name: str, default: float, lo: float, hi: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        v = float(raw)
+    except ValueError:
+        raise Invalid(f"'{name}' must be a number", name) from None
+    if not lo <= v <= hi:
+        raise Invalid(f"'{name}' must be within [{lo}, {hi}]", name)
+    return v
+
+
+async def wait_run(request: Request) -> JSON:
+    timeout = _float_param(request, "timeout", 25.0, 0.0, 60.0)
+    return JSON(await _engine(request).wait_run(request.path_params["run_id"], timeout))
+
+
+async def list_runs(request: Request) -> JSON:
+    q = request.query_params
+    status = q.get("status")
+    if status is not None and status not in STATUSES:
+        raise Invalid(f"'status' must be one of {list(STATUSES)}", "status")
+    limit = int(_float_param(request, "limit", 50, 1, 500))
+    return JSON(await _engine(request).list_runs(q.get("function"), status, limit,
+                                                 q.get("cursor")))
+
+
+ROUTES = [
+    Route("/healthz", healthz),
+    Route("/readyz", readyz),
+    Route("/api/v1/openapi.json", openapi),
+    Route("/api/v1/apps", register_app, methods=["POST"]),
+    Route("/api/v1/apps", list_apps, methods=["GET"]),
+    Route("/api/v1/functions", list_functions, methods=["GET"]),
+    Route("/api/v1/events", send_events, methods=["POST"]),
+    Route("/api/v1/runs", create_run, methods=["POST"]),
+    Route("/api/v1/runs", list_runs, methods=["GET"]),
+    Route("/api/v1/runs/{run_id}", get_run, methods=["GET"]),
+    Route("/api/v1/runs/{run_id}/wait", wait_run, methods=["GET"]),
+]

@@ -1,0 +1,58 @@
+"""The orchestrator's ASGI application: REST API + the engine's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+
+from orchestrator.api.auth import ApiKeyMiddleware
+from orchestrator.api.responses import JSON, error_response
+from orchestrator.api.routes import ROUTES
+from orchestrator.config import Settings
+from orchestrator.engine.engine import Engine
+from orchestrator.errors import ApiError
+
+log = logging.getLogger("orchestrator")
+
+
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSON({"error": {"code": code, "message": exc.detail}}, status_code=exc.status_code)
+
+
+def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+               ) -> Starlette:
+    if not settings.api_keys:
+        raise ValueError("at least one API key is required (DURABLE_API_KEY)")
+    engine = Engine(settings, transport=transport)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await engine.start()
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    app = Starlette(
+        routes=ROUTES,
+        middleware=[Middleware(ApiKeyMiddleware, keys=settings.api_keys)],
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    return app

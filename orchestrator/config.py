@@ -1,0 +1,65 @@
+"""Settings: one object, built from arguments and the environment, passed in."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+
+
+def _env_float(name: str, default: float) -> float:
+    v = os.environ.get(name)
+    return float(v) if v else default
+
+
+@dataclass
+class Settings:
+    database_url: str = "sqlite:///.durable/dev.db"
+    host: str = "127.0.0.1"
+    port: int = 8288
+    api_keys: list[str] = field(default_factory=list)
+    signing_key: str = ""
+    signing_key_fallback: str | None = None
+    call_timeout: float = 60.0
+    """Seconds an app may take to answer one call."""
+    lease_ttl: float = 10.0
+    """A claim's lease; renewed while the call is in flight, taken over once expired."""
+    max_inflight: int = 256
+    """Calls in flight at once from this replica."""
+    pool_per_app: int = 64
+    """Connections kept per app origin."""
+    poll_interval: float = 1.0
+    """Longest idle sleep of the dispatcher between looks at the queue."""
+    unreachable_timeout: float = 3600.0
+    """A run whose app stays unreachable this long fails."""
+    delivery_backoff_max: float = 30.0
+    """Longest delay between delivery attempts to an unreachable app."""
+    max_body_bytes: int = 4 * 1024 * 1024
+    """Largest REST request body."""
+    worker_id: str = field(default_factory=lambda: secrets.token_hex(6))
+
+    @property
+    def budget_ms(self) -> int:
+        """Time budget handed to the app for one call (it yields before it is spent)."""
+        return int(self.call_timeout * 1000 * 0.5)
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> Settings:
+        env = os.environ
+        s = cls(
+            database_url=env.get("DURABLE_DATABASE_URL", cls.database_url),
+            api_keys=[k for k in env.get("DURABLE_API_KEYS", env.get("DURABLE_API_KEY", ""))
+                      .split(",") if k],
+            signing_key=env.get("DURABLE_SIGNING_KEY", ""),
+            signing_key_fallback=env.get("DURABLE_SIGNING_KEY_FALLBACK") or None,
+            call_timeout=_env_float("DURABLE_CALL_TIMEOUT", cls.call_timeout),
+            lease_ttl=_env_float("DURABLE_LEASE_TTL", cls.lease_ttl),
+            unreachable_timeout=_env_float("DURABLE_UNREACHABLE_TIMEOUT",
+                                           cls.unreachable_timeout),
+            delivery_backoff_max=_env_float("DURABLE_DELIVERY_BACKOFF_MAX",
+                                            cls.delivery_backoff_max),
+        )
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(s, k, v)
+        return s

@@ -1,0 +1,1 @@
+"""The engine: dispatcher, invoker, reducer, ingest; reaches the database via the store."""

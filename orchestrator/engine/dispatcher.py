@@ -1,0 +1,188 @@
+"""Claims due work from the queue and delivers it to apps.
+
+One loop per replica: claim a batch of due rows under a lease (in the same transaction,
+mark the runs running and time out expired waits), build each run's request from its
+memo, invoke the apps concurrently, and hand every outcome to the reducer. Leases of
+calls still in flight are renewed, so a replica that dies loses its claims within one
+lease TTL, and another replica (or this one, restarted) takes them over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from typing import Any
+
+from orchestrator.config import Settings
+from orchestrator.engine.ingest import resolve_wait
+from orchestrator.engine.invoker import Failed, Invoker
+from orchestrator.engine.notifier import Notifier
+from orchestrator.engine.reducer import Claim, Reducer, _Effects
+from orchestrator.engine.registry import Registry
+from orchestrator.store import Store
+from sdk import protocol as p
+
+log = logging.getLogger("orchestrator.dispatcher")
+
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def memo_entry(row: Any) -> dict[str, Any]:
+    e: dict[str, Any] = {"id": row.step_id, "seq": row.seq, "name": row.name, "kind": row.kind,
+                         "status": row.status, "attempts": row.attempts}
+    if row.output_json is not None:
+        e["output"] = json.loads(row.output_json)
+    if row.error_json is not None:
+        e["error"] = json.loads(row.error_json)
+    return e
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        invoker: Invoker,
+        reducer: Reducer,
+        notifier: Notifier,
+        settings: Settings,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.invoker = invoker
+        self.reducer = reducer
+        self.notifier = notifier
+        self.settings = settings
+        self.inflight: dict[str, Claim] = {}
+        self._slots = asyncio.Semaphore(settings.max_inflight)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        renew = asyncio.create_task(self._renew_leases())
+        try:
+            while True:
+                try:
+                    n = await self.tick()
+                except Exception:
+                    log.exception("dispatcher tick failed")
+                    n = 0
+                    await asyncio.sleep(self.settings.poll_interval)
+                if n == 0:
+                    await self._idle()
+        finally:
+            renew.cancel()
+            for t in list(self._tasks):
+                t.cancel()
+
+    async def _idle(self) -> None:
+        """Sleep until woken, or until the next row falls due, or the poll interval."""
+        async with self.store.read() as tx:
+            nxt = await tx.queue.next_due()
+            lease = await tx.queue.next_lease_expiry()
+        now = time.time()
+        delay = self.settings.poll_interval
+        for t in (nxt, lease):
+            if t is not None:
+                delay = min(delay, max(0.0, t - now + (0.01 if t is lease else 0.0)))
+        if delay <= 0:
+            return
+        self.notifier.work.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.notifier.work.wait(), delay)
+
+    async def tick(self) -> int:
+        """Claim what is due (as many as there are free slots) and start delivering it."""
+        free = self.settings.max_inflight - len(self.inflight)
+        if free <= 0:
+            await self._slots.acquire()  # wait for a call to finish
+            self._slots.release()
+            return 1
+        self.notifier.work.clear()
+        claims = await self.claim(min(free, 256))
+        for c in claims:
+            self.inflight[c.run_id] = c
+            t = asyncio.create_task(self._deliver(c))
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+        return len(claims)
+
+    async def claim(self, limit: int) -> list[Claim]:
+        now = time.time()
+        owner = self.settings.worker_id
+        async with self.store.write() as tx:
+            rows = await tx.queue.claim(owner, now, now + self.settings.lease_ttl, limit)
+            if not rows:
+                return []
+            ids = [r.run_id for r in rows]
+            await tx.runs.mark_running(ids, now)
+            for w in await tx.waits.take_expired(ids, now):
+                await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, None, now)
+            runs = await tx.runs.get_many(ids)
+            done = [rid for rid in ids if rid not in runs or runs[rid].status in TERMINAL]
+            await tx.queue.remove(done)
+        names = {r.function for r in runs.values()}
+        fns = await self.registry.get_many(names)
+        return [
+            Claim(r.run_id, r.claims, r.delivery_failures, r.first_failure_at, runs[r.run_id],
+                  fns.get(runs[r.run_id].function))
+            for r in rows
+            if r.run_id not in done
+        ]
+
+    async def _deliver(self, c: Claim) -> None:
+        await self._slots.acquire()
+        try:
+            if c.fn is None:
+                await self._fail_unknown(c)
+                return
+            body = await self._request(c)
+            outcome = await self.invoker.invoke(c.fn.url, body, c.call_id)
+            self.reducer.submit(c, outcome)
+        except Exception as exc:
+            log.exception("delivering %s failed", c.call_id)
+            self.reducer.submit(c, Failed(f"orchestrator error: {exc}"))
+        finally:
+            self.inflight.pop(c.run_id, None)
+            self._slots.release()
+
+    async def _request(self, c: Claim) -> bytes:
+        async with self.store.read() as tx:
+            memo = (await tx.steps.memo([c.run_id]))[c.run_id]
+        run = c.run
+        msg = p.invoke_request(
+            call_id=c.call_id,
+            function=run.function,
+            run_id=run.id,
+            attempt=run.attempt,
+            input=json.loads(run.input_json),
+            event=json.loads(run.event_json) if run.event_json else None,
+            memo=[memo_entry(m) for m in memo],
+            budget_ms=self.settings.budget_ms,
+            parent_id=run.parent_id,
+        )
+        return p.dumps(msg)
+
+    async def _fail_unknown(self, c: Claim) -> None:
+        err = p.dumps({"type": "FunctionNotFound",
+                       "message": f"no registered app serves {c.run.function!r}"}).decode()
+        fx = _Effects()
+        async with self.store.write() as tx:
+            await self.reducer.end_run(tx, c.run, "failed", None, err, time.time(), fx)
+        self.notifier.runs_ended(fx.ended)
+
+    async def _renew_leases(self) -> None:
+        every = max(0.2, self.settings.lease_ttl / 3)
+        while True:
+            await asyncio.sleep(every)
+            ids = list(self.inflight)
+            if not ids:
+                continue
+            try:
+                async with self.store.write() as tx:
+                    await tx.queue.extend(self.settings.worker_id, ids,
+                                          time.time() + self.settings.lease_ttl)
+            except Exception:
+                log.exception("renewing leases failed")

@@ -1,0 +1,70 @@
+"""Rows as the REST API shows them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _j(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def waiting_view(waiting_json: str | None) -> dict[str, Any] | None:
+    w = _j(waiting_json)
+    if not w:
+        return None
+    out = {k: v for k, v in w.items() if k not in ("seq", "name")}
+    for k in ("until", "at", "timeout_at"):
+        if isinstance(out.get(k), int | float):
+            out[k] = iso(out[k])
+    return out
+
+
+def run_summary(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "function": r.function,
+        "status": r.status,
+        "attempt": r.attempt,
+        "parent_id": r.parent_id,
+        "waiting": waiting_view(r.waiting_json) if r.status in ("queued", "running") else None,
+        "error": _j(r.error_json),
+        "created_at": iso(r.created_at),
+        "started_at": iso(r.started_at),
+        "ended_at": iso(r.ended_at),
+    }
+
+
+def run_detail(r: Any, steps: list[Any], children: list[Any]) -> dict[str, Any]:
+    out = run_summary(r)
+    out["input"] = _j(r.input_json)
+    out["event"] = _j(r.event_json)
+    out["output"] = _j(r.output_json)
+    out["idempotency_key"] = r.idempotency_key
+    out["steps"] = [
+        {
+            "id": s.step_id,
+            "name": s.name,
+            "kind": s.kind,
+            "status": s.status,
+            "attempts": s.attempts,
+            "output": _j(s.output_json),
+            "error": _j(s.error_json),
+            "started_at": iso(s.started_at),
+            "ended_at": iso(s.ended_at),
+        }
+        for s in steps
+    ]
+    out["children"] = [
+        {"id": c.id, "function": c.function, "status": c.status, "step": c.parent_step}
+        for c in children
+    ]
+    return out

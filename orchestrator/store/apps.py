@@ -1,0 +1,81 @@
+"""Apps, their functions, and the event triggers of those functions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from orchestrator.store.base import Repo
+from orchestrator.store.models import apps, functions, triggers
+
+
+class AppsRepo(Repo):
+    async def owners(self, names: list[str]) -> dict[str, str]:
+        """Which app owns each of ``names`` (only names that exist)."""
+        if not names:
+            return {}
+        rows = await self.conn.execute(
+            select(functions.c.name, functions.c.app_id).where(functions.c.name.in_(names))
+        )
+        return {r.name: r.app_id for r in rows}
+
+    async def save(
+        self, app_id: str, url: str, sdk: str, configs: list[dict[str, Any]], now: float
+    ) -> None:
+        """Create or replace an app and its functions (and their triggers)."""
+        ins = self.backend.insert(apps).values(id=app_id, url=url, sdk=sdk, synced_at=now)
+        await self.conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["id"], set_={"url": url, "sdk": sdk, "synced_at": now}
+            )
+        )
+        old = select(functions.c.name).where(functions.c.app_id == app_id)
+        await self.conn.execute(delete(triggers).where(triggers.c.function.in_(old)))
+        await self.conn.execute(delete(functions).where(functions.c.app_id == app_id))
+        if configs:
+            await self.conn.execute(
+                functions.insert(),
+                [
+                    {"name": c["name"], "app_id": app_id, "kind": c.get("kind", "task"),
+                     "config_json": json.dumps(c), "updated_at": now}
+                    for c in configs
+                ],
+            )
+        trig = [
+            {"event": t["event"], "function": c["name"]}
+            for c in configs
+            for t in c.get("triggers", [])
+            if t.get("event")
+        ]
+        if trig:
+            await self.conn.execute(triggers.insert(), trig)
+
+    async def by_url(self, url: str) -> Any:
+        return (await self.conn.execute(select(apps).where(apps.c.url == url))).first()
+
+    async def list_apps(self) -> list[Any]:
+        return list(await self.conn.execute(select(apps).order_by(apps.c.id)))
+
+    async def list_functions(self) -> list[Any]:
+        q = (
+            select(functions, apps.c.url)
+            .join(apps, apps.c.id == functions.c.app_id)
+            .order_by(functions.c.name)
+        )
+        return list(await self.conn.execute(q))
+
+    async def triggered_by(self, event_names: list[str]) -> dict[str, list[str]]:
+        """Event name -> names of the functions it triggers."""
+        if not event_names:
+            return {}
+        rows = await self.conn.execute(
+            select(triggers.c.event, triggers.c.function)
+            .where(triggers.c.event.in_(event_names))
+            .order_by(triggers.c.id)
+        )
+        out: dict[str, list[str]] = {}
+        for r in rows:
+            out.setdefault(r.event, []).append(r.function)
+        return out

@@ -1,0 +1,95 @@
+"""The durable queue: at most one row per run, due at ``due_at``, claimed with a lease.
+
+A claim takes due rows whose lease is absent or expired (``FOR UPDATE SKIP LOCKED`` on
+PostgreSQL, so replicas never claim the same row; SQLite has one writer). ``claims``
+counts claims and fences answers: an answer is applied only by the claim that holds it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, func, or_, select, update
+
+from orchestrator.store.base import Repo
+from orchestrator.store.models import queue
+
+
+class QueueRepo(Repo):
+    async def claim(self, owner: str, now: float, lease_until: float, limit: int) -> list[Any]:
+        due = (
+            select(queue.c.run_id)
+            .where(
+                queue.c.due_at <= now,
+                or_(queue.c.lease_expires_at.is_(None), queue.c.lease_expires_at < now),
+            )
+            .order_by(queue.c.due_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        stmt = (
+            update(queue)
+            .where(queue.c.run_id.in_(due.scalar_subquery()))
+            .values(lease_owner=owner, lease_expires_at=lease_until, claims=queue.c.claims + 1)
+            .returning(
+                queue.c.run_id, queue.c.claims, queue.c.delivery_failures,
+                queue.c.first_failure_at,
+            )
+        )
+        return list(await self.conn.execute(stmt))
+
+    async def extend(self, owner: str, run_ids: list[str], lease_until: float) -> None:
+        if run_ids:
+            await self.conn.execute(
+                update(queue)
+                .where(queue.c.run_id.in_(run_ids), queue.c.lease_owner == owner)
+                .values(lease_expires_at=lease_until)
+            )
+
+    async def fences(self, run_ids: list[str]) -> dict[str, tuple[str | None, int]]:
+        rows = await self.conn.execute(
+            select(queue.c.run_id, queue.c.lease_owner, queue.c.claims).where(
+                queue.c.run_id.in_(run_ids)
+            )
+        )
+        return {r.run_id: (r.lease_owner, r.claims) for r in rows}
+
+    async def add_many(self, rows: list[dict[str, Any]]) -> None:
+        """New rows for new runs: {run_id, due_at}."""
+        if rows:
+            await self.conn.execute(queue.insert(), rows)
+
+    async def schedule(self, run_id: str, due_at: float, **failure: Any) -> None:
+        """Make the run due at ``due_at``, releasing any lease (the owner's own release)."""
+        values = {"due_at": due_at, "lease_owner": None, "lease_expires_at": None,
+                  "delivery_failures": failure.get("delivery_failures", 0),
+                  "first_failure_at": failure.get("first_failure_at")}
+        ins = self.backend.insert(queue).values(run_id=run_id, **values)
+        await self.conn.execute(ins.on_conflict_do_update(index_elements=["run_id"], set_=values))
+
+    async def wake(self, run_id: str, now: float) -> None:
+        """Make a waiting run due now (it is not in flight: leave a held lease alone)."""
+        ins = self.backend.insert(queue).values(run_id=run_id, due_at=now)
+        await self.conn.execute(
+            ins.on_conflict_do_update(
+                index_elements=["run_id"],
+                set_={"due_at": self.backend.least(queue.c.due_at, now)},
+                where=queue.c.lease_owner.is_(None),
+            )
+        )
+
+    async def remove(self, run_ids: list[str]) -> None:
+        if run_ids:
+            await self.conn.execute(delete(queue).where(queue.c.run_id.in_(run_ids)))
+
+    async def next_due(self) -> float | None:
+        row = (
+            await self.conn.execute(
+                select(func.min(queue.c.due_at)).where(queue.c.lease_expires_at.is_(None))
+            )
+        ).first()
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def next_lease_expiry(self) -> float | None:
+        row = (await self.conn.execute(select(func.min(queue.c.lease_expires_at)))).first()
+        return None if row is None or row[0] is None else float(row[0])

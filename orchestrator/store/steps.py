@@ -1,0 +1,42 @@
+"""The memo: recorded steps of runs. Recording is idempotent per (run, step id)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from orchestrator.store.base import Repo
+from orchestrator.store.models import steps
+
+
+class StepsRepo(Repo):
+    async def record(self, rows: list[dict[str, Any]]) -> None:
+        """Insert memo rows; a row already final is never overwritten (a repeated call
+        records nothing twice), a ``retrying`` row is updated by the next attempt."""
+        if not rows:
+            return
+        ins = self.backend.insert(steps)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["run_id", "step_id"],
+            set_={
+                "status": ins.excluded.status,
+                "attempts": ins.excluded.attempts,
+                "output_json": ins.excluded.output_json,
+                "error_json": ins.excluded.error_json,
+                "ended_at": ins.excluded.ended_at,
+            },
+            where=steps.c.status == "retrying",
+        )
+        await self.conn.execute(stmt, rows)
+
+    async def memo(self, run_ids: list[str]) -> dict[str, list[Any]]:
+        if not run_ids:
+            return {}
+        rows = await self.conn.execute(
+            select(steps).where(steps.c.run_id.in_(run_ids)).order_by(steps.c.seq)
+        )
+        out: dict[str, list[Any]] = {rid: [] for rid in run_ids}
+        for r in rows:
+            out[r.run_id].append(r)
+        return out

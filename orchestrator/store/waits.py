@@ -1,0 +1,51 @@
+"""Runs waiting for events, found by (event name, match key) without scanning."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from orchestrator.store.base import Repo
+from orchestrator.store.models import waits
+from sdk import protocol as p
+
+
+class WaitsRepo(Repo):
+    async def add(self, row: dict[str, Any]) -> None:
+        await self.conn.execute(waits.insert(), [row])
+
+    async def take_matching(self, event: Mapping[str, Any]) -> list[Any]:
+        """Remove and return the waits this event satisfies."""
+        name = event["name"]
+        field_sets = await self.conn.execute(
+            select(waits.c.match_fields).where(waits.c.event == name).distinct()
+        )
+        keys = {
+            k
+            for (fields,) in field_sets
+            if (k := p.event_match_key(event, fields)) is not None
+        }
+        if not keys:
+            return []
+        stmt = (
+            delete(waits)
+            .where(waits.c.event == name, waits.c.match_key.in_(keys))
+            .returning(waits.c.run_id, waits.c.step_id, waits.c.seq, waits.c.name)
+        )
+        return list(await self.conn.execute(stmt))
+
+    async def take_expired(self, run_ids: list[str], now: float) -> list[Any]:
+        if not run_ids:
+            return []
+        stmt = (
+            delete(waits)
+            .where(waits.c.run_id.in_(run_ids), waits.c.expires_at <= now)
+            .returning(waits.c.run_id, waits.c.step_id, waits.c.seq, waits.c.name)
+        )
+        return list(await self.conn.execute(stmt))
+
+    async def remove(self, run_ids: list[str]) -> None:
+        if run_ids:
+            await self.conn.execute(delete(waits).where(waits.c.run_id.in_(run_ids)))
