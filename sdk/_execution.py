@@ -50,6 +50,11 @@ class StepPlan:
     started_at: float = field(default_factory=time.time)
 
     @property
+    def done(self) -> bool:
+        """Recorded as completed: a replay returns its output without running it."""
+        return self.entry is not None and self.entry.get("status") == p.StepStatus.COMPLETED
+
+    @property
     def attempts_before(self) -> int:
         return int(self.entry.get("attempts", 0)) if self.entry else 0
 

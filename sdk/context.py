@@ -88,7 +88,7 @@ class Steps:
     ) -> Any:
         """Run ``fn(*args, **kwargs)`` once; its JSON output is memoized under ``name``."""
         plan = self._ex.step_begin(name, retry)
-        if plan.entry is not None:
+        if plan.done:
             return self._ex.replayed_output(plan)
         try:
             if inspect.iscoroutinefunction(fn):
@@ -114,7 +114,7 @@ class SyncSteps:
         **kwargs: Any,
     ) -> Any:
         plan = self._ex.step_begin(name, retry)
-        if plan.entry is not None:
+        if plan.done:
             return self._ex.replayed_output(plan)
         try:
             out = fn(*args, **kwargs)

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from sdk import Client
+from tests.support import procs
+
+
+@dataclass
+class Stack:
+    tmp: Path
+    orch: procs.Proc
+    app: procs.Proc
+    base: str
+    app_url: str
+    effects: Path
+
+    def client(self) -> Client:
+        return Client(orchestrator_url=self.base, api_key=procs.API_KEY,
+                      signing_key=procs.SIGNING_KEY)
+
+    def rest(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=f"{self.base}/api/v1", timeout=30,
+                                 headers={"authorization": f"Bearer {procs.API_KEY}"})
+
+
+def start_stack(tmp: Path) -> Stack:
+    effects = tmp / "effects.log"
+    app, app_url = procs.app(tmp, extra_env={"TESTAPP_EFFECTS": str(effects)})
+    app.start()
+    orch, base = procs.orchestrator(tmp, app_url=app_url)
+    orch.start()
+    stack = Stack(tmp, orch, app, base, app_url, effects)
+    r = httpx.post(f"{base}/api/v1/apps", json={"url": app_url},
+                   headers={"authorization": f"Bearer {procs.API_KEY}"}, timeout=10)
+    assert r.status_code == 200, r.text
+    return stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = start_stack(tmp_path_factory.mktemp("stack"))
+    try:
+        yield s
+    finally:
+        s.orch.stop()
+        s.app.stop()
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[Client]:
+    c = stack.client()
+    yield c
+    await c.aclose()
+
+
+@pytest.fixture
+async def rest(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with stack.rest() as r:
+        yield r

@@ -1,0 +1,99 @@
+"""Real servers for tests: the orchestrator and apps as subprocesses on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+SIGNING_KEY = "test-signing-key-0123456789"
+API_KEY = "test-api-key"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before serving {url}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise TimeoutError(f"{url} did not come up within {timeout}s")
+
+
+class Proc:
+    """A server subprocess that can be stopped, killed -9 and started again."""
+
+    def __init__(self, args: list[str], env: Mapping[str, str], health: str, log: Path) -> None:
+        self.args = args
+        self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
+        self.health = health
+        self.log_path = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=log,
+                                     stderr=subprocess.STDOUT)
+        log.close()
+        wait_http(self.health, self.proc)
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def orchestrator(tmp: Path, port: int | None = None, *, db_url: str | None = None,
+                 app_url: str | None = None, extra_env: Mapping[str, str] | None = None
+                 ) -> tuple[Proc, str]:
+    port = port or free_port()
+    db_url = db_url or f"sqlite:///{tmp / 'orchestrator.db'}"
+    args = [sys.executable, "-m", "orchestrator", "dev", "--port", str(port),
+            "--database-url", db_url, "--lease-ttl", "2", "--log-level", "warning"]
+    if app_url:
+        args += ["--app", app_url]
+    env = {"DURABLE_SIGNING_KEY": SIGNING_KEY, "DURABLE_API_KEY": API_KEY,
+           "DURABLE_DELIVERY_BACKOFF_MAX": "1", **(extra_env or {})}
+    base = f"http://127.0.0.1:{port}"
+    return Proc(args, env, f"{base}/healthz", tmp / f"orchestrator-{port}.log"), base
+
+
+def app(tmp: Path, module: str = "tests.apps.testapp:app", port: int | None = None,
+        extra_env: Mapping[str, str] | None = None) -> tuple[Proc, str]:
+    port = port or free_port()
+    args = [sys.executable, "-m", "uvicorn", module, "--host", "127.0.0.1", "--port",
+            str(port), "--log-level", "warning"]
+    env = {"DURABLE_SIGNING_KEY": SIGNING_KEY, **(extra_env or {})}
+    base = f"http://127.0.0.1:{port}"
+    return Proc(args, env, f"{base}/", tmp / f"app-{port}.log"), f"{base}/api/durable"
