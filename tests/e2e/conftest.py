@@ -9,6 +9,7 @@ import pytest
 
 from sdk import Client
 from tests.support import procs
+from tests.support.pg import PgCluster
 
 
 @dataclass
@@ -29,11 +30,11 @@ class Stack:
                                  headers={"authorization": f"Bearer {procs.API_KEY}"})
 
 
-def start_stack(tmp: Path) -> Stack:
+def start_stack(tmp: Path, db_url: str | None = None) -> Stack:
     effects = tmp / "effects.log"
     app, app_url = procs.app(tmp, extra_env={"TESTAPP_EFFECTS": str(effects)})
     app.start()
-    orch, base = procs.orchestrator(tmp, app_url=app_url)
+    orch, base = procs.orchestrator(tmp, app_url=app_url, db_url=db_url)
     orch.start()
     stack = Stack(tmp, orch, app, base, app_url, effects)
     r = httpx.post(f"{base}/api/v1/apps", json={"url": app_url},
@@ -42,9 +43,23 @@ def start_stack(tmp: Path) -> Stack:
     return stack
 
 
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = start_stack(tmp_path_factory.mktemp("stack"))
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgCluster]:
+    cluster = PgCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Stack]:
+    """The orchestrator (on SQLite, then on PostgreSQL) and the test app."""
+    db_url = None
+    if request.param == "postgres":
+        db_url = request.getfixturevalue("pg").create_db()
+    s = start_stack(tmp_path_factory.mktemp("stack"), db_url)
     try:
         yield s
     finally:
