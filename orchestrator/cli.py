@@ -124,7 +124,12 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     s = _settings(args)
-    asyncio.run(_serve(s, args.command == "dev", args.app, args.log_level))
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a server dependency off Windows
+        asyncio.run(_serve(s, args.command == "dev", args.app, args.log_level))
+    else:
+        uvloop.run(_serve(s, args.command == "dev", args.app, args.log_level))
 
 
 if __name__ == "__main__":

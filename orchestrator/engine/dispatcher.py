@@ -40,6 +40,10 @@ def memo_entry(row: Any) -> dict[str, Any]:
     return e
 
 
+def _waits_for_event(run: Any) -> bool:
+    return bool(run.waiting_json) and json.loads(run.waiting_json).get("kind") == "event"
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -80,13 +84,10 @@ class Dispatcher:
     async def _idle(self) -> None:
         """Sleep until woken, or until the next row falls due, or the poll interval."""
         async with self.store.read() as tx:
-            nxt = await tx.queue.next_due()
-            lease = await tx.queue.next_lease_expiry()
-        now = time.time()
+            nxt = await tx.queue.next_wakeup()
         delay = self.settings.poll_interval
-        for t in (nxt, lease):
-            if t is not None:
-                delay = min(delay, max(0.0, t - now + (0.01 if t is lease else 0.0)))
+        if nxt is not None:
+            delay = min(delay, max(0.0, nxt - time.time() + 0.001))
         if delay <= 0:
             return
         self.notifier.work.clear()
@@ -117,12 +118,15 @@ class Dispatcher:
             if not rows:
                 return []
             ids = [r.run_id for r in rows]
-            await tx.runs.mark_running(ids, now)
-            for w in await tx.waits.take_expired(ids, now):
-                await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, None, now)
             runs = await tx.runs.get_many(ids)
             done = [rid for rid in ids if rid not in runs or runs[rid].status in TERMINAL]
             await tx.queue.remove(done)
+            queued = [rid for rid in ids if rid in runs and runs[rid].status == "queued"]
+            if queued:
+                await tx.runs.mark_running(queued, now)
+            waiting = [rid for rid in ids if rid in runs and _waits_for_event(runs[rid])]
+            for w in await tx.waits.take_expired(waiting, now):
+                await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, None, now)
         names = {r.function for r in runs.values()}
         fns = await self.registry.get_many(names)
         return [

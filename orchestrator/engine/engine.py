@@ -92,7 +92,7 @@ class Engine:
     async def healthy(self) -> bool:
         try:
             async with self.store.read() as tx:
-                await tx.queue.next_due()
+                await tx.queue.next_wakeup()
         except Exception:
             return False
         return self.ready
@@ -188,19 +188,20 @@ class Engine:
         """The run once it has ended, or as it is after ``timeout`` seconds."""
         fut = self.notifier.watch(run_id)
         try:
-            run = await self.get_run(run_id)
             deadline = time.monotonic() + timeout
-            while run["status"] not in TERMINAL:
+            while True:
+                async with self.store.read() as tx:
+                    status = await tx.runs.status(run_id)
+                if status is None:
+                    raise NotFound(f"no run {run_id!r}", "id")
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    break
+                if status in TERMINAL or left <= 0:
+                    return await self.get_run(run_id)
                 # other replicas end runs too: look again at least every second
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(fut), min(left, 1.0))
-                run = await self.get_run(run_id)
                 if fut.done():
                     self.notifier.unwatch(run_id, fut)
                     fut = self.notifier.watch(run_id)
-            return run
         finally:
             self.notifier.unwatch(run_id, fut)

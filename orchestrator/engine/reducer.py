@@ -278,8 +278,7 @@ class Reducer:
         """End a run; if its parent waits for it and it was the last child, wake the parent."""
         await tx.runs.finish_many([{"rid": run.id, "status": status, "output_json": output_json,
                                     "error_json": error_json, "ended_at": now}])
-        await tx.queue.remove([run.id])
-        await tx.waits.remove([run.id])
+        await tx.queue.remove([run.id])  # a run in flight has no wait row to remove
         fx.ended.append(run.id)
         if run.parent_id and run.parent_waits:
             left = await tx.runs.child_done(run.parent_id)

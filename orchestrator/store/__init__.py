@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from orchestrator.store.apps import AppsRepo
-from orchestrator.store.db import Backend, Database
+from orchestrator.store.db import Backend, Conn, Database
 from orchestrator.store.events import EventsRepo
 from orchestrator.store.queue import QueueRepo
 from orchestrator.store.runs import RunsRepo
@@ -19,7 +17,7 @@ from orchestrator.store.waits import WaitsRepo
 class Tx:
     """One transaction's repositories."""
 
-    def __init__(self, conn: AsyncConnection, backend: Backend) -> None:
+    def __init__(self, conn: Conn, backend: Backend) -> None:
         self.apps = AppsRepo(conn, backend)
         self.runs = RunsRepo(conn, backend)
         self.steps = StepsRepo(conn, backend)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from orchestrator.store.db import Backend
+from orchestrator.store.db import Backend, Conn
 
 
 class Repo:
-    def __init__(self, conn: AsyncConnection, backend: Backend) -> None:
+    def __init__(self, conn: Conn, backend: Backend) -> None:
         self.conn = conn
         self.backend = backend

@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import event, func
+from sqlalchemy import Connection, Engine, create_engine, event, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
-from sqlalchemy.sql.dml import Insert
 
 from orchestrator.store.models import metadata
 
@@ -78,45 +77,82 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -
     cur.close()
 
 
+class Conn(Protocol):
+    """What repositories use of a connection: an awaitable ``execute``."""
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any: ...
+
+
+class SyncConn:
+    """A synchronous SQLAlchemy connection behind the awaitable ``execute`` of ``Conn``.
+
+    Embedded SQLite is driven synchronously on the event loop: a query on a local WAL
+    file takes microseconds, far less than handing it to a driver thread and back (the
+    aiosqlite path measured ~0.5 ms per statement, most of a one-step run's latency).
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        if parameters is None:
+            return self._conn.execute(statement)
+        return self._conn.execute(statement, parameters)
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
         self.backend: Backend
+        self._engine: AsyncEngine | None = None
+        self._sync_engine: Engine | None = None
         if self.url.startswith("sqlite"):
             self.backend = SQLiteBackend()
-            self.engine: AsyncEngine = create_async_engine(
-                self.url, pool_size=8, max_overflow=8, connect_args={"timeout": 30}
+            self._sync_engine = create_engine(
+                self.url.replace("+aiosqlite", ""), pool_size=4, max_overflow=4,
+                connect_args={"timeout": 30, "check_same_thread": False},
             )
-            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
         elif self.url.startswith("postgresql"):
             self.backend = PostgresBackend()
-            self.engine = create_async_engine(self.url, pool_size=20, max_overflow=20)
+            self._engine = create_async_engine(self.url, pool_size=20, max_overflow=20)
         else:
             raise ValueError(f"unsupported database URL {url!r} (use sqlite:/// or postgresql://)")
         self._write_lock = asyncio.Lock()
 
     async def create_schema(self) -> None:
-        async with self.engine.begin() as conn:
-            await conn.run_sync(metadata.create_all)
+        if self._sync_engine is not None:
+            with self._sync_engine.begin() as conn:
+                metadata.create_all(conn)
+        else:
+            assert self._engine is not None
+            async with self._engine.begin() as aconn:
+                await aconn.run_sync(metadata.create_all)
 
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        if self._sync_engine is not None:
+            self._sync_engine.dispose()
+        if self._engine is not None:
+            await self._engine.dispose()
 
     @asynccontextmanager
-    async def write_conn(self) -> AsyncIterator[AsyncConnection]:
+    async def write_conn(self) -> AsyncIterator[Conn]:
         """A connection in a write transaction, committed on exit (rolled back on error)."""
-        if self.backend.single_writer:
-            async with self._write_lock, self.engine.begin() as conn:
-                yield conn
+        if self._sync_engine is not None:
+            async with self._write_lock:
+                with self._sync_engine.begin() as conn:
+                    yield SyncConn(conn)
         else:
-            async with self.engine.begin() as conn:
-                yield conn
+            assert self._engine is not None
+            async with self._engine.begin() as aconn:
+                yield aconn
 
     @asynccontextmanager
-    async def read_conn(self) -> AsyncIterator[AsyncConnection]:
-        async with self.engine.connect() as conn:
-            yield conn
-
-
-def on_conflict_nothing(ins: Insert, *cols: str) -> Any:
-    return ins.on_conflict_do_nothing(index_elements=list(cols))  # type: ignore[attr-defined]
+    async def read_conn(self) -> AsyncIterator[Conn]:
+        if self._sync_engine is not None:
+            with self._sync_engine.connect() as conn:
+                yield SyncConn(conn)
+        else:
+            assert self._engine is not None
+            async with self._engine.connect() as aconn:
+                yield aconn

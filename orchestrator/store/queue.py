@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import case, delete, func, or_, select, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import queue
@@ -82,14 +82,9 @@ class QueueRepo(Repo):
         if run_ids:
             await self.conn.execute(delete(queue).where(queue.c.run_id.in_(run_ids)))
 
-    async def next_due(self) -> float | None:
-        row = (
-            await self.conn.execute(
-                select(func.min(queue.c.due_at)).where(queue.c.lease_expires_at.is_(None))
-            )
-        ).first()
-        return None if row is None or row[0] is None else float(row[0])
-
-    async def next_lease_expiry(self) -> float | None:
-        row = (await self.conn.execute(select(func.min(queue.c.lease_expires_at)))).first()
+    async def next_wakeup(self) -> float | None:
+        """When the next row falls due, or the next lease held on a row expires."""
+        when = case((queue.c.lease_expires_at.is_(None), queue.c.due_at),
+                    else_=queue.c.lease_expires_at)
+        row = (await self.conn.execute(select(func.min(when)))).first()
         return None if row is None or row[0] is None else float(row[0])
