@@ -20,6 +20,7 @@ from sdk.errors import (
     NonRetriableError,
     RetryAfterError,
     StepError,
+    UsageError,
 )
 from sdk.function import Retry
 
@@ -71,6 +72,8 @@ class Execution:
             self.memo_by_id[entry["id"]] = entry
             self.seqs.add(entry["seq"])
         self.counters: dict[str, int] = {}
+        self.assigned: set[str] = set()
+        self.failure: Exception | None = None
         self.next_seq = 0
         self.new_steps: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
@@ -83,28 +86,37 @@ class Execution:
 
     def begin(self, name: str, kind: p.MemoKind) -> tuple[str, int, Mapping[str, Any] | None]:
         """Assign the next deterministic id to a step named ``name``; find its memo."""
-        if not isinstance(name, str) or not name:
-            raise TypeError("a step needs a non-empty string name")
+        if not isinstance(name, str) or not name or len(name) > 256:
+            raise UsageError("a step needs a non-empty string name (at most 256 characters)")
         n = self.counters.get(name, 0)
-        self.counters[name] = n + 1
         step_id = name if n == 0 else f"{name}:{n}"
+        while step_id in self.assigned:  # "a", "a:1", "a" must not collide
+            n += 1
+            step_id = f"{name}:{n}"
+        self.counters[name] = n + 1
+        self.assigned.add(step_id)
         seq = self.next_seq
         self.next_seq += 1
         entry = self.memo_by_id.get(step_id)
         if entry is not None:
             if entry["seq"] != seq or entry["kind"] != kind:
-                raise NonDeterminismError(
+                self.fail(NonDeterminismError(
                     f"replay asked for {kind} step {step_id!r} at position {seq}, but the "
                     f"run's memo records it as a {entry['kind']} step at position "
                     f"{entry['seq']}: the function's code changed its order of steps"
-                )
+                ))
         elif seq in self.seqs:
             recorded = next(e for e in self.memo_by_id.values() if e["seq"] == seq)
-            raise NonDeterminismError(
+            self.fail(NonDeterminismError(
                 f"replay asked for step {step_id!r} at position {seq}, but the run's memo "
                 f"records step {recorded['id']!r} there: the function's code changed"
-            )
+            ))
         return step_id, seq, entry
+
+    def fail(self, exc: Exception) -> None:
+        """Stop the function for good with ``exc``; user code cannot catch this."""
+        self.failure = exc
+        raise Interrupt()
 
     def check_budget(self) -> None:
         """Yield (to be called again at once) when this call has used its time budget."""
@@ -112,6 +124,10 @@ class Execution:
             self.suspend({"op": p.Op.RESUME, "at": time.time()})
 
     def suspend(self, op: dict[str, Any]) -> None:
+        try:
+            p.dumps(op)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"{op.get('op')} {op.get('name', '')!r}: not JSON: {exc}") from None
         self.op = op
         raise Interrupt()
 
@@ -195,9 +211,14 @@ class Execution:
     def sleep_until(self, name: str, until: float) -> None:
         step_id, seq, entry = self.begin(name, p.MemoKind.SLEEP)
         if entry is not None:
-            return
-        if until <= time.time():
-            self.record({"id": step_id, "seq": seq, "name": name, "kind": p.MemoKind.SLEEP})
+            recorded = entry.get("output")
+            if isinstance(recorded, int | float) and recorded > time.time() + 0.5:
+                until = recorded  # woken early: sleep on until the recorded time
+            else:
+                return
+        elif until <= time.time():
+            self.record({"id": step_id, "seq": seq, "name": name, "kind": p.MemoKind.SLEEP,
+                         "status": p.StepStatus.COMPLETED, "output": until})
             return
         self.suspend({"op": p.Op.SLEEP, "id": step_id, "seq": seq, "name": name, "until": until})
 
@@ -213,10 +234,11 @@ class Execution:
             return entry.get("output")
         match = dict(match or {})
         for path, value in match.items():
-            if not isinstance(path, str) or not path:
-                raise TypeError("wait_for_event match keys are dotted paths, e.g. 'data.id'")
-            if isinstance(value, dict | list):
-                raise TypeError("wait_for_event match values must be JSON scalars")
+            if not isinstance(path, str) or not path or "," in path:
+                raise UsageError("wait_for_event match keys are dotted paths, e.g. 'data.id'")
+            if not (value is None or isinstance(value, str | int | float | bool)):
+                raise UsageError(f"wait_for_event match values must be JSON scalars, not "
+                                 f"{type(value).__name__} (not JSON)")
         self.suspend(
             {
                 "op": p.Op.WAIT_EVENT,
@@ -245,9 +267,9 @@ class Execution:
         try:
             size = len(p.dumps(children))
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"child inputs must be JSON: {exc}") from exc
+            raise UsageError(f"child inputs must be JSON: {exc}") from exc
         if size > p.MAX_STEP_OUTPUT_BYTES:
-            raise ValueError(f"child inputs are {size} bytes; the limit is "
+            raise UsageError(f"child inputs are {size} bytes; the limit is "
                              f"{p.MAX_STEP_OUTPUT_BYTES}")
         self.suspend(
             {
@@ -268,11 +290,17 @@ class Execution:
         prepared = []
         for ev in events:
             if not isinstance(ev, Mapping) or not isinstance(ev.get("name"), str):
-                raise TypeError("an event is a mapping with a string 'name'")
+                raise UsageError("an event is a mapping with a string 'name'")
+            if ev.get("data") is not None and not isinstance(ev.get("data"), Mapping):
+                raise UsageError("an event's 'data' must be a mapping")
             e = {"id": ev.get("id") or uuid.uuid4().hex, "name": ev["name"],
                  "data": ev.get("data", {})}
-            if len(p.dumps(e)) > p.MAX_EVENT_BYTES:
-                raise ValueError(f"event {e['name']!r} exceeds {p.MAX_EVENT_BYTES} bytes")
+            try:
+                size = len(p.dumps(e))
+            except (TypeError, ValueError) as exc:
+                raise UsageError(f"event {e['name']!r} is not JSON: {exc}") from None
+            if size > p.MAX_EVENT_BYTES:
+                raise UsageError(f"event {e['name']!r} exceeds {p.MAX_EVENT_BYTES} bytes")
             prepared.append(e)
         ids = [str(e["id"]) for e in prepared]
         now = time.time()

@@ -17,7 +17,7 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-MAX_REQUEST_BYTES = p.MAX_MEMO_BYTES * 2
+MAX_REQUEST_BYTES = p.MAX_REQUEST_BYTES
 
 
 class ServeEndpoint:

@@ -48,7 +48,15 @@ class ChildRunError(DurableError):
 
 
 class NonDeterminismError(DurableError):
-    """A replay met a different step than the run's memo records at that position."""
+    """A replay met a different step than the run's memo records at that position.
+
+    The run fails at once: a user's ``except Exception`` around the step cannot swallow
+    it (the SDK stops the function with an uncatchable interrupt and reports this error).
+    """
+
+
+class UsageError(NonRetriableError, TypeError):
+    """The step API was called with arguments it cannot accept (not JSON, bad names...)."""
 
 
 class InputValidationError(DurableError):

@@ -54,6 +54,10 @@ async def execute(fn: Function, request: Mapping[str, Any], request_bytes: int) 
             args = (ctx, value) if fn.takes_input else (ctx,)
             out = await asyncio.to_thread(fn.fn, *args)
     except Interrupt:
+        if ex.failure is not None:
+            info = error_info(ex.failure)
+            info["retriable"] = False
+            return ex.answer(p.Status.ERROR, error=info)
         return ex.answer(p.Status.YIELD, op=ex.op)
     except Exception as exc:
         info = error_info(exc)

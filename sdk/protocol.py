@@ -12,10 +12,9 @@ The full contract is described in ``docs/protocol.md``.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from typing import Any, Final
 
@@ -36,6 +35,8 @@ MAX_MEMO_BYTES: Final = 16 * 1024 * 1024
 """The memo of one run (all recorded outputs together) may not grow past this."""
 MAX_EVENT_BYTES: Final = 256 * 1024
 """One event's JSON encoding."""
+MAX_REQUEST_BYTES: Final = 2 * MAX_MEMO_BYTES
+"""A request above this (a memo grown past its limit) fails the run instead of being sent."""
 MAX_ANSWER_BYTES: Final = 32 * 1024 * 1024
 """An answer body above this is refused by the orchestrator."""
 MAX_CLOCK_SKEW_S: Final = 300.0
@@ -61,7 +62,7 @@ class MemoKind(StrEnum):
     """What a memo entry records."""
 
     STEP = "step"  # step.run: output, or final error; status "retrying" while retried
-    SLEEP = "sleep"  # a finished sleep
+    SLEEP = "sleep"  # a sleep: its output is the time it ends (epoch seconds)
     WAIT = "wait"  # wait_for_event: the event, or null on timeout
     SPAWN = "spawn"  # children started without waiting: their run ids
     CHILDREN = "children"  # children waited for: [{run_id, status, output|error}]
@@ -211,10 +212,6 @@ class Signer:
             raise SignatureError("signature does not match")
 
 
-def constant_time_equals(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
 # -- messages ----------------------------------------------------------------------------------
 
 
@@ -287,6 +284,8 @@ def validate_request(msg: Any) -> Mapping[str, Any]:
     _require(isinstance(run, Mapping) and isinstance(run.get("id"), str), "request.run.id")
     _require(isinstance(run.get("attempt"), int), "request.run.attempt must be an integer")
     _require(isinstance(msg.get("memo"), list), "request.memo must be a list")
+    for e in msg["memo"]:
+        validate_memo_entry(e)
     _require(isinstance(msg.get("budget_ms"), int), "request.budget_ms must be an integer")
     return msg
 
@@ -294,6 +293,10 @@ def validate_request(msg: Any) -> Mapping[str, Any]:
 _MEMO_KINDS = frozenset(MemoKind)
 _OPS = frozenset(Op)
 _STATUSES = frozenset(Status)
+
+
+def _is_time(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1e12
 
 
 def validate_memo_entry(e: Any) -> None:
@@ -317,7 +320,10 @@ def validate_answer(msg: Any, call_id: str) -> Mapping[str, Any]:
     events = msg.get("events", [])
     _require(isinstance(events, list), "answer.events must be a list")
     for ev in events:
-        _require(isinstance(ev, Mapping) and isinstance(ev.get("name"), str), "answer event")
+        _require(isinstance(ev, Mapping) and isinstance(ev.get("name"), str) and ev["name"],
+                 "an answer event needs a name")
+        _require(ev.get("data") is None or isinstance(ev["data"], Mapping),
+                 "an answer event's data must be an object")
     if status == Status.YIELD:
         op = msg.get("op")
         _require(isinstance(op, Mapping) and op.get("op") in _OPS, "answer.op is invalid")
@@ -325,10 +331,18 @@ def validate_answer(msg: Any, call_id: str) -> Mapping[str, Any]:
             _require(isinstance(op.get("id"), str), "answer.op.id must be a string")
             _require(isinstance(op.get("seq"), int), "answer.op.seq must be an integer")
         if op["op"] == Op.SLEEP:
-            _require(isinstance(op.get("until"), int | float), "sleep op needs until")
+            _require(_is_time(op.get("until")), "sleep op needs until (epoch seconds)")
+        elif op["op"] == Op.RESUME:
+            _require(op.get("at") is None or _is_time(op["at"]), "resume op: at")
         elif op["op"] == Op.WAIT_EVENT:
-            _require(isinstance(op.get("event"), str), "wait_event op needs an event name")
-            _require(isinstance(op.get("match", {}), Mapping), "wait_event match: object")
+            _require(isinstance(op.get("event"), str) and op["event"] != "",
+                     "wait_event op needs an event name")
+            match = op.get("match", {})
+            _require(isinstance(match, Mapping), "wait_event match must be an object")
+            _require(all(isinstance(k, str) and k and "," not in k for k in match),
+                     "wait_event match keys must be dotted paths")
+            _require(op.get("timeout_at") is None or _is_time(op["timeout_at"]),
+                     "wait_event timeout_at must be epoch seconds")
         elif op["op"] == Op.SPAWN:
             children = op.get("children")
             _require(isinstance(children, list), "spawn op needs children")
@@ -341,7 +355,3 @@ def validate_answer(msg: Any, call_id: str) -> Mapping[str, Any]:
         err = msg.get("error")
         _require(isinstance(err, Mapping) and isinstance(err.get("message"), str), "error")
     return msg
-
-
-def function_names(functions: Iterable[Mapping[str, Any]]) -> list[str]:
-    return [str(f["name"]) for f in functions]

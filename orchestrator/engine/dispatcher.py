@@ -140,9 +140,14 @@ class Dispatcher:
         await self._slots.acquire()
         try:
             if c.fn is None:
-                await self._fail_unknown(c)
+                await self._fail(c, "FunctionNotFound",
+                                 f"no registered app serves {c.run.function!r}")
                 return
             body = await self._request(c)
+            if len(body) > p.MAX_REQUEST_BYTES:
+                await self._fail(c, "MemoTooLarge", f"the run's memo grew to {len(body)} "
+                                 f"bytes, past the {p.MAX_REQUEST_BYTES} a call may carry")
+                return
             outcome = await self.invoker.invoke(c.fn.url, body, c.call_id)
             self.reducer.submit(c, outcome)
         except Exception as exc:
@@ -169,9 +174,8 @@ class Dispatcher:
         )
         return p.dumps(msg)
 
-    async def _fail_unknown(self, c: Claim) -> None:
-        err = p.dumps({"type": "FunctionNotFound",
-                       "message": f"no registered app serves {c.run.function!r}"}).decode()
+    async def _fail(self, c: Claim, type_: str, message: str) -> None:
+        err = p.dumps({"type": type_, "message": message}).decode()
         fx = _Effects()
         async with self.store.write() as tx:
             await self.reducer.end_run(tx, c.run, "failed", None, err, time.time(), fx)

@@ -34,6 +34,7 @@ class Failed:
 
     reason: str
     retry_after: float | None = None
+    timed_out: bool = False
 
 
 Outcome = Delivered | Failed
@@ -43,9 +44,13 @@ def parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if seconds != seconds or seconds >= 1e9:  # NaN, inf, absurd: ignore it
+            return None
+        return max(0.0, seconds)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -120,8 +125,10 @@ class Invoker:
             try:
                 return await client.post(url, content=body, headers=headers)
             except httpx.RemoteProtocolError:
-                # The peer closed a kept-alive connection before answering (servers cap
-                # requests per connection): nothing was processed, so retry once afresh.
+                # The peer closed a kept-alive connection without answering (servers cap
+                # requests per connection): send once more on a fresh connection. Should
+                # the app have run the call anyway, replay makes that harmless: steps
+                # are recorded once and run at least once.
                 return await client.post(url, content=body, headers=headers)
         finally:
             pool.release(client)
@@ -141,8 +148,10 @@ class Invoker:
         """Deliver one invoke request; never raises for what the app or network did."""
         try:
             resp = await self._post(url, body)
+        except httpx.ConnectTimeout:
+            return Failed(f"could not connect within {self.timeout}s")
         except httpx.TimeoutException:
-            return Failed(f"no answer within {self.timeout}s")
+            return Failed(f"no answer within {self.timeout}s", timed_out=True)
         except httpx.HTTPError as exc:
             return Failed(f"connection failed: {type(exc).__name__}: {exc}")
         if resp.status_code != 200:

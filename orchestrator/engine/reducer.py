@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.config import Settings
+from orchestrator.engine import views
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Delivered, Failed, Outcome
 from orchestrator.engine.notifier import Notifier
@@ -27,6 +28,7 @@ log = logging.getLogger("orchestrator.reducer")
 
 DELIVERY_RETRY = Retry(max_attempts=1_000_000, initial_delay=0.5, factor=2.0, max_delay=30.0)
 BATCH = 256
+MAX_RETRY_AFTER = 3600.0
 
 
 @dataclass
@@ -88,8 +90,6 @@ class Reducer:
             async with self.store.write() as tx:
                 await self._apply_all(tx, batch, fx)
         except Exception:
-            if len(batch) == 1:
-                raise
             log.exception("a batch failed; applying its answers one by one")
             fx = _Effects()
             for item in batch:
@@ -97,9 +97,18 @@ class Reducer:
                 try:
                     async with self.store.write() as tx:
                         await self._apply_all(tx, [item], one)
-                except Exception:
+                except Exception as exc:
                     log.exception("applying the answer to %s failed", item[0].call_id)
-                    continue
+                    # count it as a failed delivery, so the run backs off (and eventually
+                    # fails) instead of being re-claimed with the same answer forever
+                    bad = (item[0], Failed(f"the orchestrator could not apply the answer: "
+                                           f"{type(exc).__name__}: {exc}"))
+                    try:
+                        async with self.store.write() as tx:
+                            await self._apply_all(tx, [bad], one)
+                    except Exception:
+                        log.exception("recording the failure of %s failed", item[0].call_id)
+                        continue
                 fx.ended += one.ended
                 fx.wake = fx.wake or one.wake
         if fx.ended:
@@ -124,16 +133,20 @@ class Reducer:
     async def _delivery_failed(
         self, tx: Tx, c: Claim, f: Failed, now: float, fx: _Effects
     ) -> None:
+        if f.timed_out:  # the app took the call but not its answer: an attempt failed
+            err = {"type": "CallTimeout", "message": f.reason, "retriable": True}
+            await self._errored(tx, c, err, now, fx)
+            return
         failures = c.delivery_failures + 1
         first = c.first_failure_at or now
         if now - first >= self.settings.unreachable_timeout:
-            err = {"type": "AppUnreachable", "message": f"app unreachable since "
-                   f"{first:.0f} ({failures} attempts); last: {f.reason}"}
+            err = {"type": "DeliveryFailed", "message": f"no answer from the app since "
+                   f"{views.iso(first)} ({failures} attempts); last: {f.reason}"}
             await self.end_run(tx, c.run, "failed", None, _js(err), now, fx)
             return
-        delay = f.retry_after
-        if delay is None:
-            delay = min(DELIVERY_RETRY.delay(failures), self.settings.delivery_backoff_max)
+        delay = min(DELIVERY_RETRY.delay(failures), self.settings.delivery_backoff_max)
+        if f.retry_after is not None:  # the app asked for a delay: honour it, within reason
+            delay = min(f.retry_after, MAX_RETRY_AFTER)
         at = now + delay
         await tx.queue.schedule(c.run_id, at, delivery_failures=failures, first_failure_at=first)
         await tx.runs.set_waiting(
@@ -193,7 +206,7 @@ class Reducer:
             fx.wake = fx.wake or at <= now
         elif kind == p.Op.SLEEP:
             until = float(op["until"])
-            await tx.steps.record([self._memo(rid, op, p.MemoKind.SLEEP, None, now, until)])
+            await tx.steps.record([self._memo(rid, op, p.MemoKind.SLEEP, _js(until), now, until)])
             await tx.queue.schedule(rid, until)
             await tx.runs.set_waiting(rid, _js({"kind": "sleep", "step": op["id"],
                                                 "until": until}))
@@ -214,7 +227,7 @@ class Reducer:
         if timeout_at is not None:
             await tx.queue.schedule(rid, float(timeout_at))
         else:
-            await tx.queue.remove([rid])
+            await tx.queue.park(rid)
         await tx.runs.set_waiting(rid, _js({"kind": "event", "step": op["id"],
                                             "event": op["event"], "match": match,
                                             "timeout_at": timeout_at}))
@@ -231,7 +244,7 @@ class Reducer:
         if unknown:
             row = self._memo(rid, op, memo_kind, None, now, now)
             row["status"] = p.StepStatus.FAILED
-            row["error_json"] = _js({"type": "UnknownFunction",
+            row["error_json"] = _js({"type": "FunctionNotFound",
                                      "message": f"no function named {', '.join(unknown)}"})
             await tx.steps.record([row])
             await tx.queue.schedule(rid, now)
@@ -245,7 +258,7 @@ class Reducer:
         ids = await create_runs(tx, specs, now)
         fx.wake = True
         if wait and ids:
-            await tx.queue.remove([rid])
+            await tx.queue.park(rid)
             await tx.runs.set_pending_children(
                 rid, len(ids),
                 _js({"kind": "children", "step": op["id"], "seq": op["seq"], "name": op["name"],

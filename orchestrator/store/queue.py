@@ -14,6 +14,8 @@ from sqlalchemy import case, delete, func, or_, select, update
 from orchestrator.store.base import Repo
 from orchestrator.store.models import queue
 
+NEVER = 1e12  # a due time that never comes (year 33658)
+
 
 class QueueRepo(Repo):
     async def claim(self, owner: str, now: float, lease_until: float, limit: int) -> list[Any]:
@@ -66,6 +68,14 @@ class QueueRepo(Repo):
                   "first_failure_at": failure.get("first_failure_at")}
         ins = self.backend.insert(queue).values(run_id=run_id, **values)
         await self.conn.execute(ins.on_conflict_do_update(index_elements=["run_id"], set_=values))
+
+    async def park(self, run_id: str) -> None:
+        """The run waits with no deadline (an event, children): keep its row, due never.
+
+        The row is kept rather than deleted so that its ``claims`` counter, which fences
+        answers, only ever grows for the life of the run.
+        """
+        await self.schedule(run_id, NEVER)
 
     async def wake(self, run_id: str, now: float) -> None:
         """Make a waiting run due now (it is not in flight: leave a held lease alone)."""

@@ -117,8 +117,11 @@ async def test_24_hour_sleep_costs_a_row_and_survives_restarts(own_stack: Stack)
     client = s.client()
     try:
         assert (await client.get_run(h.id))["waiting"]["kind"] == "sleep"
-        with sqlite3.connect(db) as conn:  # a day passes
-            conn.execute("UPDATE queue SET due_at = ? WHERE run_id = ?", (time.time(), h.id))
+        with sqlite3.connect(db) as conn:  # a day passes: move the sleep's end to now
+            now = time.time()
+            conn.execute("UPDATE queue SET due_at = ? WHERE run_id = ?", (now, h.id))
+            conn.execute("UPDATE steps SET output_json = ? WHERE run_id = ? AND kind = 'sleep'",
+                         (str(now), h.id))
         assert await client.result(h.id, timeout=30) == "woke up"
         run = await client.get_run(h.id)
         assert [st["kind"] for st in run["steps"]] == ["sleep", "step"]

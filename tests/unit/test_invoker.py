@@ -190,17 +190,27 @@ def test_parse_retry_after() -> None:
 # -- network errors ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("exc", [httpx.ReadTimeout, httpx.ConnectTimeout, httpx.WriteTimeout,
-                                 httpx.PoolTimeout])
-async def test_a_timeout_fails(
+@pytest.mark.parametrize("exc", [httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout])
+async def test_a_timeout_fails_as_a_timed_out_attempt(
     invoker: Invoker, respx_mock: respx.MockRouter, exc: type[Exception]
 ) -> None:
     route = respx_mock.post(URL).mock(side_effect=exc)
     outcome = await invoker.invoke(URL, request_body(), CALL_ID)
     assert isinstance(outcome, Failed)
     assert outcome.reason == "no answer within 5.0s"
+    assert outcome.timed_out  # counts against the function's retry policy
     assert outcome.retry_after is None
     assert route.call_count == 1  # not retried: the app may be working on it
+
+
+async def test_a_connect_timeout_is_a_delivery_failure(
+    invoker: Invoker, respx_mock: respx.MockRouter
+) -> None:
+    respx_mock.post(URL).mock(side_effect=httpx.ConnectTimeout)
+    outcome = await invoker.invoke(URL, request_body(), CALL_ID)
+    assert isinstance(outcome, Failed)
+    assert outcome.reason == "could not connect within 5.0s"
+    assert not outcome.timed_out  # nothing reached the app
 
 
 @pytest.mark.parametrize("exc", [httpx.ConnectError, httpx.ReadError, httpx.WriteError])

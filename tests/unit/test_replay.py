@@ -196,7 +196,8 @@ async def test_step_names_must_be_non_empty_strings() -> None:
 
     answer = await call(nameless)
     assert answer["status"] == "error"
-    assert answer["error"]["type"] == "TypeError"
+    assert answer["error"]["type"] == "UsageError"
+    assert answer["error"]["retriable"] is False
     assert "non-empty" in answer["error"]["message"]
 
 
@@ -876,7 +877,8 @@ async def test_wait_for_event_refuses_structured_match_values() -> None:
 
     answer = await call(bad_match)
     assert answer["status"] == "error"
-    assert answer["error"]["type"] == "TypeError"
+    assert answer["error"]["type"] == "UsageError"
+    assert answer["error"]["retriable"] is False
     assert "scalars" in answer["error"]["message"]
 
 
@@ -981,7 +983,8 @@ async def test_spawn_with_non_json_input_is_an_error() -> None:
 
     answer = await call(bad_child)
     assert answer["status"] == "error"
-    assert answer["error"]["type"] == "TypeError"
+    assert answer["error"]["type"] == "UsageError"
+    assert answer["error"]["retriable"] is False
 
 
 # -- send_event --------------------------------------------------------------------------------
@@ -1020,7 +1023,7 @@ async def test_send_event_refuses_events_without_a_name() -> None:
         return await ctx.send_event("notify", {"data": {}})
 
     answer = await call(bad_sender)
-    assert answer["status"] == "error" and answer["error"]["type"] == "TypeError"
+    assert answer["status"] == "error" and answer["error"]["type"] == "UsageError"
     assert answer["events"] == []
 
 
@@ -1132,7 +1135,7 @@ async def test_handle_answers_introspection_signed(handler: Handler) -> None:
     assert msg["app_id"] == "unit-app"
     assert msg["sdk"] == SDK_NAME
     assert msg["functions"] == [echo.config(), typed.config()]
-    assert p.function_names(msg["functions"]) == ["echo", "typed"]
+    assert [f["name"] for f in msg["functions"]] == ["echo", "typed"]
     echo_cfg = msg["functions"][0]
     assert echo_cfg["kind"] == "task"
     assert echo_cfg["triggers"] == [{"event": "test.echo"}]
