@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import httpx
 
 from sdk import protocol as p
+from sdk._pool import ClientPool
 from sdk.errors import OrchestratorError, RunFailedError
 from sdk.function import Function, Retry, task
 
@@ -56,6 +57,7 @@ class Client:
         api_key: str | None = None,
         app_id: str | None = None,
         timeout: float = 30.0,
+        max_connections: int = 64,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         env = os.environ
@@ -70,7 +72,8 @@ class Client:
         self.app_id = app_id or env.get("DURABLE_APP_ID") or "app"
         self.timeout = timeout
         self._transport = transport
-        self._http: httpx.AsyncClient | None = None
+        self.max_connections = max_connections
+        self._http: ClientPool | None = None
         self._http_loop: asyncio.AbstractEventLoop | None = None
         self._sync: SyncClient | None = None
 
@@ -95,14 +98,12 @@ class Client:
 
     # -- REST -----------------------------------------------------------------------------
 
-    def _client(self) -> httpx.AsyncClient:
+    def _pool(self) -> ClientPool:
         loop = asyncio.get_running_loop()
         if self._http is None or self._http_loop is not loop:
             headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            self._http = httpx.AsyncClient(
-                base_url=self.orchestrator_url, headers=headers, timeout=self.timeout,
-                transport=self._transport,
-            )
+            self._http = ClientPool(self.max_connections, timeout=httpx.Timeout(self.timeout),
+                                    headers=headers, transport=self._transport)
             self._http_loop = loop
         return self._http
 
@@ -115,10 +116,12 @@ class Client:
         self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
         timeout: float | None = None,
     ) -> Any:
-        resp = await self._client().request(
-            method, f"/api/v1{path}", json=json, params=params,
-            timeout=timeout if timeout is not None else self.timeout,
-        )
+        url = f"{self.orchestrator_url}/api/v1{path}"
+        async with self._pool().client(url) as http:
+            resp = await http.request(
+                method, url, json=json, params=params,
+                timeout=timeout if timeout is not None else self.timeout,
+            )
         try:
             body = resp.json()
         except ValueError:
@@ -147,16 +150,19 @@ class Client:
         self, function: str | Function, input: Any = None, *, idempotency_key: str | None = None
     ) -> RunHandle:
         """Start a run; returns at once with its handle."""
-        if isinstance(function, Function):
-            function.parse_input(input)  # a bad input fails here, before anything is stored
-            name = function.name
-        else:
-            name = function
+        name = self._function_name(function, input)
         body: dict[str, Any] = {"function": name, "input": input}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
         out = await self._call("POST", "/runs", json=body)
         return RunHandle(out["id"], self)
+
+    @staticmethod
+    def _function_name(function: str | Function, input: Any) -> str:
+        if isinstance(function, Function):
+            function.parse_input(input)  # a bad input fails here, before anything is stored
+            return function.name
+        return function
 
     async def get_run(self, run_id: str) -> dict[str, Any]:
         return await self._call("GET", f"/runs/{run_id}")  # type: ignore[no-any-return]
@@ -173,7 +179,12 @@ class Client:
                 return run  # type: ignore[no-any-return]
 
     async def result(self, run_id: str, timeout: float | None = None) -> Any:
-        run = await self.wait(run_id, timeout)
+        """The run's output once it ends (``RunFailedError`` if it fails)."""
+        return self._outcome(await self.wait(run_id, timeout), timeout)
+
+    @staticmethod
+    def _outcome(run: dict[str, Any], timeout: float | None) -> Any:
+        run_id = run["id"]
         if run["status"] == "completed":
             return run.get("output")
         if run["status"] in TERMINAL:
@@ -185,8 +196,17 @@ class Client:
         idempotency_key: str | None = None,
     ) -> Any:
         """Start a run and wait for its output (``RunFailedError`` if it fails)."""
-        handle = await self.run_no_wait(function, input, idempotency_key=idempotency_key)
-        return await handle.result(timeout)
+        name = self._function_name(function, input)
+        body: dict[str, Any] = {"function": name, "input": input}
+        if idempotency_key is not None:
+            body["idempotency_key"] = idempotency_key
+        first = 25.0 if timeout is None else max(0.0, min(25.0, timeout))
+        run = await self._call("POST", "/runs", json=body, params={"wait": first},
+                               timeout=first + 10)
+        if run["status"] not in TERMINAL:
+            left = None if timeout is None else max(0.0, timeout - first)
+            run = await self.wait(run["id"], left)
+        return self._outcome(run, timeout)
 
     @property
     def sync(self) -> SyncClient:

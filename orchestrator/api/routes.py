@@ -93,6 +93,10 @@ async def send_events(request: Request) -> JSON:
 
 
 async def create_run(request: Request) -> JSON:
+    """Start a run; with ``?wait=<seconds>``, also wait up to that long for it to end and
+    answer with the run (as ``GET /runs/{id}/wait`` does)."""
+    wait = _float_param(request, "wait", -1.0, 0.0, 60.0) if "wait" in request.query_params \
+        else None
     body = want_object(await read_json(request, _limit(request)))
     function = want_str(body, "function")
     assert function is not None
@@ -100,7 +104,10 @@ async def create_run(request: Request) -> JSON:
     unknown = set(body) - {"function", "input", "idempotency_key"}
     if unknown:
         raise Invalid(f"unknown field(s): {sorted(unknown)}", sorted(unknown)[0])
-    out = await _engine(request).start_run(function, body.get("input"), key)
+    engine = _engine(request)
+    out = await engine.start_run(function, body.get("input"), key)
+    if wait is not None:
+        out = await engine.wait_run(out["id"], wait)
     return JSON(out, status_code=201)
 
 

@@ -17,10 +17,11 @@ import time
 from typing import Any
 
 from orchestrator.config import Settings
+from orchestrator.engine.claim import Claim, Lease
 from orchestrator.engine.ingest import resolve_wait
 from orchestrator.engine.invoker import Failed, Invoker
 from orchestrator.engine.notifier import Notifier
-from orchestrator.engine.reducer import Claim, Reducer, _Effects
+from orchestrator.engine.reducer import Reducer, _Effects
 from orchestrator.engine.registry import Registry
 from orchestrator.store import Store
 from sdk import protocol as p
@@ -63,6 +64,7 @@ class Dispatcher:
         self.inflight: dict[str, Claim] = {}
         self._slots = asyncio.Semaphore(settings.max_inflight)
         self._tasks: set[asyncio.Task[None]] = set()
+        reducer.handoff = self
 
     async def run(self) -> None:
         renew = asyncio.create_task(self._renew_leases())
@@ -103,12 +105,26 @@ class Dispatcher:
             return 1
         self.notifier.work.clear()
         claims = await self.claim(min(free, 256))
+        self._start(claims)
+        return len(claims)
+
+    def _start(self, claims: list[Claim]) -> None:
         for c in claims:
             self.inflight[c.run_id] = c
             t = asyncio.create_task(self._deliver(c))
             self._tasks.add(t)
             t.add_done_callback(self._tasks.discard)
-        return len(claims)
+
+    def lease(self) -> Lease | None:
+        """Room to create runs already claimed by this replica (None: at capacity)."""
+        room = self.settings.max_inflight - len(self.inflight)
+        if room <= 0:
+            return None
+        return Lease(self.settings.worker_id, time.time() + self.settings.lease_ttl, room)
+
+    def adopt(self, claims: list[Claim]) -> None:
+        """Deliver runs created already claimed (their transaction has committed)."""
+        self._start(claims)
 
     async def claim(self, limit: int) -> list[Claim]:
         now = time.time()
@@ -140,6 +156,8 @@ class Dispatcher:
         await self._slots.acquire()
         try:
             if c.fn is None:
+                c.fn = await self.registry.get(c.run.function)
+            if c.fn is None:
                 await self._fail(c, "FunctionNotFound",
                                  f"no registered app serves {c.run.function!r}")
                 return
@@ -158,8 +176,10 @@ class Dispatcher:
             self._slots.release()
 
     async def _request(self, c: Claim) -> bytes:
-        async with self.store.read() as tx:
-            memo = (await tx.steps.memo([c.run_id]))[c.run_id]
+        memo: list[Any] = []
+        if not c.fresh:
+            async with self.store.read() as tx:
+                memo = (await tx.steps.memo([c.run_id]))[c.run_id]
         run = c.run
         msg = p.invoke_request(
             call_id=c.call_id,

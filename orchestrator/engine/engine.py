@@ -14,6 +14,7 @@ import httpx
 
 from orchestrator.config import Settings
 from orchestrator.engine import views
+from orchestrator.engine.claim import Lease
 from orchestrator.engine.dispatcher import Dispatcher
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Invoker
@@ -150,17 +151,28 @@ class Engine:
         input_json = p.dumps(input).decode()
         if len(input_json) > p.MAX_STEP_OUTPUT_BYTES:
             raise Invalid(f"input exceeds {p.MAX_STEP_OUTPUT_BYTES} bytes", "input")
+        lease = self.dispatcher.lease()
         async with self.store.write() as tx:
             [rid] = await create_runs(
-                tx, [NewRun(function, input_json, idempotency_key=idempotency_key)], time.time()
+                tx, [NewRun(function, input_json, idempotency_key=idempotency_key)],
+                time.time(), lease,
             )
-        self.notifier.wake_dispatcher()
+        self._handoff(lease)
         return {"id": rid}
 
+    def _handoff(self, lease: Lease | None) -> None:
+        if lease is not None and lease.claims:
+            self.dispatcher.adopt(lease.claims)
+        else:
+            self.notifier.wake_dispatcher()
+
     async def send_events(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        lease = self.dispatcher.lease()
         async with self.store.write() as tx:
-            res = await ingest_events(tx, events, time.time())
-        self.notifier.wake_dispatcher()
+            res = await ingest_events(tx, events, time.time(), lease)
+        self._handoff(lease)
+        if res.woke:
+            self.notifier.wake_dispatcher()
         return {"ids": res.event_ids, "runs": res.run_ids}
 
     # -- runs -------------------------------------------------------------------------------
@@ -185,18 +197,18 @@ class Engine:
                 "next_cursor": rows[-1].id if more and rows else None}
 
     async def wait_run(self, run_id: str, timeout: float) -> dict[str, Any]:
-        """The run once it has ended, or as it is after ``timeout`` seconds."""
+        """The run (summary and output) once it has ended, or as it is after ``timeout``."""
         fut = self.notifier.watch(run_id)
         try:
             deadline = time.monotonic() + timeout
             while True:
                 async with self.store.read() as tx:
-                    status = await tx.runs.status(run_id)
-                if status is None:
+                    run = await tx.runs.get(run_id)
+                if run is None:
                     raise NotFound(f"no run {run_id!r}", "id")
                 left = deadline - time.monotonic()
-                if status in TERMINAL or left <= 0:
-                    return await self.get_run(run_id)
+                if run.status in TERMINAL or left <= 0:
+                    return views.run_result(run)
                 # other replicas end runs too: look again at least every second
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(fut), min(left, 1.0))

@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.engine.claim import Lease
 from orchestrator.ids import new_id
 from orchestrator.store import Tx
 from sdk import protocol as p
@@ -35,10 +36,16 @@ class IngestResult:
     woke: list[str] = field(default_factory=list)
 
 
-async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float) -> list[str]:
-    """Insert runs with their queue rows; an idempotency key already used returns its run."""
+async def create_runs(
+    tx: Tx, specs: Sequence[NewRun], now: float, lease: Lease | None = None
+) -> list[str]:
+    """Insert runs with their queue rows; an idempotency key already used returns its run.
+
+    With a ``lease``, runs are created already claimed (as many as it has room for).
+    """
     ids: list[str] = []
     rows: list[dict[str, Any]] = []
+    queue_rows: list[dict[str, Any]] = []
     for s in specs:
         if s.idempotency_key is not None:
             existing = await tx.runs.by_idempotency(s.function, s.idempotency_key)
@@ -47,15 +54,26 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float) -> list[str]:
                 continue
         rid = new_id()
         ids.append(rid)
-        rows.append({
+        row = {
             "id": rid, "function": s.function, "status": "queued", "attempt": 0,
             "input_json": s.input_json, "event_json": s.event_json,
             "idempotency_key": s.idempotency_key, "parent_id": s.parent_id,
             "parent_step": s.parent_step, "child_index": s.child_index,
             "parent_waits": s.parent_waits, "pending_children": 0, "created_at": now,
+            "started_at": None, "waiting_json": None,
+        }
+        claimed = lease is not None and lease.take(row)
+        if claimed:
+            row["status"] = "running"
+            row["started_at"] = now
+        rows.append(row)
+        queue_rows.append({
+            "run_id": rid, "due_at": now, "claims": 1 if claimed else 0,
+            "lease_owner": lease.owner if claimed and lease else None,
+            "lease_expires_at": lease.until if claimed and lease else None,
         })
     await tx.runs.insert_many(rows)
-    await tx.queue.add_many([{"run_id": r["id"], "due_at": now} for r in rows])
+    await tx.queue.add_many(queue_rows)
     return ids
 
 
@@ -69,7 +87,9 @@ def normalize_event(ev: Mapping[str, Any], now: float) -> dict[str, Any]:
     }
 
 
-async def ingest_events(tx: Tx, events: Sequence[Mapping[str, Any]], now: float) -> IngestResult:
+async def ingest_events(
+    tx: Tx, events: Sequence[Mapping[str, Any]], now: float, lease: Lease | None = None
+) -> IngestResult:
     """Store events (a known id is a duplicate: accepted, ignored), start the runs they
     trigger, and resume the runs waiting for them."""
     evs = [normalize_event(e, now) for e in events]
@@ -94,7 +114,7 @@ async def ingest_events(tx: Tx, events: Sequence[Mapping[str, Any]], now: float)
         seen.add(e["id"])
         data_json = p.dumps(e["data"]).decode()
         specs = [NewRun(fn, data_json, encoded[e["id"]]) for fn in triggered.get(e["name"], [])]
-        run_ids[e["id"]] = await create_runs(tx, specs, now)
+        run_ids[e["id"]] = await create_runs(tx, specs, now, lease)
         for w in await tx.waits.take_matching(e):
             await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, encoded[e["id"]], now)
             await tx.queue.wake(w.run_id, now)

@@ -1,24 +1,22 @@
 """Calls apps over signed HTTP and classifies what came back.
 
-A pool of single-connection ``httpx.AsyncClient``s per app origin: one shared client
-with a large pool costs several times more CPU per request under concurrency (its pool
-bookkeeping), so each client here owns one keep-alive connection and is lent out whole.
+Connections come from ``sdk._pool.ClientPool``: single-connection clients per app
+origin, lent out whole (a shared client's pool bookkeeping is the costlier choice).
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from sdk import protocol as p
+from sdk._pool import ClientPool
 
 log = logging.getLogger("orchestrator.invoker")
 
@@ -58,30 +56,6 @@ def parse_retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-class _Pool:
-    def __init__(self, size: int, make: Any) -> None:
-        self._free: asyncio.LifoQueue[httpx.AsyncClient] = asyncio.LifoQueue()
-        self._size = size
-        self._made = 0
-        self._make = make
-        self._all: list[httpx.AsyncClient] = []
-
-    async def acquire(self) -> httpx.AsyncClient:
-        if self._free.empty() and self._made < self._size:
-            self._made += 1
-            c = self._make()
-            self._all.append(c)
-            return c  # type: ignore[no-any-return]
-        return await self._free.get()
-
-    def release(self, c: httpx.AsyncClient) -> None:
-        self._free.put_nowait(c)
-
-    async def close(self) -> None:
-        for c in self._all:
-            await c.aclose()
-
-
 class Invoker:
     def __init__(
         self,
@@ -93,35 +67,18 @@ class Invoker:
     ) -> None:
         self.signer = signer
         self.timeout = timeout
-        self.pool_size = pool_size
-        self.transport = transport
-        self._pools: dict[str, _Pool] = {}
-
-    def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            timeout=httpx.Timeout(self.timeout, connect=min(10.0, self.timeout)),
-            limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-            transport=self.transport,
+        self.pool = ClientPool(
+            pool_size,
+            timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
+            transport=transport,
         )
 
-    def _pool(self, url: str) -> _Pool:
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc}"
-        pool = self._pools.get(origin)
-        if pool is None:
-            pool = self._pools[origin] = _Pool(self.pool_size, self._client)
-        return pool
-
     async def close(self) -> None:
-        for pool in self._pools.values():
-            await pool.close()
-        self._pools.clear()
+        await self.pool.aclose()
 
     async def _post(self, url: str, body: bytes) -> httpx.Response:
         headers = {"content-type": "application/json", **self.signer.sign(body)}
-        pool = self._pool(url)
-        client = await pool.acquire()
-        try:
+        async with self.pool.client(url) as client:
             try:
                 return await client.post(url, content=body, headers=headers)
             except httpx.RemoteProtocolError:
@@ -130,8 +87,6 @@ class Invoker:
                 # the app have run the call anyway, replay makes that harmless: steps
                 # are recorded once and run at least once.
                 return await client.post(url, content=body, headers=headers)
-        finally:
-            pool.release(client)
 
     async def exchange(self, url: str, message: Mapping[str, Any]) -> Any:
         """Send a signed request, verify the signed answer, return it decoded.

@@ -12,14 +12,15 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from orchestrator.config import Settings
 from orchestrator.engine import views
+from orchestrator.engine.claim import Claim, Lease
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Delivered, Failed, Outcome
 from orchestrator.engine.notifier import Notifier
-from orchestrator.engine.registry import FunctionInfo, Registry
+from orchestrator.engine.registry import Registry
 from orchestrator.store import Store, Tx
 from sdk import protocol as p
 from sdk.function import Retry
@@ -31,26 +32,19 @@ BATCH = 256
 MAX_RETRY_AFTER = 3600.0
 
 
-@dataclass
-class Claim:
-    """A run claimed for one call, with what was loaded for it."""
+class Handoff(Protocol):
+    """Where runs created already claimed go once their transaction commits."""
 
-    run_id: str
-    claims: int
-    delivery_failures: int
-    first_failure_at: float | None
-    run: Any
-    fn: FunctionInfo | None
+    def lease(self) -> Lease | None: ...
 
-    @property
-    def call_id(self) -> str:
-        return f"{self.run_id}:{self.claims}"
+    def adopt(self, claims: list[Claim]) -> None: ...
 
 
 @dataclass
 class _Effects:
     ended: list[str] = field(default_factory=list)
     wake: bool = False
+    lease: Lease | None = None
 
 
 def _js(value: Any) -> str:
@@ -70,6 +64,7 @@ class Reducer:
         self.notifier = notifier
         self.settings = settings
         self._q: asyncio.Queue[tuple[Claim, Outcome]] = asyncio.Queue()
+        self.handoff: Handoff | None = None
 
     def submit(self, claim: Claim, outcome: Outcome) -> None:
         self._q.put_nowait((claim, outcome))
@@ -84,8 +79,11 @@ class Reducer:
             except Exception:
                 log.exception("applying a batch of %d answers failed", len(batch))
 
+    def _effects(self) -> _Effects:
+        return _Effects(lease=self.handoff.lease() if self.handoff else None)
+
     async def apply_batch(self, batch: list[tuple[Claim, Outcome]]) -> None:
-        fx = _Effects()
+        fx = self._effects()
         try:
             async with self.store.write() as tx:
                 await self._apply_all(tx, batch, fx)
@@ -93,7 +91,7 @@ class Reducer:
             log.exception("a batch failed; applying its answers one by one")
             fx = _Effects()
             for item in batch:
-                one = _Effects()
+                one = self._effects()
                 try:
                     async with self.store.write() as tx:
                         await self._apply_all(tx, [item], one)
@@ -111,10 +109,17 @@ class Reducer:
                         continue
                 fx.ended += one.ended
                 fx.wake = fx.wake or one.wake
+                self._handoff(one)
+            fx.lease = None
+        self._handoff(fx)
         if fx.ended:
             self.notifier.runs_ended(fx.ended)
         if fx.wake:
             self.notifier.wake_dispatcher()
+
+    def _handoff(self, fx: _Effects) -> None:
+        if fx.lease is not None and fx.lease.claims and self.handoff is not None:
+            self.handoff.adopt(fx.lease.claims)
 
     async def _apply_all(self, tx: Tx, batch: list[tuple[Claim, Outcome]], fx: _Effects) -> None:
         fences = await tx.queue.fences([c.run_id for c, _ in batch])
@@ -159,7 +164,7 @@ class Reducer:
         rows = [self._step_row(c.run_id, e) for e in a.get("steps", [])]
         await tx.steps.record(rows)
         if a.get("events"):
-            await ingest_events(tx, a["events"], now)
+            await ingest_events(tx, a["events"], now, fx.lease)
             fx.wake = True
         status = a["status"]
         if status == p.Status.COMPLETE:
@@ -255,7 +260,7 @@ class Reducer:
             NewRun(ch["function"], _js(ch.get("input")), None, None, rid, op["id"], i, wait)
             for i, ch in enumerate(children)
         ]
-        ids = await create_runs(tx, specs, now)
+        ids = await create_runs(tx, specs, now, fx.lease)
         fx.wake = True
         if wait and ids:
             await tx.queue.park(rid)

@@ -30,10 +30,6 @@ class RunsRepo(Repo):
     async def get(self, run_id: str) -> Any:
         return (await self.conn.execute(select(runs).where(runs.c.id == run_id))).first()
 
-    async def status(self, run_id: str) -> str | None:
-        row = (await self.conn.execute(select(runs.c.status).where(runs.c.id == run_id))).first()
-        return None if row is None else str(row[0])
-
     async def get_many(self, ids: list[str]) -> dict[str, Any]:
         if not ids:
             return {}

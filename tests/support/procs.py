@@ -49,7 +49,7 @@ class Proc:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=log,
                                      stderr=subprocess.STDOUT)
         log.close()

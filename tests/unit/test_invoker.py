@@ -371,14 +371,14 @@ async def test_concurrent_calls_share_a_bounded_pool(respx_mock: respx.MockRoute
             f"call-{i}" for i in range(8)
         ]
         # one pool per origin, and it never made more clients than its size
-        assert list(inv._pools) == ["http://app.test"]
-        assert inv._pools["http://app.test"]._made <= 2
+        assert list(inv.pool._pools) == ["http://app.test"]
+        assert inv.pool.open_clients() <= 2
         # a second origin gets its own pool
         respx_mock.post("http://other.test/durable").mock(
             return_value=signed_response(p.dumps(answer())))
         assert isinstance(await inv.invoke("http://other.test/durable", request_body(),
                                            CALL_ID), Delivered)
-        assert sorted(inv._pools) == ["http://app.test", "http://other.test"]
+        assert sorted(inv.pool._pools) == ["http://app.test", "http://other.test"]
     finally:
         await inv.close()
     assert inv._pools == {}
