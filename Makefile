@@ -25,6 +25,7 @@ test: setup
 check: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## bench: the benchmarks recorded in docs/benchmarks.md
 bench: setup

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -282,7 +282,7 @@ class Execution:
             }
         )
 
-    def send_events(self, name: str, events: list[dict[str, Any]]) -> list[str]:
+    def send_events(self, name: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
         step_id, seq, entry = self.begin(name, p.MemoKind.SEND_EVENT)
         if entry is not None:
             return list(entry.get("output") or [])

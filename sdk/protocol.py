@@ -266,21 +266,22 @@ def _require(cond: bool, what: str) -> None:
 
 
 def check_version(msg: Any) -> Mapping[str, Any]:
-    _require(isinstance(msg, Mapping), "message must be a JSON object")
+    if not isinstance(msg, Mapping):
+        raise ProtocolError("message must be a JSON object")
     _require(msg.get("v") == VERSION, f"unsupported protocol version {msg.get('v')!r}")
     return msg
 
 
-def validate_request(msg: Any) -> Mapping[str, Any]:
+def validate_request(raw: Any) -> Mapping[str, Any]:
     """Check the shape of a request the app received; return it."""
-    msg = check_version(msg)
+    msg = check_version(raw)
     kind = msg.get("kind")
     if kind == Kind.INTROSPECT:
         return msg
     _require(kind == Kind.INVOKE, f"unknown request kind {kind!r}")
     _require(isinstance(msg.get("function"), str), "request.function must be a string")
     _require(isinstance(msg.get("call_id"), str), "request.call_id must be a string")
-    run = msg.get("run")
+    run: Any = msg.get("run")
     _require(isinstance(run, Mapping) and isinstance(run.get("id"), str), "request.run.id")
     _require(isinstance(run.get("attempt"), int), "request.run.attempt must be an integer")
     _require(isinstance(msg.get("memo"), list), "request.memo must be a list")
@@ -307,9 +308,9 @@ def validate_memo_entry(e: Any) -> None:
     _require(isinstance(e.get("name"), str), "memo entry name must be a string")
 
 
-def validate_answer(msg: Any, call_id: str) -> Mapping[str, Any]:
+def validate_answer(raw: Any, call_id: str) -> Mapping[str, Any]:
     """Check an invoke answer the orchestrator received; return it."""
-    msg = check_version(msg)
+    msg = check_version(raw)
     _require(msg.get("call_id") == call_id, "answer is not for this call")
     status = msg.get("status")
     _require(status in _STATUSES, f"unknown answer status {status!r}")
@@ -325,7 +326,7 @@ def validate_answer(msg: Any, call_id: str) -> Mapping[str, Any]:
         _require(ev.get("data") is None or isinstance(ev["data"], Mapping),
                  "an answer event's data must be an object")
     if status == Status.YIELD:
-        op = msg.get("op")
+        op: Any = msg.get("op")
         _require(isinstance(op, Mapping) and op.get("op") in _OPS, "answer.op is invalid")
         if op["op"] != Op.RESUME:
             _require(isinstance(op.get("id"), str), "answer.op.id must be a string")
@@ -337,14 +338,14 @@ def validate_answer(msg: Any, call_id: str) -> Mapping[str, Any]:
         elif op["op"] == Op.WAIT_EVENT:
             _require(isinstance(op.get("event"), str) and op["event"] != "",
                      "wait_event op needs an event name")
-            match = op.get("match", {})
+            match: Any = op.get("match", {})
             _require(isinstance(match, Mapping), "wait_event match must be an object")
             _require(all(isinstance(k, str) and k and "," not in k for k in match),
                      "wait_event match keys must be dotted paths")
             _require(op.get("timeout_at") is None or _is_time(op["timeout_at"]),
                      "wait_event timeout_at must be epoch seconds")
         elif op["op"] == Op.SPAWN:
-            children = op.get("children")
+            children: Any = op.get("children")
             _require(isinstance(children, list), "spawn op needs children")
             for c in children:
                 _require(

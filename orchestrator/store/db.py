@@ -58,8 +58,8 @@ class PostgresBackend(Backend):
 
 
 def normalize_url(url: str) -> str:
-    if url.startswith("sqlite:///") or url.startswith("sqlite://"):
-        return "sqlite+aiosqlite" + url[len("sqlite"):]
+    if url.startswith("sqlite+aiosqlite://"):  # embedded SQLite is driven synchronously
+        return "sqlite://" + url[len("sqlite+aiosqlite://"):]
     if url.startswith("postgres://"):
         return "postgresql+asyncpg://" + url[len("postgres://"):]
     if url.startswith("postgresql://"):
@@ -109,7 +109,7 @@ class Database:
         if self.url.startswith("sqlite"):
             self.backend = SQLiteBackend()
             self._sync_engine = create_engine(
-                self.url.replace("+aiosqlite", ""), pool_size=4, max_overflow=4,
+                self.url, pool_size=4, max_overflow=4,
                 connect_args={"timeout": 30, "check_same_thread": False},
             )
             event.listen(self._sync_engine, "connect", _sqlite_pragmas)
