@@ -23,8 +23,18 @@ MAX_REQUEST_BYTES = p.MAX_REQUEST_BYTES
 class ServeEndpoint:
     """The ASGI app behind ``serve``: POST carries signed protocol requests."""
 
-    def __init__(self, handler: Handler) -> None:
-        self.handler = handler
+    def __init__(self, client: Client, functions: Iterable[Function]) -> None:
+        self.client = client
+        self.functions = list(functions)
+        Handler(self.functions, None, client.app_id)  # duplicate names fail here, at once
+        self._handler: Handler | None = None
+
+    @property
+    def handler(self) -> Handler:
+        """Built on first use: the signing key may be configured after import."""
+        if self._handler is None:
+            self._handler = Handler(self.functions, self.client.signer(), self.client.app_id)
+        return self._handler
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -32,10 +42,17 @@ class ServeEndpoint:
             return
         if scope["type"] != "http":
             return
+        try:
+            handler = self.handler
+        except ValueError as exc:  # no signing key configured
+            await _respond(send, 500, p.dumps({"error": {"code": "misconfigured",
+                                                         "message": str(exc)}}),
+                           {"content-type": "application/json"})
+            return
         method = scope["method"]
         if method == "GET":
-            info = {"app_id": self.handler.app_id, "protocol": p.VERSION,
-                    "functions": len(self.handler.functions)}
+            info = {"app_id": handler.app_id, "protocol": p.VERSION,
+                    "functions": len(handler.functions)}
             await _respond(send, 200, p.dumps(info), {"content-type": "application/json"})
             return
         if method != "POST":
@@ -60,7 +77,7 @@ class ServeEndpoint:
             more = msg.get("more_body", False)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
-        resp = await self.handler.handle(b"".join(chunks), headers)
+        resp = await handler.handle(b"".join(chunks), headers)
         await _respond(send, resp.status, resp.body, resp.headers)
 
 
@@ -83,4 +100,4 @@ async def _lifespan(receive: Receive, send: Send) -> None:
 
 def serve(client: Client, functions: Iterable[Function]) -> ServeEndpoint:
     """An ASGI endpoint serving ``functions``; mount it, e.g. at ``/api/durable``."""
-    return ServeEndpoint(Handler(functions, client.signer(), client.app_id))
+    return ServeEndpoint(client, functions)

@@ -228,6 +228,22 @@ class SyncClient:
     def _do(self, coro: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
+    def close(self) -> None:
+        """Close the connections and stop the background loop."""
+        if self._loop.is_closed():
+            return
+        self._do(self._client.aclose())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
+        self._client._sync = None
+
+    def __enter__(self) -> SyncClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def register(self, app_url: str) -> dict[str, Any]:
         return self._do(self._client.register(app_url))
 

@@ -90,14 +90,22 @@ async def execute(fn: Function, request: Mapping[str, Any], request_bytes: int) 
 class Handler:
     """Answers the orchestrator's requests for a set of declared functions."""
 
-    def __init__(self, functions: Iterable[Function], signer: p.Signer, app_id: str) -> None:
+    def __init__(
+        self, functions: Iterable[Function], signer: p.Signer | None, app_id: str
+    ) -> None:
         self.functions: dict[str, Function] = {}
         for f in functions:
             if f.name in self.functions:
                 raise ValueError(f"two functions are named {f.name!r}")
             self.functions[f.name] = f
-        self.signer = signer
+        self._signer = signer
         self.app_id = app_id
+
+    @property
+    def signer(self) -> p.Signer:
+        if self._signer is None:
+            raise ValueError("this handler has no signing key")
+        return self._signer
 
     def introspection(self) -> dict[str, Any]:
         return {
