@@ -34,6 +34,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return JSON({"error": {"code": code, "message": exc.detail}}, status_code=exc.status_code)
 
 
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error serving %s %s", request.method, request.url.path)
+    return JSON({"error": {"code": "internal_error",
+                           "message": f"{type(exc).__name__}: {exc}"}}, status_code=500)
+
+
 def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
                ) -> Starlette:
     if not settings.api_keys:
@@ -51,7 +57,8 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app = Starlette(
         routes=ROUTES,
         middleware=[Middleware(ApiKeyMiddleware, keys=settings.api_keys)],
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error},
+        exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+                            Exception: _internal_error},
         lifespan=lifespan,
     )
     app.state.engine = engine

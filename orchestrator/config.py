@@ -34,6 +34,8 @@ class Settings:
     """A run whose app stays unreachable this long fails."""
     delivery_backoff_max: float = 30.0
     """Longest delay between delivery attempts to an unreachable app."""
+    cron_grace: float = 60.0
+    """A cron tick missed while no orchestrator ran fires once on start if this recent."""
     max_body_bytes: int = 4 * 1024 * 1024
     """Largest REST request body."""
     worker_id: str = field(default_factory=lambda: secrets.token_hex(6))

@@ -30,7 +30,7 @@ from sdk.function import Function, Retry, task
 T = TypeVar("T")
 
 DEFAULT_URL = "http://127.0.0.1:8288"
-TERMINAL = frozenset({"completed", "failed", "cancelled"})
+TERMINAL = p.TERMINAL
 
 
 @dataclass(frozen=True)

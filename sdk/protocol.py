@@ -95,6 +95,23 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "BadRequest"
 
 
+class RunStatus(StrEnum):
+    """A run's status, as the REST API reports it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    SKIPPED = "skipped"  # a workflow task whose condition said so
+
+
+TERMINAL: Final = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED,
+                             RunStatus.TIMED_OUT, RunStatus.SKIPPED})
+"""Statuses a run never leaves (except by an explicit replay)."""
+
+
 class ProtocolError(ValueError):
     """A message does not follow this protocol."""
 
@@ -226,9 +243,13 @@ def invoke_request(
     memo: Sequence[Mapping[str, Any]],
     budget_ms: int,
     parent_id: str | None = None,
+    task: str | None = None,
+    parents: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the body of an invoke request."""
-    return {
+    """Build the body of an invoke request. A workflow's task run names its ``task`` and
+    carries its ``parents`` ({task: {status, output}}, or {"failure": ...} for the
+    workflow's on_failure task)."""
+    msg = {
         "v": VERSION,
         "kind": Kind.INVOKE,
         "call_id": call_id,
@@ -239,6 +260,10 @@ def invoke_request(
         "memo": list(memo),
         "budget_ms": budget_ms,
     }
+    if task is not None:
+        msg["task"] = task
+        msg["parents"] = dict(parents or {})
+    return msg
 
 
 def introspect_request() -> dict[str, Any]:
@@ -288,6 +313,8 @@ def validate_request(raw: Any) -> Mapping[str, Any]:
     for e in msg["memo"]:
         validate_memo_entry(e)
     _require(isinstance(msg.get("budget_ms"), int), "request.budget_ms must be an integer")
+    _require(msg.get("task") is None or isinstance(msg["task"], str), "request.task: string")
+    _require(isinstance(msg.get("parents", {}), Mapping), "request.parents must be an object")
     return msg
 
 

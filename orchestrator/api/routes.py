@@ -15,7 +15,7 @@ from orchestrator.errors import Invalid
 from sdk import protocol as p
 from sdk.function import NAME_RE
 
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+STATUSES = tuple(p.RunStatus)
 MAX_EVENTS_PER_REQUEST = 1000
 
 

@@ -20,15 +20,15 @@ from orchestrator.config import Settings
 from orchestrator.engine.claim import Claim, Lease
 from orchestrator.engine.ingest import resolve_wait
 from orchestrator.engine.invoker import Failed, Invoker
-from orchestrator.engine.notifier import Notifier
-from orchestrator.engine.reducer import Reducer, _Effects
+from orchestrator.engine.lifecycle import Hub, end_run
+from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registry import Registry
 from orchestrator.store import Store
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.dispatcher")
 
-TERMINAL = ("completed", "failed", "cancelled")
+TERMINAL = p.TERMINAL
 
 
 def memo_entry(row: Any) -> dict[str, Any]:
@@ -52,19 +52,20 @@ class Dispatcher:
         registry: Registry,
         invoker: Invoker,
         reducer: Reducer,
-        notifier: Notifier,
+        hub: Hub,
         settings: Settings,
     ) -> None:
         self.store = store
         self.registry = registry
         self.invoker = invoker
         self.reducer = reducer
-        self.notifier = notifier
+        self.hub = hub
+        self.notifier = hub.notifier
         self.settings = settings
         self.inflight: dict[str, Claim] = {}
         self._slots = asyncio.Semaphore(settings.max_inflight)
         self._tasks: set[asyncio.Task[None]] = set()
-        reducer.handoff = self
+        hub.handoff = self
 
     async def run(self) -> None:
         renew = asyncio.create_task(self._renew_leases())
@@ -191,15 +192,17 @@ class Dispatcher:
             memo=[memo_entry(m) for m in memo],
             budget_ms=self.settings.budget_ms,
             parent_id=run.parent_id,
+            task=run.task,
+            parents=json.loads(run.parents_json) if run.parents_json else None,
         )
         return p.dumps(msg)
 
     async def _fail(self, c: Claim, type_: str, message: str) -> None:
         err = p.dumps({"type": type_, "message": message}).decode()
-        fx = _Effects()
+        fx = self.hub.effects()
         async with self.store.write() as tx:
-            await self.reducer.end_run(tx, c.run, "failed", None, err, time.time(), fx)
-        self.notifier.runs_ended(fx.ended)
+            await end_run(tx, c.run, p.RunStatus.FAILED, None, err, time.time(), fx)
+        self.hub.settle(fx)
 
     async def _renew_leases(self) -> None:
         every = max(0.2, self.settings.lease_ttl / 3)

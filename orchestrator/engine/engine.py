@@ -8,52 +8,53 @@ import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from orchestrator.config import Settings
-from orchestrator.engine import views
-from orchestrator.engine.claim import Lease
+from orchestrator.engine import cron, views
+from orchestrator.engine.control import REPLAYABLE, replay
 from orchestrator.engine.dispatcher import Dispatcher
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Invoker
+from orchestrator.engine.lifecycle import Hub, cancel_run
 from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.reducer import Reducer
+from orchestrator.engine.registration import validate_functions
 from orchestrator.engine.registry import Registry
+from orchestrator.engine.scheduler import Scheduler
 from orchestrator.errors import Conflict, Invalid, NotFound
+from orchestrator.ids import new_id
 from orchestrator.store import Store
 from sdk import protocol as p
-from sdk.function import NAME_RE, Retry
+from sdk.function import NAME_RE
 
 log = logging.getLogger("orchestrator")
 
-TERMINAL = ("completed", "failed", "cancelled")
+TERMINAL = p.TERMINAL
+MAX_BULK = 5000
 
 
-def _validate_functions(configs: Any) -> list[dict[str, Any]]:
-    if not isinstance(configs, list):
-        raise Invalid("the app's introspection has no function list", "url")
-    seen: set[str] = set()
-    out = []
-    for c in configs:
-        name = c.get("name") if isinstance(c, Mapping) else None
-        if not isinstance(name, str) or not NAME_RE.match(name):
-            raise Invalid(f"the app declares an invalid function name {name!r}", "functions")
-        if name in seen:
-            raise Invalid(f"the app declares function {name!r} twice", "functions")
-        seen.add(name)
-        for t in c.get("triggers", []):
-            ev = t.get("event") if isinstance(t, Mapping) else None
-            if ev is not None and (not isinstance(ev, str) or not NAME_RE.match(ev)):
-                raise Invalid(f"function {name!r} has an invalid trigger {t!r}", "functions")
-        try:
-            Retry.from_wire(c.get("retry"))
-        except (TypeError, ValueError) as exc:
-            raise Invalid(f"function {name!r} has an invalid retry policy: {exc}",
-                          "functions") from None
-        out.append(dict(c))
-    return out
+@dataclass(frozen=True)
+class RunSpec:
+    """One run to start: a function (or workflow), its input, an optional idempotency key."""
+
+    function: str
+    input: Any = None
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    """Which runs a bulk operation applies to."""
+
+    function: str | None = None
+    statuses: tuple[str, ...] = ()
+    since: float | None = None
+    until: float | None = None
+    limit: int = 1000
 
 
 class Engine:
@@ -64,12 +65,14 @@ class Engine:
         self.store = Store(settings.database_url)
         self.notifier = Notifier()
         self.registry = Registry(self.store)
+        self.hub = Hub(self.registry, self.notifier)
         self.signer = p.Signer(settings.signing_key, settings.signing_key_fallback)
         self.invoker = Invoker(self.signer, timeout=settings.call_timeout,
                                pool_size=settings.pool_per_app, transport=transport)
-        self.reducer = Reducer(self.store, self.registry, self.notifier, settings)
+        self.reducer = Reducer(self.store, self.hub, settings)
         self.dispatcher = Dispatcher(self.store, self.registry, self.invoker, self.reducer,
-                                     self.notifier, settings)
+                                     self.hub, settings)
+        self.scheduler = Scheduler(self.store, self.hub, cron_grace=settings.cron_grace)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
 
@@ -77,7 +80,8 @@ class Engine:
         await self.store.open()
         await self.registry.reload()
         self._tasks = [asyncio.create_task(self.reducer.run(), name="reducer"),
-                       asyncio.create_task(self.dispatcher.run(), name="dispatcher")]
+                       asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
+                       asyncio.create_task(self.scheduler.run(), name="scheduler")]
         self.ready = True
 
     async def stop(self) -> None:
@@ -112,16 +116,23 @@ class Engine:
         app_id = info.get("app_id")
         if not isinstance(app_id, str) or not NAME_RE.match(app_id):
             raise Invalid(f"the app reports an invalid app_id {app_id!r}", "url")
-        configs = _validate_functions(info.get("functions"))
+        configs, crons = validate_functions(info.get("functions"))
         now = time.time()
+        for c in crons:
+            c["next_fire_at"] = cron.next_fire(cron.parse(c["expression"], c["timezone"]), now)
+            c["created_at"] = now
+        names = [c["name"] for c in configs]
         async with self.store.write() as tx:
-            owners = await tx.apps.owners([c["name"] for c in configs])
+            owners = await tx.apps.owners(names)
             taken = sorted(n for n, a in owners.items() if a != app_id)
             if taken:
                 raise Conflict(f"functions already registered by another app: {taken}",
                                "functions")
+            previous = [f.name for f in await tx.apps.list_functions() if f.app_id == app_id]
             await tx.apps.save(app_id, url, str(info.get("sdk", "")), configs, now)
+            await tx.crons.replace_code_crons(sorted({*names, *previous}), crons)
         await self.registry.reload()
+        self.scheduler.poke()
         log.info("registered app %s at %s with %d functions", app_id, url, len(configs))
         return {"id": app_id, "url": url, "sdk": info.get("sdk"), "synced_at": views.iso(now),
                 "functions": configs}
@@ -143,37 +154,169 @@ class Engine:
 
     # -- triggers ---------------------------------------------------------------------------
 
+    async def _known(self, names: set[str], field: str = "function") -> None:
+        fns = await self.registry.get_many(names)
+        missing = sorted(names - set(fns))
+        if missing:
+            raise NotFound(f"no function named {missing[0]!r} is registered", field)
+
+    @staticmethod
+    def _input_json(value: Any, field: str = "input") -> str:
+        try:
+            data = p.dumps(value).decode()
+        except (TypeError, ValueError) as exc:
+            raise Invalid(f"input is not JSON: {exc}", field) from None
+        if len(data) > p.MAX_STEP_OUTPUT_BYTES:
+            raise Invalid(f"input exceeds {p.MAX_STEP_OUTPUT_BYTES} bytes", field)
+        return data
+
     async def start_run(
         self, function: str, input: Any, idempotency_key: str | None = None
     ) -> dict[str, Any]:
-        if await self.registry.get(function) is None:
-            raise NotFound(f"no function named {function!r} is registered", "function")
-        input_json = p.dumps(input).decode()
-        if len(input_json) > p.MAX_STEP_OUTPUT_BYTES:
-            raise Invalid(f"input exceeds {p.MAX_STEP_OUTPUT_BYTES} bytes", "input")
-        lease = self.dispatcher.lease()
-        async with self.store.write() as tx:
-            [rid] = await create_runs(
-                tx, [NewRun(function, input_json, idempotency_key=idempotency_key)],
-                time.time(), lease,
-            )
-        self._handoff(lease)
+        [rid] = await self.start_runs([RunSpec(function, input, idempotency_key)])
         return {"id": rid}
 
-    def _handoff(self, lease: Lease | None) -> None:
-        if lease is not None and lease.claims:
-            self.dispatcher.adopt(lease.claims)
-        else:
-            self.notifier.wake_dispatcher()
+    async def start_runs(self, specs: Sequence[RunSpec]) -> list[str]:
+        """Start many runs in one transaction (all or none)."""
+        if len(specs) > MAX_BULK:
+            raise Invalid(f"at most {MAX_BULK} runs per request", "runs")
+        await self._known({s.function for s in specs})
+        new = [NewRun(s.function, self._input_json(s.input, f"runs[{i}].input"),
+                      idempotency_key=s.idempotency_key) for i, s in enumerate(specs)]
+        fx = self.hub.effects()
+        async with self.store.write() as tx:
+            ids = await create_runs(tx, new, time.time(), fx)
+        self.hub.settle(fx)
+        self.scheduler.poke()
+        return ids
 
     async def send_events(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        lease = self.dispatcher.lease()
+        fx = self.hub.effects()
         async with self.store.write() as tx:
-            res = await ingest_events(tx, events, time.time(), lease)
-        self._handoff(lease)
-        if res.woke:
-            self.notifier.wake_dispatcher()
+            res = await ingest_events(tx, events, time.time(), fx)
+        self.hub.settle(fx)
         return {"ids": res.event_ids, "runs": res.run_ids}
+
+    # -- control ----------------------------------------------------------------------------
+
+    async def cancel_run(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
+        fx = self.hub.effects()
+        async with self.store.write() as tx:
+            run = await tx.runs.lock(run_id)
+            if run is None:
+                raise NotFound(f"no run {run_id!r}", "id")
+            if run.status in TERMINAL:
+                raise Conflict(f"run {run_id} already ended {run.status}", "id")
+            ended = await cancel_run(tx, run, p.RunStatus.CANCELLED, {
+                "type": "Cancelled", "message": reason or "cancelled through the API"},
+                time.time(), fx)
+        self.hub.settle(fx)
+        return {"id": run_id, "cancelled": ended}
+
+    async def cancel_runs(self, f: RunFilter, reason: str | None = None) -> dict[str, Any]:
+        statuses = [s for s in (f.statuses or ("queued", "running")) if s not in TERMINAL]
+        fx = self.hub.effects()
+        cancelled: list[str] = []
+        async with self.store.write() as tx:
+            now = time.time()
+            for run in await tx.runs.matching(f.function, statuses, f.since, f.until, f.limit):
+                fresh = await tx.runs.lock(run.id)
+                if fresh is None or fresh.status in TERMINAL:
+                    continue  # ended meanwhile (a parent cancelled just before, say)
+                cancelled += await cancel_run(tx, fresh, p.RunStatus.CANCELLED, {
+                    "type": "Cancelled", "message": reason or "cancelled in bulk"}, now, fx)
+        self.hub.settle(fx)
+        return {"cancelled": cancelled}
+
+    async def replay_run(self, run_id: str, start: str = "failed_step",
+                         input: Any = ..., ) -> dict[str, Any]:
+        input_json = None if input is ... else self._input_json(input)
+        fx = self.hub.effects()
+        async with self.store.write() as tx:
+            run = await tx.runs.lock(run_id)
+            if run is None:
+                raise NotFound(f"no run {run_id!r}", "id")
+            if run.parent_id and run.task:
+                raise Conflict("replay the workflow run, not one of its tasks", "id")
+            await replay(tx, run, start, input_json, time.time(), fx)
+        self.hub.settle(fx)
+        self.scheduler.poke()
+        return {"id": run_id, "status": "replayed", "from": start}
+
+    async def replay_runs(self, f: RunFilter, start: str = "failed_step") -> dict[str, Any]:
+        statuses = [s for s in (f.statuses or REPLAYABLE) if s in REPLAYABLE]
+        fx = self.hub.effects()
+        replayed: list[str] = []
+        async with self.store.write() as tx:
+            now = time.time()
+            for run in await tx.runs.matching(f.function, statuses, f.since, f.until, f.limit):
+                if run.parent_id and run.task:
+                    continue  # tasks are replayed through their workflow
+                await replay(tx, run, start, None, now, fx)
+                replayed.append(run.id)
+        self.hub.settle(fx)
+        self.scheduler.poke()
+        return {"replayed": replayed}
+
+    # -- schedules and crons ----------------------------------------------------------------
+
+    async def create_schedule(self, function: str, at: float, input: Any) -> dict[str, Any]:
+        await self._known({function})
+        now = time.time()
+        if at < now - 1.0:
+            raise Invalid(f"'at' ({views.iso(at)}) is in the past", "at")
+        row = {"id": new_id(), "function": function, "input_json": self._input_json(input),
+               "at": at, "run_id": None, "created_at": now}
+        async with self.store.write() as tx:
+            await tx.schedules.add(row)
+        self.scheduler.poke()
+        return views.schedule_view(row)
+
+    async def list_schedules(self, function: str | None, limit: int) -> list[dict[str, Any]]:
+        async with self.store.read() as tx:
+            rows = await tx.schedules.pending(function, limit)
+        return [views.schedule_view(r._asdict()) for r in rows]
+
+    async def delete_schedule(self, sid: str) -> None:
+        async with self.store.write() as tx:
+            row = await tx.schedules.get(sid)
+            if row is None:
+                raise NotFound(f"no schedule {sid!r}", "id")
+            if row.run_id is not None:
+                raise Conflict(f"schedule {sid} already fired as run {row.run_id}", "id")
+            await tx.schedules.remove(sid)
+
+    async def create_cron(self, function: str, expression: str, timezone: str,
+                          input: Any) -> dict[str, Any]:
+        await self._known({function})
+        try:
+            trigger = cron.parse(expression, timezone)
+        except cron.CronError as exc:
+            raise Invalid(str(exc), exc.field) from None
+        now = time.time()
+        row = {"id": new_id(), "function": function, "expression": expression,
+               "timezone": timezone, "input_json": self._input_json(input), "source": "api",
+               "next_fire_at": cron.next_fire(trigger, now), "last_fire_at": None,
+               "created_at": now}
+        async with self.store.write() as tx:
+            await tx.crons.add(row)
+        self.scheduler.poke()
+        return views.cron_view(row)
+
+    async def list_crons(self, function: str | None) -> list[dict[str, Any]]:
+        async with self.store.read() as tx:
+            rows = await tx.crons.all(function)
+        return [views.cron_view(r._asdict()) for r in rows]
+
+    async def delete_cron(self, cid: str) -> None:
+        async with self.store.write() as tx:
+            row = await tx.crons.get(cid)
+            if row is None:
+                raise NotFound(f"no cron {cid!r}", "id")
+            if row.source == "code":
+                raise Conflict(f"cron {cid} is declared in code: remove it there and "
+                               f"re-sync the app", "id")
+            await tx.crons.remove(cid)
 
     # -- runs -------------------------------------------------------------------------------
 

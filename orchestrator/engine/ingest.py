@@ -1,4 +1,5 @@
-"""What starts or wakes runs: new runs (REST, events, children) and incoming events.
+"""What starts or wakes runs: new runs (REST, events, schedules, children, workflow
+tasks) and incoming events.
 
 Functions here work inside a transaction the caller holds, so a reducer can apply an
 answer's events and children atomically with the rest of the answer.
@@ -11,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.engine.claim import Lease
+from orchestrator.engine.lifecycle import Effects, cancel_run
 from orchestrator.ids import new_id
 from orchestrator.store import Tx
 from sdk import protocol as p
@@ -27,6 +28,9 @@ class NewRun:
     parent_step: str | None = None
     child_index: int = 0
     parent_waits: bool = False
+    task: str | None = None
+    parents_json: str | None = None
+    skipped: bool = False
 
 
 @dataclass
@@ -36,16 +40,25 @@ class IngestResult:
     woke: list[str] = field(default_factory=list)
 
 
-async def create_runs(
-    tx: Tx, specs: Sequence[NewRun], now: float, lease: Lease | None = None
-) -> list[str]:
+def _deadline(now: float, seconds: Any) -> float | None:
+    return now + float(seconds) if isinstance(seconds, int | float) and seconds > 0 else None
+
+
+async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) -> list[str]:
     """Insert runs with their queue rows; an idempotency key already used returns its run.
 
-    With a ``lease``, runs are created already claimed (as many as it has room for).
+    With a lease in ``fx``, runs are created already claimed (as many as it has room
+    for). A workflow run has no queue row of its own: its first tasks start at once.
+    Runs of functions that declare ``cancel_on`` events get their cancel waits.
     """
+    from orchestrator.engine.dag import advance
+
+    infos = await fx.registry.get_many({s.function for s in specs})
     ids: list[str] = []
     rows: list[dict[str, Any]] = []
     queue_rows: list[dict[str, Any]] = []
+    workflows: list[str] = []
+    cancel_waits: list[dict[str, Any]] = []
     for s in specs:
         if s.idempotency_key is not None:
             existing = await tx.runs.by_idempotency(s.function, s.idempotency_key)
@@ -54,27 +67,70 @@ async def create_runs(
                 continue
         rid = new_id()
         ids.append(rid)
+        info = infos.get(s.function)
+        timeout, queue_timeout = info.timeouts_for(s.task) if info else (None, None)
         row = {
             "id": rid, "function": s.function, "status": "queued", "attempt": 0,
             "input_json": s.input_json, "event_json": s.event_json,
             "idempotency_key": s.idempotency_key, "parent_id": s.parent_id,
             "parent_step": s.parent_step, "child_index": s.child_index,
             "parent_waits": s.parent_waits, "pending_children": 0, "created_at": now,
-            "started_at": None, "waiting_json": None,
+            "started_at": None, "waiting_json": None, "task": s.task,
+            "parents_json": s.parents_json, "timeout_at": _deadline(now, timeout),
+            "start_timeout_at": _deadline(now, queue_timeout),
         }
-        claimed = lease is not None and lease.take(row)
-        if claimed:
-            row["status"] = "running"
-            row["started_at"] = now
         rows.append(row)
-        queue_rows.append({
-            "run_id": rid, "due_at": now, "claims": 1 if claimed else 0,
-            "lease_owner": lease.owner if claimed and lease else None,
-            "lease_expires_at": lease.until if claimed and lease else None,
-        })
+        if s.skipped:
+            row.update(status=p.RunStatus.SKIPPED, started_at=now, ended_at=now,
+                       timeout_at=None, start_timeout_at=None)
+            continue
+        if info is not None and info.kind == "workflow" and s.task is None:
+            row.update(status=p.RunStatus.RUNNING, started_at=now, start_timeout_at=None)
+            workflows.append(rid)
+        else:
+            claimed = fx.lease is not None and fx.lease.take(row)
+            if claimed:
+                row.update(status=p.RunStatus.RUNNING, started_at=now, start_timeout_at=None)
+            else:
+                fx.wake = True  # a queue row due now: the dispatcher claims it
+            queue_rows.append({
+                "run_id": rid, "due_at": now, "claims": 1 if claimed else 0,
+                "lease_owner": fx.lease.owner if claimed and fx.lease else None,
+                "lease_expires_at": fx.lease.until if claimed and fx.lease else None,
+            })
+        if info is not None and s.task is None:
+            cancel_waits += _cancel_waits(rid, info.config.get("cancel_on", []),
+                                          s.input_json, s.event_json, now)
     await tx.runs.insert_many(rows)
     await tx.queue.add_many(queue_rows)
+    await tx.waits.add(cancel_waits)
+    for wf in workflows:
+        await advance(tx, wf, now, fx)
     return ids
+
+
+def _cancel_waits(rid: str, rules: list[dict[str, Any]], input_json: str,
+                  event_json: str | None, now: float) -> list[dict[str, Any]]:
+    """Waits that cancel the run: ``{"event": e, "match": {event path: run path}}``, the
+    run paths read from ``{"input": ..., "event": ...}`` of the run at its creation."""
+    run_view = {"input": json.loads(input_json),
+                "event": json.loads(event_json) if event_json else None}
+    out = []
+    for i, rule in enumerate(rules):
+        match = {}
+        for ev_path, run_path in (rule.get("match") or {}).items():
+            value = p.lookup(run_view, run_path)
+            if value is p.MISSING or isinstance(value, dict | list):
+                break  # the run lacks the value: this rule cannot match it
+            match[ev_path] = value
+        else:
+            out.append({
+                "run_id": rid, "step_id": f"cancel-on:{i}", "seq": -1, "name": "cancel_on",
+                "event": rule["event"], "match_fields": p.match_fields(match),
+                "match_key": p.match_key(rule["event"], match), "match_json": p.dumps(match)
+                .decode(), "expires_at": None, "created_at": now, "purpose": "cancel",
+            })
+    return out
 
 
 def normalize_event(ev: Mapping[str, Any], now: float) -> dict[str, Any]:
@@ -88,10 +144,10 @@ def normalize_event(ev: Mapping[str, Any], now: float) -> dict[str, Any]:
 
 
 async def ingest_events(
-    tx: Tx, events: Sequence[Mapping[str, Any]], now: float, lease: Lease | None = None
+    tx: Tx, events: Sequence[Mapping[str, Any]], now: float, fx: Effects
 ) -> IngestResult:
     """Store events (a known id is a duplicate: accepted, ignored), start the runs they
-    trigger, and resume the runs waiting for them."""
+    trigger, resume the runs waiting for them, cancel the runs they cancel."""
     evs = [normalize_event(e, now) for e in events]
     out = IngestResult(event_ids=[e["id"] for e in evs])
     encoded = {e["id"]: p.dumps(e).decode() for e in evs}
@@ -114,11 +170,20 @@ async def ingest_events(
         seen.add(e["id"])
         data_json = p.dumps(e["data"]).decode()
         specs = [NewRun(fn, data_json, encoded[e["id"]]) for fn in triggered.get(e["name"], [])]
-        run_ids[e["id"]] = await create_runs(tx, specs, now, lease)
+        run_ids[e["id"]] = await create_runs(tx, specs, now, fx) if specs else []
         for w in await tx.waits.take_matching(e):
+            if w.purpose == "cancel":
+                run = await tx.runs.get(w.run_id)
+                if run is not None and run.status not in p.TERMINAL:
+                    await cancel_run(tx, run, p.RunStatus.CANCELLED, {
+                        "type": "CancelledByEvent",
+                        "message": f"cancelled by event {e['name']!r} ({e['id']})",
+                        "event_id": e["id"]}, now, fx)
+                continue
             await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, encoded[e["id"]], now)
             await tx.queue.wake(w.run_id, now)
             out.woke.append(w.run_id)
+            fx.wake = True
     await tx.events.set_run_ids(
         [{"eid": eid, "run_ids_json": json.dumps(r)} for eid, r in run_ids.items()
          if eid in new]

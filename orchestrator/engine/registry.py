@@ -20,6 +20,26 @@ class FunctionInfo:
     config: dict[str, Any]
     retry: Retry
 
+    def task(self, name: str | None) -> dict[str, Any] | None:
+        """The config of one of a workflow's tasks (its on_failure task included)."""
+        if name is None:
+            return None
+        for t in self.config.get("tasks", []):
+            if t["name"] == name:
+                return dict(t)
+        fail = self.config.get("on_failure")
+        return dict(fail) if fail and fail["name"] == name else None
+
+    def retry_for(self, task: str | None) -> Retry:
+        t = self.task(task)
+        return Retry.from_wire(t["retry"]) if t and t.get("retry") else self.retry
+
+    def timeouts_for(self, task: str | None) -> tuple[float | None, float | None]:
+        """(run timeout, queue timeout) in seconds, for the function or one of its tasks."""
+        cfg = self.task(task) if task else self.config
+        cfg = cfg or {}
+        return cfg.get("timeout"), cfg.get("queue_timeout")
+
 
 class Registry:
     def __init__(self, store: Store, ttl: float = 5.0) -> None:

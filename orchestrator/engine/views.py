@@ -71,7 +71,24 @@ def run_detail(r: Any, steps: list[Any], children: list[Any]) -> dict[str, Any]:
         for s in steps
     ]
     out["children"] = [
-        {"id": c.id, "function": c.function, "status": c.status, "step": c.parent_step}
+        {"id": c.id, "function": c.function, "status": c.status, "step": c.parent_step,
+         "task": c.task}
         for c in children
     ]
+    out["task"] = r.task
+    out["parents"] = _j(r.parents_json)
+    out["history"] = _j(r.history_json) or []
     return out
+
+
+def schedule_view(r: dict[str, Any]) -> dict[str, Any]:
+    return {"id": r["id"], "function": r["function"], "at": iso(r["at"]),
+            "input": _j(r["input_json"]), "run_id": r.get("run_id"),
+            "created_at": iso(r["created_at"])}
+
+
+def cron_view(r: dict[str, Any]) -> dict[str, Any]:
+    return {"id": r["id"], "function": r["function"], "expression": r["expression"],
+            "timezone": r["timezone"], "input": _j(r["input_json"]), "source": r["source"],
+            "next_fire_at": iso(r["next_fire_at"]), "last_fire_at": iso(r.get("last_fire_at")),
+            "created_at": iso(r["created_at"])}

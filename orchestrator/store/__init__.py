@@ -10,6 +10,7 @@ from orchestrator.store.db import Backend, Conn, Database
 from orchestrator.store.events import EventsRepo
 from orchestrator.store.queue import QueueRepo
 from orchestrator.store.runs import RunsRepo
+from orchestrator.store.schedules import CronsRepo, SchedulesRepo
 from orchestrator.store.steps import StepsRepo
 from orchestrator.store.waits import WaitsRepo
 
@@ -24,6 +25,8 @@ class Tx:
         self.queue = QueueRepo(conn, backend)
         self.waits = WaitsRepo(conn, backend)
         self.events = EventsRepo(conn, backend)
+        self.schedules = SchedulesRepo(conn, backend)
+        self.crons = CronsRepo(conn, backend)
 
 
 class Store:

@@ -11,14 +11,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, create_engine, event, func
+from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from orchestrator.store.models import metadata
+from orchestrator.store.models import SCHEMA_VERSION, meta, metadata
 
 
 class Backend:
@@ -100,6 +100,29 @@ class SyncConn:
         return self._conn.execute(statement, parameters)
 
 
+class SchemaError(RuntimeError):
+    """The database holds tables of another schema version."""
+
+
+def _create_schema(conn: Connection) -> None:
+    """Create missing tables; refuse a database of an older schema version."""
+    names = set(inspect(conn).get_table_names())
+    if "runs" in names:
+        version = 1
+        if "meta" in names:
+            row = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).first()
+            version = int(row[0]) if row else 1
+        if version != SCHEMA_VERSION:
+            raise SchemaError(
+                f"the database has schema version {version}; this orchestrator needs "
+                f"{SCHEMA_VERSION}. Before 1.0 there are no migrations: use a new database "
+                f"(for `make run`, delete .durable/dev.db)"
+            )
+    metadata.create_all(conn)
+    if "runs" not in names:
+        conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
@@ -123,11 +146,11 @@ class Database:
     async def create_schema(self) -> None:
         if self._sync_engine is not None:
             with self._sync_engine.begin() as conn:
-                metadata.create_all(conn)
+                _create_schema(conn)
         else:
             assert self._engine is not None
             async with self._engine.begin() as aconn:
-                await aconn.run_sync(metadata.create_all)
+                await aconn.run_sync(_create_schema)
 
     async def dispose(self) -> None:
         if self._sync_engine is not None:

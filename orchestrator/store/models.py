@@ -51,6 +51,12 @@ class Run(SQLModel, table=True):
     waiting_json: str | None = Field(default=None, sa_column=Column(Text))
     parent_id: str | None = None
     parent_step: str | None = None
+    """The parent's step that spawned it; for a workflow's task run, the task's name."""
+    task: str | None = None
+    """Set on the runs of a workflow's tasks: the task's name (``function`` is the workflow)."""
+    parents_json: str | None = Field(default=None, sa_column=Column(Text))
+    """A task run's view of its parents: {task: {status, output}} (and the failure, for
+    an on_failure task)."""
     child_index: int = 0
     parent_waits: bool = False
     pending_children: int = 0
@@ -58,6 +64,12 @@ class Run(SQLModel, table=True):
     created_at: float = 0.0
     started_at: float | None = None
     ended_at: float | None = None
+    timeout_at: float | None = Field(default=None, index=True)
+    """The run must end by then (its function's ``timeout``); cleared when it ends."""
+    start_timeout_at: float | None = Field(default=None, index=True)
+    """The run must start by then (``queue_timeout``); cleared when it starts."""
+    history_json: str | None = Field(default=None, sa_column=Column(Text))
+    """Earlier attempts of a replayed run: [{replayed_at, status, error, steps}]."""
 
 
 class Step(SQLModel, table=True):
@@ -91,12 +103,14 @@ class QueueItem(SQLModel, table=True):
 
 
 class Wait(SQLModel, table=True):
-    """A run waiting for an event, indexed by (event name, match key)."""
+    """A run waiting for an event (or to be cancelled by one), by (event name, match key)."""
 
     __tablename__ = "waits"
     __table_args__ = (Index("ix_waits_event_key", "event", "match_key"),)
     run_id: str = Field(primary_key=True)
-    step_id: str
+    step_id: str = Field(primary_key=True)
+    purpose: str = "wait"
+    """"wait": resumes the run with the event; "cancel": cancels the run."""
     seq: int
     name: str
     event: str
@@ -116,6 +130,44 @@ class Event(SQLModel, table=True):
     run_ids_json: str = Field(default="[]", sa_column=Column(Text, nullable=False))
 
 
+class Schedule(SQLModel, table=True):
+    """A one-off run at a given time."""
+
+    __tablename__ = "schedules"
+    id: str = Field(primary_key=True)
+    function: str = Field(index=True)
+    input_json: str = Field(default="null", sa_column=Column(Text, nullable=False))
+    at: float = Field(index=True)
+    run_id: str | None = None
+    created_at: float = 0.0
+
+
+class Cron(SQLModel, table=True):
+    """A cron trigger: runs of ``function`` at the fire times of ``expression`` in ``timezone``.
+
+    Each fire starts a run whose idempotency key names the fire time, so a tick fires once
+    however many replicas (or restarts) race for it.
+    """
+
+    __tablename__ = "crons"
+    id: str = Field(primary_key=True)
+    function: str = Field(index=True)
+    expression: str
+    timezone: str = "UTC"
+    input_json: str = Field(default="null", sa_column=Column(Text, nullable=False))
+    source: str = "api"
+    """"api" (created through the API) or "code" (declared with the function)."""
+    next_fire_at: float | None = Field(default=None, index=True)
+    last_fire_at: float | None = None
+    created_at: float = 0.0
+
+
+class Meta(SQLModel, table=True):
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
 apps = App.__table__  # type: ignore[attr-defined]
 functions = FunctionRow.__table__  # type: ignore[attr-defined]
 triggers = Trigger.__table__  # type: ignore[attr-defined]
@@ -124,4 +176,9 @@ steps = Step.__table__  # type: ignore[attr-defined]
 queue = QueueItem.__table__  # type: ignore[attr-defined]
 waits = Wait.__table__  # type: ignore[attr-defined]
 events = Event.__table__  # type: ignore[attr-defined]
+schedules = Schedule.__table__  # type: ignore[attr-defined]
+crons = Cron.__table__  # type: ignore[attr-defined]
+meta = Meta.__table__  # type: ignore[attr-defined]
+
+SCHEMA_VERSION = 2
 metadata = SQLModel.metadata

@@ -61,12 +61,16 @@ class QueueRepo(Repo):
         if rows:
             await self.conn.execute(queue.insert(), rows)
 
-    async def schedule(self, run_id: str, due_at: float, **failure: Any) -> None:
-        """Make the run due at ``due_at``, releasing any lease (the owner's own release)."""
+    async def schedule(self, run_id: str, due_at: float, *, claims: int = 0,
+                       **failure: Any) -> None:
+        """Make the run due at ``due_at``, releasing any lease (the owner's own release).
+
+        ``claims`` seeds the claim counter of a row created here (a replayed run's: it
+        must not repeat the numbers of calls made before the replay)."""
         values = {"due_at": due_at, "lease_owner": None, "lease_expires_at": None,
                   "delivery_failures": failure.get("delivery_failures", 0),
                   "first_failure_at": failure.get("first_failure_at")}
-        ins = self.backend.insert(queue).values(run_id=run_id, **values)
+        ins = self.backend.insert(queue).values(run_id=run_id, claims=claims, **values)
         await self.conn.execute(ins.on_conflict_do_update(index_elements=["run_id"], set_=values))
 
     async def park(self, run_id: str) -> None:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import runs
+from sdk import protocol as p
 
-TERMINAL = ("completed", "failed", "cancelled")
+TERMINAL = p.TERMINAL
 
 
 class RunsRepo(Repo):
@@ -40,7 +41,7 @@ class RunsRepo(Repo):
         await self.conn.execute(
             update(runs)
             .where(runs.c.id.in_(ids), runs.c.status == "queued")
-            .values(status="running", started_at=now)
+            .values(status="running", started_at=now, start_timeout_at=None)
         )
 
     async def set_waiting(self, run_id: str, waiting_json: str | None) -> None:
@@ -75,9 +76,76 @@ class RunsRepo(Repo):
                 error_json=bindparam("error_json"),
                 ended_at=bindparam("ended_at"),
                 waiting_json=None,
+                timeout_at=None,
+                start_timeout_at=None,
             )
         )
         await self.conn.execute(stmt, rows)
+
+    async def lock(self, run_id: str) -> Any:
+        """The run, locked until the transaction ends (PostgreSQL; SQLite has one writer)."""
+        return (await self.conn.execute(
+            select(runs).where(runs.c.id == run_id).with_for_update())).first()
+
+    async def active_descendants(self, run_id: str) -> list[str]:
+        """Ids of the run's unfinished children, grandchildren... (breadth first)."""
+        out: list[str] = []
+        frontier = [run_id]
+        while frontier:
+            rows = await self.conn.execute(
+                select(runs.c.id).where(runs.c.parent_id.in_(frontier),
+                                        runs.c.status.not_in(TERMINAL)))
+            frontier = [r.id for r in rows]
+            out += frontier
+        return out
+
+    async def timed_out(self, now: float, limit: int) -> list[tuple[Any, str]]:
+        """Unfinished runs past a deadline, with which one: "run" or "queue"."""
+        over = await self.conn.execute(
+            select(runs).where(runs.c.timeout_at <= now, runs.c.status.not_in(TERMINAL))
+            .limit(limit))
+        late = await self.conn.execute(
+            select(runs).where(runs.c.start_timeout_at <= now, runs.c.status == "queued")
+            .limit(limit))
+        found: dict[str, tuple[Any, str]] = {r.id: (r, "queue") for r in late}
+        found.update({r.id: (r, "run") for r in over})
+        return list(found.values())
+
+    async def next_deadline(self) -> float | None:
+        row = (await self.conn.execute(
+            select(func.min(runs.c.timeout_at), func.min(runs.c.start_timeout_at)))).first()
+        vals = [float(v) for v in (row or ()) if v is not None]
+        return min(vals) if vals else None
+
+    async def matching(self, function: str | None, statuses: list[str], since: float | None,
+                       until: float | None, limit: int) -> list[Any]:
+        q = select(runs)
+        if function:
+            q = q.where(runs.c.function == function)
+        if statuses:
+            q = q.where(runs.c.status.in_(statuses))
+        if since is not None:
+            q = q.where(runs.c.created_at >= since)
+        if until is not None:
+            q = q.where(runs.c.created_at < until)
+        return list(await self.conn.execute(q.order_by(runs.c.id).limit(limit)))
+
+    async def reset(self, run_id: str, status: str, input_json: str | None, history_json: str,
+                    timeout_at: float | None) -> None:
+        """Back to ``status`` for a replay (its memo is the caller's business)."""
+        values: dict[str, Any] = {
+            "status": status, "attempt": 0, "output_json": None, "error_json": None,
+            "waiting_json": None, "ended_at": None, "pending_children": 0,
+            "history_json": history_json, "timeout_at": timeout_at,
+        }
+        if input_json is not None:
+            values["input_json"] = input_json
+        await self.conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+    async def detach_task(self, run_id: str, label: str) -> None:
+        """Keep a replaced task run visible under its workflow, but no longer as the task."""
+        await self.conn.execute(update(runs).where(runs.c.id == run_id)
+                                .values(parent_step=label))
 
     async def child_done(self, parent_id: str) -> int | None:
         """One waited-for child of ``parent_id`` ended: the children still pending."""
@@ -94,7 +162,10 @@ class RunsRepo(Repo):
     async def children_of(self, parent_id: str, step: str | None = None) -> list[Any]:
         q = select(
             runs.c.id, runs.c.function, runs.c.status, runs.c.output_json, runs.c.error_json,
-            runs.c.parent_step, runs.c.child_index,
+            runs.c.parent_step, runs.c.child_index, runs.c.task, runs.c.history_json,
+            runs.c.attempt, runs.c.started_at, runs.c.ended_at,
+            runs.c.input_json, runs.c.event_json, runs.c.parent_id, runs.c.parent_waits,
+            runs.c.timeout_at, runs.c.waiting_json,
         ).where(runs.c.parent_id == parent_id)
         if step is not None:
             q = q.where(runs.c.parent_step == step)

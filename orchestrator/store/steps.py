@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import steps
@@ -29,6 +29,15 @@ class StepsRepo(Repo):
             where=steps.c.status == "retrying",
         )
         await self.conn.execute(stmt, rows)
+
+    async def forget(self, run_id: str, step_ids: list[str] | None) -> None:
+        """Drop memo rows of a run (all of them when ``step_ids`` is None), for a replay."""
+        q = delete(steps).where(steps.c.run_id == run_id)
+        if step_ids is not None:
+            if not step_ids:
+                return
+            q = q.where(steps.c.step_id.in_(step_ids))
+        await self.conn.execute(q)
 
     async def memo(self, run_ids: list[str]) -> dict[str, list[Any]]:
         if not run_ids:

@@ -13,8 +13,9 @@ from sdk import protocol as p
 
 
 class WaitsRepo(Repo):
-    async def add(self, row: dict[str, Any]) -> None:
-        await self.conn.execute(waits.insert(), [row])
+    async def add(self, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await self.conn.execute(waits.insert(), rows)
 
     async def take_matching(self, event: Mapping[str, Any]) -> list[Any]:
         """Remove and return the waits this event satisfies."""
@@ -32,7 +33,8 @@ class WaitsRepo(Repo):
         stmt = (
             delete(waits)
             .where(waits.c.event == name, waits.c.match_key.in_(keys))
-            .returning(waits.c.run_id, waits.c.step_id, waits.c.seq, waits.c.name)
+            .returning(waits.c.run_id, waits.c.step_id, waits.c.seq, waits.c.name,
+                       waits.c.purpose)
         )
         return list(await self.conn.execute(stmt))
 
@@ -41,7 +43,8 @@ class WaitsRepo(Repo):
             return []
         stmt = (
             delete(waits)
-            .where(waits.c.run_id.in_(run_ids), waits.c.expires_at <= now)
+            .where(waits.c.run_id.in_(run_ids), waits.c.expires_at <= now,
+                   waits.c.purpose == "wait")
             .returning(waits.c.run_id, waits.c.step_id, waits.c.seq, waits.c.name)
         )
         return list(await self.conn.execute(stmt))

@@ -1,0 +1,52 @@
+"""Cron expressions: parsed and stepped by APScheduler's ``CronTrigger``.
+
+Five fields (minute hour day month day-of-week) as in crontab, or six with seconds first.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from apscheduler.triggers.cron import CronTrigger
+
+
+class CronError(ValueError):
+    """A cron expression or time zone that does not parse; ``field`` names which."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def parse(expression: str, timezone: str = "UTC") -> CronTrigger:
+    try:
+        tz = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CronError(f"unknown time zone {timezone!r} (use an IANA name such as "
+                        f"'Europe/Paris')", "timezone") from None
+    fields = expression.split()
+    try:
+        if len(fields) == 5:
+            return CronTrigger.from_crontab(expression, timezone=tz)
+        if len(fields) == 6:
+            second, minute, hour, day, month, dow = fields
+            return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
+                               day_of_week=dow, timezone=tz)
+    except (ValueError, TypeError) as exc:
+        raise CronError(f"cron expression {expression!r} does not parse: {exc}",
+                        "expression") from None
+    raise CronError(f"cron expression {expression!r} has {len(fields)} fields; use 5 "
+                    f"(minute hour day month weekday) or 6 (seconds first)", "expression")
+
+
+def next_fire(trigger: CronTrigger, after: float) -> float | None:
+    """The first fire time strictly after ``after`` (epoch seconds), or None if never."""
+    now = datetime.fromtimestamp(after, UTC)
+    nxt = trigger.get_next_fire_time(None, now)
+    if nxt is not None and nxt.timestamp() <= after:
+        # the trigger may return ``now`` itself when it matches; step past it
+        nxt = trigger.get_next_fire_time(nxt, now + timedelta(microseconds=1))
+        while nxt is not None and nxt.timestamp() <= after:
+            nxt = trigger.get_next_fire_time(nxt, nxt + timedelta(seconds=1))
+    return None if nxt is None else nxt.timestamp()

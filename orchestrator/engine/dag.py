@@ -1,0 +1,121 @@
+"""DAG workflows: a workflow run starts each task (a run of its own) once all the task's
+parents are done, and ends when every task is done or one has failed.
+
+Semantics (documented in docs/workflows.md):
+- a task starts when every parent has ended ``completed`` or ``skipped``;
+- a task whose parents were *all* skipped is skipped too, without a call; a task with at
+  least one parent that ran does run, and sees the skipped ones as skipped;
+- a task that ends failed, cancelled or timed out fails the workflow: tasks not started
+  are never started, tasks still running are cancelled, then the ``on_failure`` task (if
+  declared) runs with the failure's details, and the workflow ends ``failed``;
+- the workflow's output is ``{task: output}`` of its completed tasks.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from orchestrator.engine.lifecycle import Effects, cancel_run, end_run, js
+from orchestrator.store import Tx
+from sdk import protocol as p
+
+OK = (p.RunStatus.COMPLETED, p.RunStatus.SKIPPED)
+
+
+def _view(run: Any) -> dict[str, Any]:
+    v: dict[str, Any] = {"status": run.status}
+    if run.output_json is not None:
+        v["output"] = json.loads(run.output_json)
+    if run.error_json is not None:
+        v["error"] = json.loads(run.error_json)
+    return v
+
+
+async def advance(tx: Tx, wf_id: str, now: float, fx: Effects) -> None:
+    """Start what is ready, or end the workflow run. Idempotent; serialized per workflow
+    run by a row lock (PostgreSQL) or the single writer (SQLite)."""
+    if wf_id in fx.advancing:  # re-entered through a task it just ended: the caller goes on
+        return
+    fx.advancing.add(wf_id)
+    try:
+        while await _step(tx, wf_id, now, fx):
+            pass
+    finally:
+        fx.advancing.discard(wf_id)
+
+
+async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
+    """One look at the workflow; True if it should look again (tasks were skipped)."""
+    from orchestrator.engine.ingest import NewRun, create_runs
+
+    wf = await tx.runs.lock(wf_id)
+    if wf is None or wf.status in p.TERMINAL:
+        return False
+    info = (await fx.registry.get_many({wf.function})).get(wf.function)
+    if info is None:
+        err = {"type": "FunctionNotFound", "message": f"workflow {wf.function!r} is gone"}
+        await end_run(tx, wf, p.RunStatus.FAILED, None, js(err), now, fx)
+        return False
+    tasks = {t["name"]: t for t in info.config.get("tasks", [])}
+    on_failure = (info.config.get("on_failure") or {}).get("name")
+    runs: dict[str, Any] = {}
+    for ch in await tx.runs.children_of(wf_id):
+        if ch.parent_step:
+            runs[ch.parent_step] = ch
+    failed = [t for t, r in runs.items()
+              if t != on_failure and r.status in p.TERMINAL and r.status not in OK]
+    if failed:
+        await _fail(tx, wf, runs, failed[0], on_failure, now, fx)
+        return False
+    if all(t in runs and runs[t].status in OK for t in tasks):
+        output = {t: json.loads(r.output_json) if r.output_json is not None else None
+                  for t, r in runs.items() if r.status == p.RunStatus.COMPLETED}
+        await end_run(tx, wf, p.RunStatus.COMPLETED, js(output), None, now, fx)
+        return False
+    specs = []
+    skipped = []
+    for name, t in tasks.items():
+        parents = t.get("parents", [])
+        if name in runs or not all(q in runs and runs[q].status in OK for q in parents):
+            continue
+        if parents and all(runs[q].status == p.RunStatus.SKIPPED for q in parents):
+            skipped.append(name)
+            continue
+        view = {q: _view(runs[q]) for q in parents}
+        specs.append(NewRun(wf.function, wf.input_json, wf.event_json, parent_id=wf_id,
+                            parent_step=name, task=name, parents_json=js(view)))
+    if specs:
+        await create_runs(tx, specs, now, fx)
+        fx.wake = True
+    if skipped:  # skipped without a call: recorded, then look again (children may be ready)
+        await create_runs(tx, [NewRun(wf.function, wf.input_json, wf.event_json,
+                                      parent_id=wf_id, parent_step=n, task=n, skipped=True)
+                               for n in skipped], now, fx)
+        return True
+    return False
+
+
+async def _fail(tx: Tx, wf: Any, runs: dict[str, Any], task: str, on_failure: str | None,
+                now: float, fx: Effects) -> None:
+    from orchestrator.engine.ingest import NewRun, create_runs
+
+    failure = {"task": task, **_view(runs[task])}
+    for name, r in runs.items():  # stop what still runs
+        if name != on_failure and r.status not in p.TERMINAL:
+            await cancel_run(tx, r, p.RunStatus.CANCELLED,
+                             {"type": "Cancelled", "message": f"task {task!r} failed"}, now, fx)
+    if on_failure and on_failure not in runs:
+        await create_runs(tx, [NewRun(wf.function, wf.input_json, wf.event_json,
+                                      parent_id=wf.id, parent_step=on_failure, task=on_failure,
+                                      parents_json=js({"failure": failure}))], now, fx)
+        fx.wake = True
+        await tx.runs.set_waiting(wf.id, js({"kind": "on_failure", "task": on_failure,
+                                             "failed_task": task}))
+        return
+    if on_failure and runs[on_failure].status not in p.TERMINAL:
+        return  # on_failure still running: the workflow ends when it does
+    err = (failure.get("error") or {}) if isinstance(failure.get("error"), dict) else {}
+    error = {"type": "TaskFailed", "message": f"task {task!r} {failure['status']}: "
+             f"{err.get('type', '')}: {err.get('message', '')}", "task": task}
+    await end_run(tx, wf, p.RunStatus.FAILED, None, js(error), now, fx)

@@ -1,0 +1,147 @@
+"""Ending runs, and what follows: parents woken with their children's results, workflows
+advanced, descendants cancelled. Called inside a transaction the caller holds."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrator.engine.claim import Claim, Lease
+from orchestrator.engine.notifier import Notifier
+from orchestrator.engine.registry import Registry
+from orchestrator.store import Tx
+from sdk import protocol as p
+
+log = logging.getLogger("orchestrator.lifecycle")
+
+
+@dataclass
+class Effects:
+    """What a transaction did that matters once it commits, and what it may use."""
+
+    registry: Registry
+    lease: Lease | None = None
+    ended: list[str] = field(default_factory=list)
+    wake: bool = False
+    advancing: set[str] = field(default_factory=set)
+    """Workflow runs being advanced in this transaction (guards re-entry)."""
+
+
+class Handoff(Protocol):
+    """Where runs created already claimed go once their transaction commits."""
+
+    def lease(self) -> Lease | None: ...
+
+    def adopt(self, claims: list[Claim]) -> None: ...
+
+
+class Hub:
+    """Hands out the ``Effects`` of a transaction, and settles them after it commits:
+    runs created already claimed go to the dispatcher, long-pollers learn which runs
+    ended, the dispatcher wakes if work fell due."""
+
+    def __init__(self, registry: Registry, notifier: Notifier) -> None:
+        self.registry = registry
+        self.notifier = notifier
+        self.handoff: Handoff | None = None
+
+    def effects(self) -> Effects:
+        return Effects(self.registry, self.handoff.lease() if self.handoff else None)
+
+    def settle(self, fx: Effects) -> None:
+        if fx.lease is not None and fx.lease.claims and self.handoff is not None:
+            self.handoff.adopt(fx.lease.claims)
+            fx.lease.claims = []
+        if fx.ended:
+            self.notifier.runs_ended(fx.ended)
+        if fx.wake:
+            self.notifier.wake_dispatcher()
+
+
+def js(value: Any) -> str:
+    return p.dumps(value).decode()
+
+
+def opt_js(value: Any) -> str | None:
+    return None if value is None else js(value)
+
+
+def memo_row(
+    rid: str, op: Mapping[str, Any], kind: p.MemoKind, output_json: str | None,
+    started: float | None, ended: float,
+) -> dict[str, Any]:
+    return {
+        "run_id": rid, "step_id": op["id"], "seq": op["seq"], "name": op["name"],
+        "kind": kind, "status": p.StepStatus.COMPLETED, "attempts": 0,
+        "output_json": output_json, "error_json": None,
+        "started_at": started, "ended_at": ended,
+    }
+
+
+async def end_run(
+    tx: Tx, run: Any, status: str, output_json: str | None, error_json: str | None,
+    now: float, fx: Effects,
+) -> None:
+    """End a run. If its parent waits for it and it was the last child, record the
+    children's results in the parent's memo and wake it; if it is a workflow's task,
+    advance the workflow."""
+    await tx.runs.finish_many([{"rid": run.id, "status": status, "output_json": output_json,
+                                "error_json": error_json, "ended_at": now}])
+    await tx.queue.remove([run.id])
+    await tx.waits.remove([run.id])  # a pending wait, or the run's cancel_on waits
+    fx.ended.append(run.id)
+    if run.parent_id and run.parent_waits:
+        left = await tx.runs.child_done(run.parent_id)
+        if left == 0:
+            await gather(tx, run.parent_id, now)
+            fx.wake = True
+    elif run.parent_id and run.task:
+        from orchestrator.engine.dag import advance
+
+        await advance(tx, run.parent_id, now, fx)
+
+
+async def gather(tx: Tx, parent_id: str, now: float) -> None:
+    parent = await tx.runs.get(parent_id)
+    if parent is None or parent.status in p.TERMINAL:
+        return
+    waiting = json.loads(parent.waiting_json or "{}")
+    step = waiting.get("step")
+    if not step:
+        log.error("run %s has no children step to gather into", parent_id)
+        return
+    results = []
+    for ch in await tx.runs.children_of(parent_id, step):
+        r: dict[str, Any] = {"run_id": ch.id, "function": ch.function, "status": ch.status}
+        if ch.output_json is not None:
+            r["output"] = json.loads(ch.output_json)
+        if ch.error_json is not None:
+            r["error"] = json.loads(ch.error_json)
+        results.append(r)
+    op = {"id": step, "seq": waiting["seq"], "name": waiting["name"]}
+    await tx.steps.record([memo_row(parent_id, op, p.MemoKind.CHILDREN, js(results), now, now)])
+    await tx.runs.set_waiting(parent_id, None)
+    await tx.queue.wake(parent_id, now)
+
+
+async def cancel_run(
+    tx: Tx, run: Any, status: str, error: Mapping[str, Any], now: float, fx: Effects
+) -> list[str]:
+    """End ``run`` with ``status`` (cancelled, timed_out) and cancel its unfinished
+    descendants. Its pending work, sleeps and waits are dropped; an answer in flight
+    will find its lease gone and be discarded. Returns the ids ended."""
+    descendants = await tx.runs.active_descendants(run.id)
+    await end_run(tx, run, status, None, js(dict(error)), now, fx)
+    ended = [run.id]
+    if descendants:
+        rows = await tx.runs.get_many(descendants)
+        cause = {"type": "Cancelled", "message": f"its ancestor {run.id} ended {status}"}
+        for rid in descendants:  # parents before children: gathers into ended parents stop
+            child = rows.get(rid)
+            if child is not None and child.status not in p.TERMINAL:
+                await end_run(tx, child, p.RunStatus.CANCELLED, None, js(cause), now, fx)
+                ended.append(rid)
+    return ended

@@ -1,0 +1,139 @@
+"""Validating what an app declares at registration: functions, workflows (their graph),
+triggers, crons, cancel rules, timeouts. Bad declarations fail the registration with a
+clear error, never a run later."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+from orchestrator.engine import cron
+from orchestrator.errors import Invalid
+from sdk import protocol as p
+from sdk.function import NAME_RE, Retry
+
+KINDS = ("task", "workflow")
+
+
+def _fail(message: str) -> Invalid:
+    return Invalid(message, "functions")
+
+
+def _name(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise _fail(f"invalid {what} {value!r}")
+    return value
+
+
+def _seconds(c: Mapping[str, Any], key: str, where: str) -> None:
+    v = c.get(key)
+    if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v <= 0):
+        raise _fail(f"{where}: {key} must be a positive number of seconds")
+
+
+def _retry(c: Mapping[str, Any], where: str) -> None:
+    try:
+        Retry.from_wire(c.get("retry"))
+    except (TypeError, ValueError) as exc:
+        raise _fail(f"{where} has an invalid retry policy: {exc}") from None
+
+
+def check_graph(name: str, tasks: Any) -> None:
+    """Unknown parents, duplicate names and cycles are registration errors."""
+    if not isinstance(tasks, list) or not tasks:
+        raise _fail(f"workflow {name!r} declares no tasks")
+    names: set[str] = set()
+    for t in tasks:
+        tn = _name(t.get("name") if isinstance(t, Mapping) else None,
+                   f"task name in workflow {name!r}")
+        if tn in names:
+            raise _fail(f"workflow {name!r} declares task {tn!r} twice")
+        names.add(tn)
+    parents: dict[str, list[str]] = {}
+    for t in tasks:
+        ps = t.get("parents", [])
+        if not isinstance(ps, list):
+            raise _fail(f"workflow {name!r}, task {t['name']!r}: parents must be a list")
+        for q in ps:
+            if q not in names:
+                raise _fail(f"workflow {name!r}, task {t['name']!r}: unknown parent {q!r}")
+        parents[t["name"]] = list(ps)
+        _retry(t, f"workflow {name!r}, task {t['name']!r}")
+        _seconds(t, "timeout", f"workflow {name!r}, task {t['name']!r}")
+    state: dict[str, int] = {}  # 1: on the path, 2: done
+
+    def visit(n: str, path: list[str]) -> None:
+        if state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            cycle = [*path[path.index(n):], n]
+            raise _fail(f"workflow {name!r} has a cycle: {' -> '.join(cycle)}")
+        state[n] = 1
+        for q in parents[n]:
+            visit(q, [*path, n])
+        state[n] = 2
+
+    for n in parents:
+        visit(n, [])
+
+
+def code_crons(name: str, specs: Any) -> list[dict[str, Any]]:
+    """Rows for the crons a function declares in code (ids stable across re-syncs)."""
+    if not isinstance(specs, list):
+        raise _fail(f"function {name!r}: crons must be a list")
+    rows = []
+    for s in specs:
+        if not isinstance(s, Mapping) or not isinstance(s.get("expression"), str):
+            raise _fail(f"function {name!r}: a cron needs an expression")
+        tz = s.get("timezone") or "UTC"
+        try:
+            cron.parse(s["expression"], tz)
+        except cron.CronError as exc:
+            raise _fail(f"function {name!r}: {exc}") from None
+        input_json = p.dumps(s.get("input")).decode()
+        digest = hashlib.sha256(f"{s['expression']}|{tz}|{input_json}".encode()).hexdigest()
+        rows.append({"id": f"{name}:{digest[:12]}", "function": name,
+                     "expression": s["expression"], "timezone": tz,
+                     "input_json": input_json, "source": "code"})
+    return rows
+
+
+def validate_functions(configs: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The app's function configs, checked; and the crons they declare."""
+    if not isinstance(configs, list):
+        raise Invalid("the app's introspection has no function list", "url")
+    seen: set[str] = set()
+    out: list[dict[str, Any]] = []
+    crons: list[dict[str, Any]] = []
+    for c in configs:
+        if not isinstance(c, Mapping):
+            raise _fail("a function declaration must be an object")
+        name = _name(c.get("name"), "function name")
+        if name in seen:
+            raise _fail(f"the app declares function {name!r} twice")
+        seen.add(name)
+        kind = c.get("kind", "task")
+        if kind not in KINDS:
+            raise _fail(f"function {name!r} has an unknown kind {kind!r}")
+        for t in c.get("triggers", []):
+            _name(t.get("event") if isinstance(t, Mapping) else None,
+                  f"trigger event of {name!r}")
+        _retry(c, f"function {name!r}")
+        _seconds(c, "timeout", f"function {name!r}")
+        _seconds(c, "queue_timeout", f"function {name!r}")
+        for rule in c.get("cancel_on", []):
+            if not isinstance(rule, Mapping) or not isinstance(rule.get("match", {}), Mapping):
+                raise _fail(f"function {name!r}: cancel_on rules are {{event, match}}")
+            _name(rule.get("event"), f"cancel_on event of {name!r}")
+        if kind == "workflow":
+            check_graph(name, c.get("tasks"))
+            fail = c.get("on_failure")
+            if fail is not None:
+                fname = _name(fail.get("name") if isinstance(fail, Mapping) else None,
+                              f"on_failure task of {name!r}")
+                if fname in {t["name"] for t in c["tasks"]}:
+                    raise _fail(f"workflow {name!r}: on_failure task {fname!r} is also a task")
+        crons += code_crons(name, c.get("crons", []))
+        out.append(dict(c))
+    return out, crons

@@ -1,0 +1,120 @@
+"""Time-driven work other than the queue: run deadlines, one-off schedules, cron fires.
+
+It sleeps until the earliest of (next run deadline, next schedule, next cron fire), so
+idle triggers cost nothing between their ticks. A cron fire starts a run whose
+idempotency key is ``cron:<cron id>:<fire time>``: however many replicas race for a
+tick, or however often the orchestrator restarts, a tick starts one run. Ticks missed
+while no orchestrator ran are not replayed one by one: on start, the latest missed tick
+fires once if it is within the grace period, then the cron moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+from orchestrator.engine import cron
+from orchestrator.engine.ingest import NewRun, create_runs
+from orchestrator.engine.lifecycle import Effects, Hub, cancel_run
+from orchestrator.engine.views import iso
+from orchestrator.store import Store, Tx
+from sdk import protocol as p
+
+log = logging.getLogger("orchestrator.scheduler")
+
+BATCH = 500
+
+
+class Scheduler:
+    def __init__(self, store: Store, hub: Hub, *, poll_interval: float = 5.0,
+                 cron_grace: float = 60.0) -> None:
+        self.store = store
+        self.hub = hub
+        self.poll_interval = poll_interval
+        self.cron_grace = cron_grace
+        self.changed = asyncio.Event()
+
+    def poke(self) -> None:
+        """A deadline, schedule or cron was added: look again."""
+        self.changed.set()
+
+    async def run(self) -> None:
+        while True:
+            self.changed.clear()
+            try:
+                more = await self.tick(time.time())
+            except Exception:
+                log.exception("scheduler tick failed")
+                more = False
+            if more:
+                continue
+            async with self.store.read() as tx:
+                nxt = [t for t in (await tx.runs.next_deadline(), await tx.schedules.next_at(),
+                                   await tx.crons.next_at()) if t is not None]
+            delay = min([self.poll_interval, *(t - time.time() for t in nxt)])
+            if delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.changed.wait(), delay)
+
+    async def tick(self, now: float) -> bool:
+        """Do what is due; True if there may be more."""
+        fx = self.hub.effects()
+        async with self.store.write() as tx:
+            n = await self._timeouts(tx, now, fx)
+            n += await self._schedules(tx, now, fx)
+            n += await self._crons(tx, now, fx)
+        self.hub.settle(fx)
+        return n >= BATCH
+
+    async def _timeouts(self, tx: Tx, now: float, fx: Effects) -> int:
+        found = await tx.runs.timed_out(now, BATCH)
+        for run, which in found:
+            if which == "queue":
+                err = {"type": "QueueTimeout", "message": f"not started by "
+                       f"{iso(run.start_timeout_at)} (its queue timeout)"}
+            else:
+                err = {"type": "RunTimeout", "message": f"not finished by "
+                       f"{iso(run.timeout_at)} (its timeout)"}
+            await cancel_run(tx, run, p.RunStatus.TIMED_OUT, err, now, fx)
+        return len(found)
+
+    async def _schedules(self, tx: Tx, now: float, fx: Effects) -> int:
+        due = await tx.schedules.due(now, BATCH)
+        for s in due:
+            [rid] = await create_runs(tx, [NewRun(s.function, s.input_json,
+                                                  idempotency_key=f"schedule:{s.id}")], now, fx)
+            await tx.schedules.fired(s.id, rid)
+        return len(due)
+
+    async def _crons(self, tx: Tx, now: float, fx: Effects) -> int:
+        due = await tx.crons.due(now, BATCH)
+        for c in due:
+            await self._fire(tx, c, now, fx)
+        return len(due)
+
+    async def _fire(self, tx: Tx, c: Any, now: float, fx: Effects) -> None:
+        try:
+            trigger = cron.parse(c.expression, c.timezone)
+        except cron.CronError as exc:
+            log.error("cron %s no longer parses (%s): disabled", c.id, exc)
+            await tx.crons.advance(c.id, c.next_fire_at, None, None)
+            return
+        tick = float(c.next_fire_at)
+        # the latest tick at or before now (missed ticks are not fired one by one)
+        latest = tick
+        if now - tick > 1.0:
+            step = cron.next_fire(trigger, max(tick, now - self.cron_grace - 1.0))
+            while step is not None and step <= now:
+                latest, step = step, cron.next_fire(trigger, step)
+        nxt = cron.next_fire(trigger, max(now, latest))
+        if not await tx.crons.advance(c.id, c.next_fire_at, nxt, latest):
+            return  # another replica moved it first
+        if now - latest > self.cron_grace:
+            log.warning("cron %s missed its tick at %s (beyond the %ss grace): skipped",
+                        c.id, iso(latest), self.cron_grace)
+            return
+        await create_runs(tx, [NewRun(c.function, c.input_json,
+                                      idempotency_key=f"cron:{c.id}:{latest:.3f}")], now, fx)
