@@ -13,9 +13,9 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
+from orchestrator.api import control_routes, routes
 from orchestrator.api.auth import ApiKeyMiddleware
 from orchestrator.api.responses import JSON, error_response
-from orchestrator.api.routes import ROUTES
 from orchestrator.config import Settings
 from orchestrator.engine.engine import Engine
 from orchestrator.errors import ApiError
@@ -55,7 +55,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
             await engine.stop()
 
     app = Starlette(
-        routes=ROUTES,
+        routes=control_routes.ROUTES + routes.ROUTES,
         middleware=[Middleware(ApiKeyMiddleware, keys=settings.api_keys)],
         exception_handlers={ApiError: _api_error, HTTPException: _http_error,
                             Exception: _internal_error},

@@ -13,14 +13,18 @@ from sdk.errors import (
     RetryAfterError,
     RunFailedError,
     StepError,
+    UsageError,
 )
-from sdk.function import Function, Retry, task
+from sdk.function import CancelOn, Cron, Function, Retry, Runnable, task
+from sdk.workflow import Task, Workflow
 
 __all__ = [
+    "CancelOn",
     "Child",
     "ChildRunError",
     "Client",
     "Context",
+    "Cron",
     "DurableError",
     "Function",
     "InputValidationError",
@@ -31,8 +35,12 @@ __all__ = [
     "RetryAfterError",
     "RunFailedError",
     "RunHandle",
+    "Runnable",
     "StepError",
     "SyncContext",
+    "Task",
+    "UsageError",
+    "Workflow",
     "serve",
     "task",
 ]

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from sdk import protocol as p
-from sdk.function import Function
+from sdk.function import Runnable
 from sdk.handler import Handler
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ MAX_REQUEST_BYTES = p.MAX_REQUEST_BYTES
 class ServeEndpoint:
     """The ASGI app behind ``serve``: POST carries signed protocol requests."""
 
-    def __init__(self, client: Client, functions: Iterable[Function]) -> None:
+    def __init__(self, client: Client, functions: Iterable[Runnable]) -> None:
         self.client = client
         self.functions = list(functions)
         Handler(self.functions, None, client.app_id)  # duplicate names fail here, at once
@@ -98,6 +98,6 @@ async def _lifespan(receive: Receive, send: Send) -> None:
             return
 
 
-def serve(client: Client, functions: Iterable[Function]) -> ServeEndpoint:
+def serve(client: Client, functions: Iterable[Runnable]) -> ServeEndpoint:
     """An ASGI endpoint serving ``functions``; mount it, e.g. at ``/api/durable``."""
     return ServeEndpoint(client, functions)

@@ -18,6 +18,7 @@ import os
 import threading
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -25,7 +26,8 @@ import httpx
 from sdk import protocol as p
 from sdk._pool import ClientPool
 from sdk.errors import OrchestratorError, RunFailedError
-from sdk.function import Function, Retry, task
+from sdk.function import Function, Runnable, task
+from sdk.workflow import Workflow
 
 T = TypeVar("T")
 
@@ -82,13 +84,21 @@ class Client:
     def task(
         self,
         name: str | None = None,
-        *,
-        triggers: Sequence[str] = (),
-        retry: Retry | None = None,
-        input_model: type[Any] | None = None,
+        **options: Any,
     ) -> Callable[[Callable[..., Any]], Function]:
-        """Same as ``sdk.task``."""
-        return task(name, triggers=triggers, retry=retry, input_model=input_model)
+        """Same as ``sdk.task``, with the task's triggers going through this client."""
+        def wrap(fn: Callable[..., Any]) -> Function:
+            f = task(name, **options)(fn)
+            f.bind(self)
+            return f
+
+        return wrap
+
+    def workflow(self, name: str, **options: Any) -> Workflow:
+        """A DAG workflow whose triggers go through this client."""
+        wf = Workflow(name, **options)
+        wf.bind(self)
+        return wf
 
     def signer(self) -> p.Signer:
         if not self.signing_key:
@@ -147,7 +157,7 @@ class Client:
         return await self._call("POST", "/events", json=list(events))  # type: ignore[no-any-return]
 
     async def run_no_wait(
-        self, function: str | Function, input: Any = None, *, idempotency_key: str | None = None
+        self, function: str | Runnable, input: Any = None, *, idempotency_key: str | None = None
     ) -> RunHandle:
         """Start a run; returns at once with its handle."""
         name = self._function_name(function, input)
@@ -158,8 +168,8 @@ class Client:
         return RunHandle(out["id"], self)
 
     @staticmethod
-    def _function_name(function: str | Function, input: Any) -> str:
-        if isinstance(function, Function):
+    def _function_name(function: str | Runnable, input: Any) -> str:
+        if isinstance(function, Runnable):
             function.parse_input(input)  # a bad input fails here, before anything is stored
             return function.name
         return function
@@ -192,7 +202,7 @@ class Client:
         raise TimeoutError(f"run {run_id} still {run['status']} after {timeout}s")
 
     async def run(
-        self, function: str | Function, input: Any = None, *, timeout: float | None = None,
+        self, function: str | Runnable, input: Any = None, *, timeout: float | None = None,
         idempotency_key: str | None = None,
     ) -> Any:
         """Start a run and wait for its output (``RunFailedError`` if it fails)."""
@@ -208,12 +218,89 @@ class Client:
             run = await self.wait(run["id"], left)
         return self._outcome(run, timeout)
 
+    async def run_many(
+        self, function: str | Runnable, inputs: Sequence[Any]
+    ) -> list[RunHandle]:
+        """Start one run per input, in one transaction (all or none)."""
+        name = function.name if isinstance(function, Runnable) else function
+        if isinstance(function, Runnable):
+            for x in inputs:
+                function.parse_input(x)
+        out = await self._call("POST", "/runs/bulk", json={"function": name,
+                                                            "inputs": list(inputs)})
+        return [RunHandle(rid, self) for rid in out["ids"]]
+
+    async def schedule(
+        self, function: str | Runnable, at: datetime, input: Any = None
+    ) -> dict[str, Any]:
+        """A one-off run at ``at`` (timezone-aware): the schedule, with its id."""
+        if at.tzinfo is None:
+            raise ValueError("schedule() needs a timezone-aware datetime")
+        name = self._function_name(function, input)
+        return await self._call("POST", "/schedules", json={  # type: ignore[no-any-return]
+            "function": name, "input": input, "at": at.isoformat()})
+
+    async def list_schedules(self, function: str | None = None) -> list[dict[str, Any]]:
+        params = {"function": function} if function else None
+        return (await self._call("GET", "/schedules", params=params))["schedules"]  # type: ignore[no-any-return]
+
+    async def delete_schedule(self, schedule_id: str) -> None:
+        await self._call("DELETE", f"/schedules/{schedule_id}")
+
+    async def create_cron(
+        self, function: str | Runnable, expression: str, *, timezone: str = "UTC",
+        input: Any = None,
+    ) -> dict[str, Any]:
+        name = self._function_name(function, input)
+        return await self._call("POST", "/crons", json={  # type: ignore[no-any-return]
+            "function": name, "expression": expression, "timezone": timezone, "input": input})
+
+    async def list_crons(self, function: str | None = None) -> list[dict[str, Any]]:
+        params = {"function": function} if function else None
+        return (await self._call("GET", "/crons", params=params))["crons"]  # type: ignore[no-any-return]
+
+    async def delete_cron(self, cron_id: str) -> None:
+        await self._call("DELETE", f"/crons/{cron_id}")
+
+    async def cancel(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
+        """Cancel a run and its children: ``{"id", "cancelled": [run ids]}``."""
+        body = {"reason": reason} if reason else {}
+        return await self._call("POST", f"/runs/{run_id}/cancel", json=body)  # type: ignore[no-any-return]
+
+    async def cancel_many(self, **filters: Any) -> list[str]:
+        """Cancel the runs matching ``function=, status=, since=, until=, limit=``."""
+        out = await self._call("POST", "/runs/cancel", json=_filters(filters))
+        return out["cancelled"]  # type: ignore[no-any-return]
+
+    async def replay(self, run_id: str, *, from_start: bool = False,
+                     input: Any = ...) -> dict[str, Any]:
+        """Run a failed/cancelled/timed-out run again, from its failed step (default) or
+        from the start (optionally with a new input)."""
+        body: dict[str, Any] = {"from": "start" if from_start else "failed_step"}
+        if input is not ...:
+            body["input"] = input
+        return await self._call("POST", f"/runs/{run_id}/replay", json=body)  # type: ignore[no-any-return]
+
+    async def replay_many(self, *, from_start: bool = False, **filters: Any) -> list[str]:
+        body = {**_filters(filters), "from": "start" if from_start else "failed_step"}
+        out = await self._call("POST", "/runs/replay", json=body)
+        return out["replayed"]  # type: ignore[no-any-return]
+
     @property
     def sync(self) -> SyncClient:
         """The same triggers for synchronous code."""
         if self._sync is None:
             self._sync = SyncClient(self)
         return self._sync
+
+
+def _filters(filters: Mapping[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in filters.items():
+        if k not in ("function", "status", "since", "until", "limit"):
+            raise TypeError(f"unknown filter {k!r}")
+        out[k] = v.isoformat() if isinstance(v, datetime) else v
+    return out
 
 
 class SyncClient:
@@ -250,14 +337,31 @@ class SyncClient:
     def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> dict[str, Any]:
         return self._do(self._client.send_event(name, data, id=id))
 
-    def run_no_wait(self, function: str | Function, input: Any = None, **kw: Any) -> str:
+    def run_no_wait(self, function: str | Runnable, input: Any = None, **kw: Any) -> str:
         return self._do(self._client.run_no_wait(function, input, **kw)).id
 
-    def run(self, function: str | Function, input: Any = None, **kw: Any) -> Any:
+    def run(self, function: str | Runnable, input: Any = None, **kw: Any) -> Any:
         return self._do(self._client.run(function, input, **kw))
 
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self._do(self._client.get_run(run_id))
+
+    def run_many(self, function: str | Runnable, inputs: Sequence[Any]) -> list[str]:
+        return [h.id for h in self._do(self._client.run_many(function, inputs))]
+
+    def schedule(self, function: str | Runnable, at: datetime, input: Any = None
+                 ) -> dict[str, Any]:
+        return self._do(self._client.schedule(function, at, input))
+
+    def create_cron(self, function: str | Runnable, expression: str, **kw: Any
+                    ) -> dict[str, Any]:
+        return self._do(self._client.create_cron(function, expression, **kw))
+
+    def cancel(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
+        return self._do(self._client.cancel(run_id, reason))
+
+    def replay(self, run_id: str, **kw: Any) -> dict[str, Any]:
+        return self._do(self._client.replay(run_id, **kw))
 
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         return self._do(self._client.result(run_id, timeout))

@@ -66,6 +66,31 @@ class _Base:
         self.function: str = request["function"]
         self.event: Mapping[str, Any] | None = request.get("event")
         self.input: Any = request.get("input")
+        self.task: str | None = request.get("task")
+        self._parents: Mapping[str, Any] = request.get("parents") or {}
+
+    # -- workflow tasks -------------------------------------------------------------------
+
+    def parent(self, task: Any) -> Any:
+        """The output of a parent task (given as the task, or its name); None if skipped."""
+        return self._parent_view(task).get("output")
+
+    def was_skipped(self, task: Any) -> bool:
+        """Whether a parent task was skipped (its condition said so)."""
+        return bool(self._parent_view(task).get("status") == "skipped")
+
+    @property
+    def failure(self) -> dict[str, Any] | None:
+        """In a workflow's on_failure task: the task that failed, its status and error."""
+        f = self._parents.get("failure")
+        return dict(f) if isinstance(f, Mapping) else None
+
+    def _parent_view(self, task: Any) -> Mapping[str, Any]:
+        name = task if isinstance(task, str) else getattr(task, "name", None)
+        view = self._parents.get(name) if name else None
+        if not isinstance(view, Mapping):
+            raise KeyError(f"{name!r} is not a parent of task {self.task!r}")
+        return view
 
     def _wait_args(
         self, event: str, timeout: float | timedelta | None

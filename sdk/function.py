@@ -1,15 +1,23 @@
-"""Declaring durable functions: the ``task`` decorator, retry policies, input models."""
+"""Declaring runnables: durable tasks (``task``) and DAG workflows (``Workflow``), with
+their triggers, retry policies, timeouts, crons, cancel rules and input models.
+
+Every runnable has the same trigger API: ``run``, ``run_no_wait``, ``run_many``,
+``schedule``, ``create_cron`` (async; ``.sync`` offers the same, blocking)."""
 
 from __future__ import annotations
 
 import inspect
 import random
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from sdk.errors import InputValidationError
+
+if TYPE_CHECKING:
+    from sdk.client import Client, RunHandle
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
@@ -59,49 +67,106 @@ def _check_name(name: str, what: str) -> str:
     return name
 
 
-class Function:
-    """A declared durable task: the user's callable plus how it is triggered and retried."""
+@dataclass(frozen=True)
+class Cron:
+    """A cron trigger declared with the runnable: 5 fields, or 6 with seconds first."""
 
-    kind = "task"
+    expression: str
+    timezone: str = "UTC"
+    input: Any = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"expression": self.expression, "timezone": self.timezone, "input": self.input}
+
+
+@dataclass(frozen=True)
+class CancelOn:
+    """Cancel a run when ``event`` arrives with fields equal to the run's own values.
+
+    ``match`` maps a dotted path in the event to a dotted path in the run, which is
+    ``{"input": ..., "event": ...}``: ``CancelOn("order.cancelled",
+    {"data.order_id": "input.order_id"})``.
+    """
+
+    event: str
+    match: Mapping[str, str] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"event": _check_name(self.event, "event name"), "match": dict(self.match)}
+
+
+def _seconds(d: float | timedelta | None, what: str) -> float | None:
+    if d is None:
+        return None
+    s = d.total_seconds() if isinstance(d, timedelta) else float(d)
+    if s <= 0:
+        raise ValueError(f"{what} must be positive")
+    return s
+
+
+class Body:
+    """A user callable the SDK runs: ``fn(ctx)`` or ``fn(ctx, input)``, sync or async."""
+
+    def __init__(self, fn: Callable[..., Any], name: str) -> None:
+        self.fn = fn
+        self.is_async = inspect.iscoroutinefunction(fn)
+        params = [
+            q
+            for q in inspect.signature(fn).parameters.values()
+            if q.kind in (q.POSITIONAL_ONLY, q.POSITIONAL_OR_KEYWORD)
+        ]
+        if not params:
+            raise TypeError(f"{name}: a durable function takes the context first: fn(ctx)")
+        self.takes_input = len(params) >= 2
+
+
+class Runnable:
+    """What can be triggered: a durable task or a workflow."""
+
+    kind = "runnable"
 
     def __init__(
         self,
-        fn: Callable[..., Any],
+        name: str,
         *,
-        name: str | None = None,
         triggers: Sequence[str] = (),
         retry: Retry | None = None,
         input_model: type[Any] | None = None,
+        timeout: float | timedelta | None = None,
+        queue_timeout: float | timedelta | None = None,
+        crons: Sequence[Cron | str] = (),
+        cancel_on: Sequence[CancelOn] = (),
     ) -> None:
-        self.fn = fn
-        self.name = _check_name(name or fn.__name__.replace("_", "-"), "function name")
+        self.name = _check_name(name, "function name")
         self.triggers = [_check_name(t, "event name") for t in triggers]
         self.retry = retry or Retry()
         self.input_model = input_model
-        self.is_async = inspect.iscoroutinefunction(fn)
-        params = [
-            p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        if not params:
-            raise TypeError(f"{self.name}: a durable function takes the context first: fn(ctx)")
-        self.takes_input = len(params) >= 2
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.fn(*args, **kwargs)
+        self.timeout = _seconds(timeout, "timeout")
+        self.queue_timeout = _seconds(queue_timeout, "queue_timeout")
+        self.crons = [c if isinstance(c, Cron) else Cron(c) for c in crons]
+        self.cancel_on = list(cancel_on)
+        self._client: Client | None = None
 
     def __repr__(self) -> str:
-        return f"<Function {self.name}>"
+        return f"<{type(self).__name__} {self.name}>"
 
     def config(self) -> dict[str, Any]:
-        """What the orchestrator learns about this function at registration."""
-        return {
+        """What the orchestrator learns about this runnable at registration."""
+        cfg: dict[str, Any] = {
             "name": self.name,
             "kind": self.kind,
             "triggers": [{"event": t} for t in self.triggers],
             "retry": self.retry.to_wire(),
         }
+        if self.timeout:
+            cfg["timeout"] = self.timeout
+        if self.queue_timeout:
+            cfg["queue_timeout"] = self.queue_timeout
+        if self.crons:
+            cfg["crons"] = [c.to_wire() for c in self.crons]
+        if self.cancel_on:
+            cfg["cancel_on"] = [c.to_wire() for c in self.cancel_on]
+        return cfg
 
     def parse_input(self, raw: Any) -> Any:
         """The input as the function receives it (validated by ``input_model`` if set)."""
@@ -115,6 +180,89 @@ class Function:
         except Exception as exc:  # pydantic.ValidationError or TypeError
             raise InputValidationError(f"input of {self.name!r} is invalid: {exc}") from exc
 
+    # -- the trigger API ----------------------------------------------------------------
+
+    def bind(self, client: Client) -> Runnable:
+        """Trigger through ``client`` (``client.task``/``client.workflow`` do this)."""
+        self._client = client
+        return self
+
+    @property
+    def client(self) -> Client:
+        if self._client is None:
+            from sdk.client import Client
+
+            self._client = Client()  # configured from the environment
+        return self._client
+
+    async def run(self, input: Any = None, *, timeout: float | None = None,
+                  idempotency_key: str | None = None) -> Any:
+        """Start a run and wait for its output (``RunFailedError`` if it fails)."""
+        return await self.client.run(self, input, timeout=timeout,
+                                     idempotency_key=idempotency_key)
+
+    async def run_no_wait(self, input: Any = None, *,
+                          idempotency_key: str | None = None) -> RunHandle:
+        """Start a run; its handle gives the status and, later, the result."""
+        return await self.client.run_no_wait(self, input, idempotency_key=idempotency_key)
+
+    async def run_many(self, inputs: Sequence[Any]) -> list[RunHandle]:
+        """Start one run per input, all in one transaction."""
+        return await self.client.run_many(self, inputs)
+
+    async def schedule(self, at: datetime, input: Any = None) -> dict[str, Any]:
+        """Start one run at ``at`` (a timezone-aware datetime)."""
+        return await self.client.schedule(self, at, input)
+
+    async def create_cron(self, expression: str, *, timezone: str = "UTC",
+                          input: Any = None) -> dict[str, Any]:
+        """A cron trigger for this runnable, created through the API."""
+        return await self.client.create_cron(self, expression, timezone=timezone, input=input)
+
+    @property
+    def sync(self) -> SyncRunnable:
+        """The same trigger API for synchronous code."""
+        return SyncRunnable(self)
+
+
+class SyncRunnable:
+    """Blocking versions of a runnable's triggers (a thin wrapper over the client's)."""
+
+    def __init__(self, runnable: Runnable) -> None:
+        self._r = runnable
+
+    def run(self, input: Any = None, **kw: Any) -> Any:
+        return self._r.client.sync.run(self._r, input, **kw)
+
+    def run_no_wait(self, input: Any = None, **kw: Any) -> str:
+        return self._r.client.sync.run_no_wait(self._r, input, **kw)
+
+    def run_many(self, inputs: Sequence[Any]) -> list[str]:
+        return self._r.client.sync.run_many(self._r, inputs)
+
+    def schedule(self, at: datetime, input: Any = None) -> dict[str, Any]:
+        return self._r.client.sync.schedule(self._r, at, input)
+
+    def create_cron(self, expression: str, **kw: Any) -> dict[str, Any]:
+        return self._r.client.sync.create_cron(self._r, expression, **kw)
+
+
+class Function(Runnable):
+    """A declared durable task: the user's callable plus how it is triggered and retried."""
+
+    kind = "task"
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
+                 **options: Any) -> None:
+        super().__init__(name or fn.__name__.replace("_", "-"), **options)
+        self.body = Body(fn, self.name)
+        self.fn = fn
+        self.is_async = self.body.is_async
+        self.takes_input = self.body.takes_input
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.fn(*args, **kwargs)
+
 
 def task(
     name: str | None = None,
@@ -122,6 +270,10 @@ def task(
     triggers: Sequence[str] = (),
     retry: Retry | None = None,
     input_model: type[Any] | None = None,
+    timeout: float | timedelta | None = None,
+    queue_timeout: float | timedelta | None = None,
+    crons: Sequence[Cron | str] = (),
+    cancel_on: Sequence[CancelOn] = (),
 ) -> Callable[[Callable[..., Any]], Function]:
     """Declare a durable task::
 
@@ -130,6 +282,8 @@ def task(
     """
 
     def wrap(fn: Callable[..., Any]) -> Function:
-        return Function(fn, name=name, triggers=triggers, retry=retry, input_model=input_model)
+        return Function(fn, name=name, triggers=triggers, retry=retry, input_model=input_model,
+                        timeout=timeout, queue_timeout=queue_timeout, crons=crons,
+                        cancel_on=cancel_on)
 
     return wrap

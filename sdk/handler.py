@@ -23,7 +23,8 @@ from sdk.errors import (
     RetryAfterError,
     StepError,
 )
-from sdk.function import Function
+from sdk.function import Body, Function, Retry, Runnable
+from sdk.workflow import Workflow
 
 log = logging.getLogger("sdk")
 
@@ -41,18 +42,35 @@ class Response:
 _FINAL = (NonRetriableError, NonDeterminismError, StepError, ChildRunError, InputValidationError)
 
 
-async def execute(fn: Function, request: Mapping[str, Any], request_bytes: int) -> dict[str, Any]:
-    """Run (replay) ``fn`` for one call and build its answer."""
-    ex = Execution(request, fn.retry, request_bytes)
+def _target(fn: Runnable, request: Mapping[str, Any]) -> tuple[Body, Retry, Any]:
+    """What to run for this request: the function's body, or one task of a workflow."""
+    if isinstance(fn, Workflow):
+        t = fn.find(request.get("task"))
+        if t is None:
+            raise LookupError(f"workflow {fn.name!r} has no task {request.get('task')!r}")
+        return t.body, t.retry or fn.retry, t.skip_if
+    assert isinstance(fn, Function)
+    return fn.body, fn.retry, None
+
+
+async def execute(fn: Runnable, request: Mapping[str, Any], request_bytes: int
+                  ) -> dict[str, Any]:
+    """Run (replay) ``fn`` (or the requested task of a workflow) for one call; its answer."""
+    body, retry, skip_if = _target(fn, request)
+    ex = Execution(request, retry, request_bytes)
     try:
         value = fn.parse_input(request.get("input"))
-        if fn.is_async:
+        if body.is_async:
             ctx: Context | SyncContext = Context(ex, request)
-            out = await (fn.fn(ctx, value) if fn.takes_input else fn.fn(ctx))
         else:
             ctx = SyncContext(ex, request, asyncio.get_running_loop())
-            args = (ctx, value) if fn.takes_input else (ctx,)
-            out = await asyncio.to_thread(fn.fn, *args)
+        if skip_if is not None and not request["memo"] and skip_if(ctx):
+            return ex.answer(p.Status.COMPLETE, output=None, skipped=True)
+        if body.is_async:
+            out = await (body.fn(ctx, value) if body.takes_input else body.fn(ctx))
+        else:
+            args = (ctx, value) if body.takes_input else (ctx,)
+            out = await asyncio.to_thread(body.fn, *args)
     except Interrupt:
         if ex.failure is not None:
             info = error_info(ex.failure)
@@ -91,9 +109,9 @@ class Handler:
     """Answers the orchestrator's requests for a set of declared functions."""
 
     def __init__(
-        self, functions: Iterable[Function], signer: p.Signer | None, app_id: str
+        self, functions: Iterable[Runnable], signer: p.Signer | None, app_id: str
     ) -> None:
-        self.functions: dict[str, Function] = {}
+        self.functions: dict[str, Runnable] = {}
         for f in functions:
             if f.name in self.functions:
                 raise ValueError(f"two functions are named {f.name!r}")
@@ -140,13 +158,16 @@ class Handler:
         if request["kind"] == p.Kind.INTROSPECT:
             return self._signed(200, self.introspection())
         fn = self.functions.get(request["function"])
+        if isinstance(fn, Workflow) and fn.find(request.get("task")) is None:
+            fn = None
         if fn is None:
             return self._signed(200, {
                 "v": p.VERSION, "call_id": request["call_id"], "status": p.Status.ERROR,
                 "steps": [], "events": [],
                 "error": p.error_body(
                     p.ErrorCode.FUNCTION_NOT_FOUND,
-                    f"this app has no function {request['function']!r}",
+                    f"this app has no function {request['function']!r}"
+                    + (f" with a task {request['task']!r}" if request.get("task") else ""),
                     retriable=False,
                 ),
             })

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from orchestrator.api.openapi import OPENAPI
+from orchestrator.api.parse import float_param, only
 from orchestrator.api.responses import JSON, read_json, want_object, want_str
 from orchestrator.engine.engine import Engine
 from orchestrator.errors import Invalid
@@ -95,15 +96,13 @@ async def send_events(request: Request) -> JSON:
 async def create_run(request: Request) -> JSON:
     """Start a run; with ``?wait=<seconds>``, also wait up to that long for it to end and
     answer with the run (as ``GET /runs/{id}/wait`` does)."""
-    wait = _float_param(request, "wait", -1.0, 0.0, 60.0) if "wait" in request.query_params \
+    wait = float_param(request, "wait", -1.0, 0.0, 60.0) if "wait" in request.query_params \
         else None
     body = want_object(await read_json(request, _limit(request)))
     function = want_str(body, "function")
     assert function is not None
     key = want_str(body, "idempotency_key", required=False)
-    unknown = set(body) - {"function", "input", "idempotency_key"}
-    if unknown:
-        raise Invalid(f"unknown field(s): {sorted(unknown)}", sorted(unknown)[0])
+    only(body, {"function", "input", "idempotency_key"})
     engine = _engine(request)
     out = await engine.start_run(function, body.get("input"), key)
     if wait is not None:
@@ -115,21 +114,8 @@ async def get_run(request: Request) -> JSON:
     return JSON(await _engine(request).get_run(request.path_params["run_id"]))
 
 
-def _float_param(request: Request, name: str, default: float, lo: float, hi: float) -> float:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    try:
-        v = float(raw)
-    except ValueError:
-        raise Invalid(f"'{name}' must be a number", name) from None
-    if not lo <= v <= hi:
-        raise Invalid(f"'{name}' must be within [{lo}, {hi}]", name)
-    return v
-
-
 async def wait_run(request: Request) -> JSON:
-    timeout = _float_param(request, "timeout", 25.0, 0.0, 60.0)
+    timeout = float_param(request, "timeout", 25.0, 0.0, 60.0)
     return JSON(await _engine(request).wait_run(request.path_params["run_id"], timeout))
 
 
@@ -138,7 +124,7 @@ async def list_runs(request: Request) -> JSON:
     status = q.get("status")
     if status is not None and status not in STATUSES:
         raise Invalid(f"'status' must be one of {list(STATUSES)}", "status")
-    limit = int(_float_param(request, "limit", 50, 1, 500))
+    limit = int(float_param(request, "limit", 50, 1, 500))
     return JSON(await _engine(request).list_runs(q.get("function"), status, limit,
                                                  q.get("cursor")))
 
