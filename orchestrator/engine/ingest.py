@@ -90,7 +90,7 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
         else:
             claimed = fx.lease is not None and fx.lease.take(row)
             if claimed:
-                row.update(status=p.RunStatus.RUNNING, started_at=now, start_timeout_at=None)
+                row.update(status=p.RunStatus.RUNNING, started_at=now)
             else:
                 fx.wake = True  # a queue row due now: the dispatcher claims it
             queue_rows.append({

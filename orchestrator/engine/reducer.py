@@ -122,6 +122,8 @@ class Reducer:
 
     async def _answered(self, tx: Tx, c: Claim, d: Delivered, now: float, fx: Effects) -> None:
         a = d.answer
+        if getattr(c.run, "start_timeout_at", None) is not None:
+            await tx.runs.started(c.run_id)
         rows = [self._step_row(c.run_id, e) for e in a.get("steps", [])]
         await tx.steps.record(rows)
         if a.get("events"):

@@ -67,7 +67,7 @@ class Run(SQLModel, table=True):
     timeout_at: float | None = Field(default=None, index=True)
     """The run must end by then (its function's ``timeout``); cleared when it ends."""
     start_timeout_at: float | None = Field(default=None, index=True)
-    """The run must start by then (``queue_timeout``); cleared when it starts."""
+    """The app must first answer the run by then (``queue_timeout``); cleared when it does."""
     history_json: str | None = Field(default=None, sa_column=Column(Text))
     """Earlier attempts of a replayed run: [{replayed_at, status, error, steps}]."""
 

@@ -41,8 +41,13 @@ class RunsRepo(Repo):
         await self.conn.execute(
             update(runs)
             .where(runs.c.id.in_(ids), runs.c.status == "queued")
-            .values(status="running", started_at=now, start_timeout_at=None)
+            .values(status="running", started_at=now)
         )
+
+    async def started(self, run_id: str) -> None:
+        """The app answered the run's first call: its queue timeout no longer applies."""
+        await self.conn.execute(
+            update(runs).where(runs.c.id == run_id).values(start_timeout_at=None))
 
     async def set_waiting(self, run_id: str, waiting_json: str | None) -> None:
         await self.conn.execute(
@@ -105,7 +110,7 @@ class RunsRepo(Repo):
             select(runs).where(runs.c.timeout_at <= now, runs.c.status.not_in(TERMINAL))
             .limit(limit))
         late = await self.conn.execute(
-            select(runs).where(runs.c.start_timeout_at <= now, runs.c.status == "queued")
+            select(runs).where(runs.c.start_timeout_at <= now, runs.c.status.not_in(TERMINAL))
             .limit(limit))
         found: dict[str, tuple[Any, str]] = {r.id: (r, "queue") for r in late}
         found.update({r.id: (r, "run") for r in over})

@@ -31,6 +31,7 @@ from sdk import (
     serve,
     task,
 )
+from tests.apps.flows import FLOWS
 
 EFFECTS = os.environ.get("TESTAPP_EFFECTS")
 _attempts: dict[str, int] = {}
@@ -227,7 +228,7 @@ async def long_sleep(ctx: Context) -> str:
     return await ctx.step.run("after", lambda: "woke up")  # type: ignore[no-any-return]
 
 
-FUNCTIONS = [v for v in list(globals().values()) if type(v).__name__ == "Function"]
+FUNCTIONS = [v for v in list(globals().values()) if type(v).__name__ == "Function"] + FLOWS
 
 client = Client(app_id="testapp")
 

@@ -32,7 +32,8 @@ class Stack:
 
 def start_stack(tmp: Path, db_url: str | None = None) -> Stack:
     effects = tmp / "effects.log"
-    app, app_url = procs.app(tmp, extra_env={"TESTAPP_EFFECTS": str(effects)})
+    app, app_url = procs.app(tmp, extra_env={"TESTAPP_EFFECTS": str(effects),
+                                             "TESTAPP_FLAGS": str(tmp)})
     app.start()
     orch, base = procs.orchestrator(tmp, app_url=app_url, db_url=db_url)
     orch.start()

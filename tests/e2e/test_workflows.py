@@ -1,0 +1,114 @@
+"""DAG workflows end to end: parallelism, fan-in, branches, failures, durable tasks."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from sdk import Client, RunFailedError
+
+
+async def _children(rest: httpx.AsyncClient, run_id: str) -> dict[str, dict]:
+    run = (await rest.get(f"/runs/{run_id}")).json()
+    return {c["task"]: c for c in run["children"] if c["task"]}
+
+
+async def test_diamond_middle_tasks_run_at_the_same_time(
+    client: Client, rest: httpx.AsyncClient
+) -> None:
+    h = await client.run_no_wait("diamond", 1)
+    out = await h.result(timeout=30)
+    assert out["a"] == 2 and out["d"] == 2 * 2 + 2 * 3
+    b, c = out["b"], out["c"]
+    assert b["start"] < c["end"] and c["start"] < b["end"]  # the two 0.5 s tasks overlap
+    assert max(b["end"], c["end"]) - min(b["start"], c["start"]) < 0.95
+    tasks = await _children(rest, h.id)
+    assert set(tasks) == {"a", "b", "c", "d"}
+    assert {t["status"] for t in tasks.values()} == {"completed"}
+    task_b = (await rest.get(f"/runs/{tasks['b']['id']}")).json()
+    assert task_b["task"] == "b" and task_b["parent_id"] == h.id
+    assert task_b["parents"] == {"a": {"status": "completed", "output": 2}}
+
+
+async def test_fan_in_of_twenty_parents(client: Client) -> None:
+    out = await client.run("fan-in", 0, timeout=30)
+    assert out["join"] == sum(range(20))
+    assert len(out) == 21
+
+
+@pytest.mark.parametrize(("amount", "ran", "skipped"), [
+    (500, "big", "small"),
+    (5, "small", "big"),
+])
+async def test_skipped_branch(client: Client, rest: httpx.AsyncClient, amount: int,
+                              ran: str, skipped: str) -> None:
+    h = await client.run_no_wait("branching", {"amount": amount})
+    out = await h.result(timeout=30)
+    assert out["merge"] == {"big": "big path" if ran == "big" else None,
+                            "small": "small path" if ran == "small" else None,
+                            "skipped": [skipped]}
+    assert skipped not in out and ran in out
+    tasks = await _children(rest, h.id)
+    assert tasks[skipped]["status"] == "skipped"
+    # a task whose only parent was skipped is skipped too (without a call)
+    assert tasks["after-big"]["status"] == ("completed" if ran == "big" else "skipped")
+
+
+async def test_failing_task_cancels_the_rest_and_runs_on_failure(
+    client: Client, rest: httpx.AsyncClient
+) -> None:
+    h = await client.run_no_wait("failing-flow")
+    with pytest.raises(RunFailedError) as ei:
+        await h.result(timeout=30)
+    err = ei.value.run["error"]
+    assert err["type"] == "TaskFailed" and err["task"] == "boom"
+    assert "the warehouse is on fire" in err["message"]
+    tasks = await _children(rest, h.id)
+    assert tasks["boom"]["status"] == "failed"
+    assert tasks["slow-sibling"]["status"] == "cancelled"
+    assert "never" not in tasks  # not started
+    report = (await rest.get(f"/runs/{tasks['report']['id']}")).json()
+    assert report["status"] == "completed"
+    failure = report["output"]["failure"]
+    assert failure["task"] == "boom" and failure["status"] == "failed"
+    assert failure["error"]["type"] == "NonRetriableError"
+
+
+async def test_durable_task_inside_a_dag(client: Client, rest: httpx.AsyncClient) -> None:
+    h = await client.run_no_wait("durable-dag", "k-42")
+    for _ in range(200):
+        tasks = await _children(rest, h.id)
+        approve = tasks.get("approve")
+        if approve:
+            run = (await rest.get(f"/runs/{approve['id']}")).json()
+            if run["waiting"] and run["waiting"]["kind"] == "event":
+                break
+        await asyncio.sleep(0.05)
+    else:
+        raise AssertionError("the approve task never waited for its event")
+    await client.send_event("flow.approved", {"key": "k-42", "by": "ada"})
+    out = await h.result(timeout=30)
+    assert out["approve"] == {"before": "checked", "approved_by": "ada"}
+    approve_run = (await rest.get(f"/runs/{tasks['approve']['id']}")).json()
+    assert [s["kind"] for s in approve_run["steps"]] == ["step", "sleep", "wait"]
+
+
+async def test_task_timeout_fails_the_workflow(client: Client, rest: httpx.AsyncClient) -> None:
+    h = await client.run_no_wait("slow-flow")
+    with pytest.raises(RunFailedError) as ei:
+        await h.result(timeout=30)
+    assert "timed_out" in ei.value.run["error"]["message"]
+    tasks = await _children(rest, h.id)
+    task = (await rest.get(f"/runs/{tasks['too-slow']['id']}")).json()
+    assert task["status"] == "timed_out" and task["error"]["type"] == "RunTimeout"
+
+
+async def test_workflow_graph_is_visible(rest: httpx.AsyncClient) -> None:
+    fns = {f["name"]: f for f in (await rest.get("/functions")).json()["functions"]}
+    wf = fns["diamond"]
+    assert wf["kind"] == "workflow"
+    assert {t["name"]: t["parents"] for t in wf["tasks"]} == {
+        "a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
+    assert fns["failing-flow"]["on_failure"]["name"] == "report"
