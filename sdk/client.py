@@ -244,6 +244,10 @@ class Client:
         params = {"function": function} if function else None
         return (await self._call("GET", "/schedules", params=params))["schedules"]  # type: ignore[no-any-return]
 
+    async def get_schedule(self, schedule_id: str) -> dict[str, Any]:
+        """A schedule; once it fired, its ``run_id``."""
+        return await self._call("GET", f"/schedules/{schedule_id}")  # type: ignore[no-any-return]
+
     async def delete_schedule(self, schedule_id: str) -> None:
         await self._call("DELETE", f"/schedules/{schedule_id}")
 

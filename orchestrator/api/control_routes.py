@@ -112,6 +112,10 @@ async def list_schedules(request: Request) -> JSON:
     return JSON({"schedules": await _engine(request).list_schedules(fn, 1000)})
 
 
+async def get_schedule(request: Request) -> JSON:
+    return JSON(await _engine(request).get_schedule(request.path_params["sid"]))
+
+
 async def delete_schedule(request: Request) -> Response:
     await _engine(request).delete_schedule(request.path_params["sid"])
     return Response(status_code=204)
@@ -146,6 +150,7 @@ ROUTES = [
     Route("/api/v1/runs/{run_id}/replay", replay_run, methods=["POST"]),
     Route("/api/v1/schedules", create_schedule, methods=["POST"]),
     Route("/api/v1/schedules", list_schedules, methods=["GET"]),
+    Route("/api/v1/schedules/{sid}", get_schedule, methods=["GET"]),
     Route("/api/v1/schedules/{sid}", delete_schedule, methods=["DELETE"]),
     Route("/api/v1/crons", create_cron, methods=["POST"]),
     Route("/api/v1/crons", list_crons, methods=["GET"]),

@@ -63,7 +63,7 @@ class Dispatcher:
         self.notifier = hub.notifier
         self.settings = settings
         self.inflight: dict[str, Claim] = {}
-        self._slots = asyncio.Semaphore(settings.max_inflight)
+        self._room = asyncio.Event()  # set when a call in flight ends
         self._tasks: set[asyncio.Task[None]] = set()
         hub.handoff = self
 
@@ -100,9 +100,9 @@ class Dispatcher:
     async def tick(self) -> int:
         """Claim what is due (as many as there are free slots) and start delivering it."""
         free = self.settings.max_inflight - len(self.inflight)
-        if free <= 0:
-            await self._slots.acquire()  # wait for a call to finish
-            self._slots.release()
+        if free <= 0:  # at capacity: wait for a call to end (never spin)
+            self._room.clear()
+            await self._room.wait()
             return 1
         self.notifier.work.clear()
         claims = await self.claim(min(free, 256))
@@ -154,7 +154,6 @@ class Dispatcher:
         ]
 
     async def _deliver(self, c: Claim) -> None:
-        await self._slots.acquire()
         try:
             if c.fn is None:
                 c.fn = await self.registry.get(c.run.function)
@@ -174,7 +173,7 @@ class Dispatcher:
             self.reducer.submit(c, Failed(f"orchestrator error: {exc}"))
         finally:
             self.inflight.pop(c.run_id, None)
-            self._slots.release()
+            self._room.set()
 
     async def _request(self, c: Claim) -> bytes:
         memo: list[Any] = []

@@ -277,6 +277,13 @@ class Engine:
             rows = await tx.schedules.pending(function, limit)
         return [views.schedule_view(r._asdict()) for r in rows]
 
+    async def get_schedule(self, sid: str) -> dict[str, Any]:
+        async with self.store.read() as tx:
+            row = await tx.schedules.get(sid)
+        if row is None:
+            raise NotFound(f"no schedule {sid!r}", "id")
+        return views.schedule_view(row._asdict())
+
     async def delete_schedule(self, sid: str) -> None:
         async with self.store.write() as tx:
             row = await tx.schedules.get(sid)
