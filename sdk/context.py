@@ -68,6 +68,7 @@ class _Base:
         self.input: Any = request.get("input")
         self.task: str | None = request.get("task")
         self._parents: Mapping[str, Any] = request.get("parents") or {}
+        self._failure: Mapping[str, Any] | None = request.get("failure")
 
     # -- workflow tasks -------------------------------------------------------------------
 
@@ -82,7 +83,7 @@ class _Base:
     @property
     def failure(self) -> dict[str, Any] | None:
         """In a workflow's on_failure task: the task that failed, its status and error."""
-        f = self._parents.get("failure")
+        f = self._failure
         return dict(f) if isinstance(f, Mapping) else None
 
     def _parent_view(self, task: Any) -> Mapping[str, Any]:

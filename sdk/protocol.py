@@ -245,10 +245,11 @@ def invoke_request(
     parent_id: str | None = None,
     task: str | None = None,
     parents: Mapping[str, Any] | None = None,
+    failure: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the body of an invoke request. A workflow's task run names its ``task`` and
-    carries its ``parents`` ({task: {status, output}}, or {"failure": ...} for the
-    workflow's on_failure task)."""
+    carries its ``parents`` ({task: {status, output?, error?}}); the workflow's on_failure
+    task gets the ``failure`` ({task, status, error}) instead."""
     msg = {
         "v": VERSION,
         "kind": Kind.INVOKE,
@@ -263,6 +264,8 @@ def invoke_request(
     if task is not None:
         msg["task"] = task
         msg["parents"] = dict(parents or {})
+        if failure is not None:
+            msg["failure"] = dict(failure)
     return msg
 
 
@@ -315,6 +318,8 @@ def validate_request(raw: Any) -> Mapping[str, Any]:
     _require(isinstance(msg.get("budget_ms"), int), "request.budget_ms must be an integer")
     _require(msg.get("task") is None or isinstance(msg["task"], str), "request.task: string")
     _require(isinstance(msg.get("parents", {}), Mapping), "request.parents must be an object")
+    _require(msg.get("failure") is None or isinstance(msg["failure"], Mapping),
+             "request.failure must be an object")
     return msg
 
 

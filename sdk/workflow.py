@@ -112,6 +112,9 @@ class Workflow(Runnable):
 
         def wrap(fn: Callable[..., Any]) -> Task:
             t = Task(self, fn, name=name, retry=retry, timeout=timeout)
+            if self.failure_task is not None:
+                raise ValueError(f"workflow {self.name!r} already has an on_failure task "
+                                 f"({self.failure_task.name!r})")
             if t.name in self.tasks:
                 raise ValueError(f"workflow {self.name!r} already has a task {t.name!r}")
             self.failure_task = t

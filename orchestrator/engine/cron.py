@@ -19,6 +19,38 @@ class CronError(ValueError):
         self.field = field
 
 
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+
+
+def _weekdays(field: str) -> str:
+    """Crontab weekdays (0 or 7 = Sunday, 1 = Monday) as names, which APScheduler reads
+    unambiguously (its own numbers start at Monday = 0)."""
+    out = []
+    for token in field.split(","):
+        rng, _, step_s = token.partition("/")
+        step = int(step_s) if step_s.isdigit() else None
+        if step_s and step is None:
+            return field  # let APScheduler report the error
+        if rng == "*":
+            lo, hi = 0, 6
+        elif rng.isdigit():
+            lo = hi = int(rng)
+            if step is not None:
+                hi = 6
+        elif "-" in rng and all(x.isdigit() for x in rng.split("-", 1)):
+            lo, hi = (int(x) for x in rng.split("-", 1))
+        else:
+            out.append(token)  # names (mon-fri), or something APScheduler will judge
+            continue
+        if not (0 <= lo <= 7 and 0 <= hi <= 7 and lo <= hi):
+            return field
+        if rng == "*" and step is None:
+            out.append("*")
+            continue
+        out += [_DAYS[d % 7] for d in range(lo, hi + 1, step or 1)]
+    return ",".join(dict.fromkeys(out))
+
+
 def parse(expression: str, timezone: str = "UTC") -> CronTrigger:
     try:
         tz = ZoneInfo(timezone)
@@ -28,11 +60,11 @@ def parse(expression: str, timezone: str = "UTC") -> CronTrigger:
     fields = expression.split()
     try:
         if len(fields) == 5:
-            return CronTrigger.from_crontab(expression, timezone=tz)
+            fields = ["0", *fields]
         if len(fields) == 6:
             second, minute, hour, day, month, dow = fields
             return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
-                               day_of_week=dow, timezone=tz)
+                               day_of_week=_weekdays(dow), timezone=tz)
     except (ValueError, TypeError) as exc:
         raise CronError(f"cron expression {expression!r} does not parse: {exc}",
                         "expression") from None

@@ -21,6 +21,8 @@ from orchestrator.store import Tx
 from sdk import protocol as p
 
 OK = (p.RunStatus.COMPLETED, p.RunStatus.SKIPPED)
+FAILURE_KEY = "__failure__"
+"""Where an on_failure task run keeps the failure (task names cannot start with '_')."""
 
 
 def _view(run: Any) -> dict[str, Any]:
@@ -108,7 +110,7 @@ async def _fail(tx: Tx, wf: Any, runs: dict[str, Any], task: str, on_failure: st
     if on_failure and on_failure not in runs:
         await create_runs(tx, [NewRun(wf.function, wf.input_json, wf.event_json,
                                       parent_id=wf.id, parent_step=on_failure, task=on_failure,
-                                      parents_json=js({"failure": failure}))], now, fx)
+                                      parents_json=js({FAILURE_KEY: failure}))], now, fx)
         fx.wake = True
         await tx.runs.set_waiting(wf.id, js({"kind": "on_failure", "task": on_failure,
                                              "failed_task": task}))

@@ -18,6 +18,7 @@ from typing import Any
 
 from orchestrator.config import Settings
 from orchestrator.engine.claim import Claim, Lease
+from orchestrator.engine.dag import FAILURE_KEY
 from orchestrator.engine.ingest import resolve_wait
 from orchestrator.engine.invoker import Failed, Invoker
 from orchestrator.engine.lifecycle import Hub, end_run
@@ -181,6 +182,7 @@ class Dispatcher:
             async with self.store.read() as tx:
                 memo = (await tx.steps.memo([c.run_id]))[c.run_id]
         run = c.run
+        parents = json.loads(run.parents_json) if run.parents_json else {}
         msg = p.invoke_request(
             call_id=c.call_id,
             function=run.function,
@@ -192,7 +194,8 @@ class Dispatcher:
             budget_ms=self.settings.budget_ms,
             parent_id=run.parent_id,
             task=run.task,
-            parents=json.loads(run.parents_json) if run.parents_json else None,
+            parents=parents,
+            failure=parents.pop(FAILURE_KEY, None),
         )
         return p.dumps(msg)
 

@@ -5,6 +5,8 @@ clear error, never a run later."""
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,8 +30,18 @@ def _name(value: Any, what: str) -> str:
 
 def _seconds(c: Mapping[str, Any], key: str, where: str) -> None:
     v = c.get(key)
-    if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v <= 0):
+    if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)
+                          or not math.isfinite(v) or v <= 0):
         raise _fail(f"{where}: {key} must be a positive number of seconds")
+
+
+def _list(c: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    if key not in c:
+        return []
+    v = c[key]
+    if not isinstance(v, list):
+        raise _fail(f"{where}: {key} must be a list")
+    return v
 
 
 def _retry(c: Mapping[str, Any], where: str) -> None:
@@ -52,37 +64,47 @@ def check_graph(name: str, tasks: Any) -> None:
         names.add(tn)
     parents: dict[str, list[str]] = {}
     for t in tasks:
-        ps = t.get("parents", [])
-        if not isinstance(ps, list):
-            raise _fail(f"workflow {name!r}, task {t['name']!r}: parents must be a list")
+        where = f"workflow {name!r}, task {t['name']!r}"
+        ps = _list(t, "parents", where)
         for q in ps:
-            if q not in names:
-                raise _fail(f"workflow {name!r}, task {t['name']!r}: unknown parent {q!r}")
-        parents[t["name"]] = list(ps)
-        _retry(t, f"workflow {name!r}, task {t['name']!r}")
-        _seconds(t, "timeout", f"workflow {name!r}, task {t['name']!r}")
-    state: dict[str, int] = {}  # 1: on the path, 2: done
+            if not isinstance(q, str) or q not in names:
+                raise _fail(f"{where}: unknown parent {q!r}")
+        parents[t["name"]] = list(dict.fromkeys(ps))
+        _retry(t, where)
+        _seconds(t, "timeout", where)
+    # Kahn's algorithm: what cannot be ordered is on (or behind) a cycle
+    waiting = {n: len(ps) for n, ps in parents.items()}
+    children: dict[str, list[str]] = {n: [] for n in parents}
+    for n, ps in parents.items():
+        for q in ps:
+            children[q].append(n)
+    ready = [n for n, k in waiting.items() if k == 0]
+    while ready:
+        n = ready.pop()
+        for ch in children[n]:
+            waiting[ch] -= 1
+            if waiting[ch] == 0:
+                ready.append(ch)
+    stuck = {n for n, k in waiting.items() if k > 0}
+    if stuck:
+        raise _fail(f"workflow {name!r} has a cycle: {' -> '.join(_cycle(stuck, parents))}")
 
-    def visit(n: str, path: list[str]) -> None:
-        if state.get(n) == 2:
-            return
-        if state.get(n) == 1:
-            cycle = [*path[path.index(n):], n]
-            raise _fail(f"workflow {name!r} has a cycle: {' -> '.join(cycle)}")
-        state[n] = 1
-        for q in parents[n]:
-            visit(q, [*path, n])
-        state[n] = 2
 
-    for n in parents:
-        visit(n, [])
+def _cycle(stuck: set[str], parents: dict[str, list[str]]) -> list[str]:
+    """One cycle among ``stuck`` tasks, as a path (walk parents until a task repeats)."""
+    n = min(stuck)
+    path: list[str] = []
+    while n not in path:
+        path.append(n)
+        n = next(q for q in parents[n] if q in stuck)
+    return [*path[path.index(n):], n][::-1]
 
 
 def code_crons(name: str, specs: Any) -> list[dict[str, Any]]:
     """Rows for the crons a function declares in code (ids stable across re-syncs)."""
     if not isinstance(specs, list):
         raise _fail(f"function {name!r}: crons must be a list")
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in specs:
         if not isinstance(s, Mapping) or not isinstance(s.get("expression"), str):
             raise _fail(f"function {name!r}: a cron needs an expression")
@@ -92,7 +114,10 @@ def code_crons(name: str, specs: Any) -> list[dict[str, Any]]:
         except cron.CronError as exc:
             raise _fail(f"function {name!r}: {exc}") from None
         input_json = p.dumps(s.get("input")).decode()
-        digest = hashlib.sha256(f"{s['expression']}|{tz}|{input_json}".encode()).hexdigest()
+        canon = json.dumps(s.get("input"), sort_keys=True)
+        digest = hashlib.sha256(f"{s['expression']}|{tz}|{canon}".encode()).hexdigest()
+        if any(r["id"] == f"{name}:{digest[:12]}" for r in rows):
+            continue  # declared twice: one cron
         rows.append({"id": f"{name}:{digest[:12]}", "function": name,
                      "expression": s["expression"], "timezone": tz,
                      "input_json": input_json, "source": "code"})
@@ -116,13 +141,13 @@ def validate_functions(configs: Any) -> tuple[list[dict[str, Any]], list[dict[st
         kind = c.get("kind", "task")
         if kind not in KINDS:
             raise _fail(f"function {name!r} has an unknown kind {kind!r}")
-        for t in c.get("triggers", []):
+        for t in _list(c, "triggers", f"function {name!r}"):
             _name(t.get("event") if isinstance(t, Mapping) else None,
                   f"trigger event of {name!r}")
         _retry(c, f"function {name!r}")
         _seconds(c, "timeout", f"function {name!r}")
         _seconds(c, "queue_timeout", f"function {name!r}")
-        for rule in c.get("cancel_on", []):
+        for rule in _list(c, "cancel_on", f"function {name!r}"):
             if not isinstance(rule, Mapping) or not isinstance(rule.get("match", {}), Mapping):
                 raise _fail(f"function {name!r}: cancel_on rules are {{event, match}}")
             _name(rule.get("event"), f"cancel_on event of {name!r}")
@@ -134,6 +159,8 @@ def validate_functions(configs: Any) -> tuple[list[dict[str, Any]], list[dict[st
                               f"on_failure task of {name!r}")
                 if fname in {t["name"] for t in c["tasks"]}:
                     raise _fail(f"workflow {name!r}: on_failure task {fname!r} is also a task")
-        crons += code_crons(name, c.get("crons", []))
+                _retry(fail, f"workflow {name!r}, on_failure task {fname!r}")
+                _seconds(fail, "timeout", f"workflow {name!r}, on_failure task {fname!r}")
+        crons += code_crons(name, _list(c, "crons", f"function {name!r}"))
         out.append(dict(c))
     return out, crons

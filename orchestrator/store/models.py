@@ -4,7 +4,7 @@ and PostgreSQL. Times are epoch seconds (float)."""
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -97,7 +97,8 @@ class QueueItem(SQLModel, table=True):
     due_at: float = Field(index=True)
     lease_owner: str | None = None
     lease_expires_at: float | None = None
-    claims: int = 0
+    claims: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    """Counts claims; fences answers (``call_id`` is ``<run>:<claims>``)."""
     delivery_failures: int = 0
     first_failure_at: float | None = None
 

@@ -127,3 +127,44 @@ async def test_24_hour_sleep_costs_a_row_and_survives_restarts(own_stack: Stack)
         assert [st["kind"] for st in run["steps"]] == ["sleep", "step"]
     finally:
         await client.aclose()
+
+
+async def test_cron_every_second_fires_once_per_tick_across_a_restart(own_stack: Stack) -> None:
+    s = own_stack
+    client = s.client()
+    cron = await client.create_cron("ticker", "* * * * * *")
+    await asyncio.sleep(3.3)
+    await client.aclose()
+    s.orch.kill9()
+    down_at = time.time()
+    await asyncio.sleep(2.5)  # ticks are missed while no orchestrator runs
+    s.orch.start()
+    up_at = time.time()
+    client = s.client()
+    try:
+        await asyncio.sleep(3.3)
+        await client.delete_cron(cron["id"])
+        await asyncio.sleep(0.5)
+        async with s.rest() as rest:
+            page = (await rest.get("/runs", params={"function": "ticker", "limit": 100})).json()
+            keys = []
+            for r in page["runs"]:
+                detail = (await rest.get(f"/runs/{r['id']}")).json()
+                keys.append(detail["idempotency_key"])
+                assert detail["status"] == "completed" or detail["status"] == "running"
+    finally:
+        await client.aclose()
+    assert all(k.startswith(f"cron:{cron['id']}:") for k in keys)
+    ticks = sorted(float(k.rsplit(":", 1)[1]) for k in keys)
+    assert len(ticks) == len(set(ticks))  # once per tick
+    assert all(t == int(t) for t in ticks)  # on whole seconds
+    before = [t for t in ticks if t <= down_at]
+    during = [t for t in ticks if down_at < t < up_at - 0.5]
+    after = [t for t in ticks if t >= up_at - 0.5]
+    assert len(before) >= 2 and len(after) >= 2
+    assert before == [before[0] + i for i in range(len(before))]  # no tick missed while up
+    # the ticks missed while down fire once (the latest of them), not once per tick
+    assert len(during) <= 1
+    catch_up = during + after
+    assert catch_up[1:] == [catch_up[1] + i for i in range(len(catch_up) - 1)]
+    assert catch_up[0] < up_at  # the catch-up fire is a missed tick, fired on start

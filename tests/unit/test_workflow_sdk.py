@@ -34,12 +34,13 @@ def task_request(
     input: Any = None,
     memo: Iterable[Mapping[str, Any]] = (),
     call_id: str = CALL_ID,
+    failure: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     name = wf if isinstance(wf, str) else wf.name
     req = p.invoke_request(
         call_id=call_id, function=name, run_id=RUN_ID, attempt=1, input=input, event=None,
         memo=[dict(e) for e in memo], budget_ms=30_000, parent_id="wf-run-1", task=task,
-        parents=parents,
+        parents=parents, failure=failure,
     )
     return json.loads(p.dumps(req))  # as the app decodes it
 
@@ -509,7 +510,7 @@ async def test_the_on_failure_task_sees_the_failure() -> None:
     wf, *_ = _pipeline(calls)
     failure = {"task": "transform", "status": "failed",
                "error": {"type": "ValueError", "message": "bad row", "retriable": False}}
-    answer = await run_task(wf, "alert", {"failure": failure})
+    answer = await run_task(wf, "alert", {}, failure=failure)
     assert answer["status"] == "complete", answer.get("error")
     assert answer["output"] == {"failure": failure, "task": "alert"}
     assert calls == {"alert": 1}
@@ -529,7 +530,7 @@ async def test_failure_is_a_copy() -> None:
         f["task"] = "changed"
         return ctx.failure
 
-    answer = await run_task(wf, "alert", {"failure": {"task": "a", "status": "timed_out"}})
+    answer = await run_task(wf, "alert", {}, failure={"task": "a", "status": "timed_out"})
     assert answer["output"] == {"task": "a", "status": "timed_out"}
 
 
@@ -635,7 +636,7 @@ async def test_handle_runs_a_task_and_the_on_failure_task() -> None:
     answer = await _handle(h, task_request(wf, "extract", {}, input=[1]))
     assert answer["status"] == "complete" and answer["output"] == [1]
     failure = {"task": "extract", "status": "failed"}
-    answer = await _handle(h, task_request(wf, "alert", {"failure": failure}))
+    answer = await _handle(h, task_request(wf, "alert", {}, failure=failure))
     assert answer["output"] == {"failure": failure, "task": "alert"}
     assert calls == {"extract": 1, "alert": 1}
 
