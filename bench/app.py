@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from sdk import Child, Client, Context, serve, task
+from sdk import Child, Client, Context, Workflow, serve, task
 
 
 async def _inc(x: int) -> int:
@@ -36,6 +36,38 @@ async def noop(ctx: Context) -> None:
     return None
 
 
+# a diamond of width 18: root -> 18 middles -> sink (20 tasks)
+wide = Workflow("bench-wide")
+
+
+@wide.task()
+async def root(ctx: Context, x: int) -> int:
+    return x
+
+
+_middles = []
+for _i in range(18):
+    async def _middle(ctx: Context, x: int, _i: int = _i) -> int:
+        return int(ctx.parent(root)) + _i
+
+    _middles.append(wide.task(f"m{_i}", parents=[root])(_middle))
+
+
+@wide.task(parents=_middles)
+async def sink(ctx: Context, x: int) -> int:
+    return sum(ctx.parent(m) for m in _middles)
+
+
+# a chain of 10 tasks
+chain10 = Workflow("bench-chain10")
+_prev: list = []
+for _i in range(10):
+    async def _link(ctx: Context, x: int, _i: int = _i) -> int:
+        return (int(ctx.parent(f"c{_i - 1}")) if _i else x) + 1
+
+    _prev = [chain10.task(f"c{_i}", parents=_prev)(_link)]
+
+
 app = Starlette(routes=[Route("/api/durable", serve(Client(app_id="bench"),
-                                                      [chain, fan, child, noop]),
+                                                      [chain, fan, child, noop, wide, chain10]),
                               methods=["GET", "POST"])])

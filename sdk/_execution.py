@@ -25,6 +25,10 @@ from sdk.errors import (
 from sdk.function import Retry
 
 BUDGET_FRACTION = 0.8  # of the call's budget spent running new steps before yielding
+CLOCK_TOLERANCE = 2.0
+"""A recorded sleep ending within this many seconds counts as over (clocks of the app
+and the orchestrator may differ a little); one woken earlier sleeps on."""
+MAX_TIME = 1e12  # epoch seconds the protocol accepts (year 33658)
 
 
 class Interrupt(BaseException):
@@ -191,6 +195,7 @@ class Execution:
         if isinstance(exc, NonRetriableError) or attempt >= plan.retry.max_attempts:
             return self._fail_step(plan, info["type"], info["message"], info)
         delay = exc.delay if isinstance(exc, RetryAfterError) else plan.retry.delay(attempt)
+        delay = min(max(0.0, delay), 86400.0 * 365) if delay == delay else 0.0
         self.record(self._entry(plan, p.StepStatus.RETRYING, error=info))
         self.suspend({"op": p.Op.RESUME, "at": time.time() + delay})
 
@@ -208,11 +213,18 @@ class Execution:
 
     # -- blocking operations --------------------------------------------------------------
 
+    @staticmethod
+    def _time(t: float, what: str) -> float:
+        if not isinstance(t, int | float) or not (0 <= t < MAX_TIME):  # NaN fails too
+            raise UsageError(f"{what} is out of range")
+        return float(t)
+
     def sleep_until(self, name: str, until: float) -> None:
+        until = self._time(until, "a sleep's end")
         step_id, seq, entry = self.begin(name, p.MemoKind.SLEEP)
         if entry is not None:
             recorded = entry.get("output")
-            if isinstance(recorded, int | float) and recorded > time.time() + 0.5:
+            if isinstance(recorded, int | float) and recorded > time.time() + CLOCK_TOLERANCE:
                 until = recorded  # woken early: sleep on until the recorded time
             else:
                 return
@@ -232,6 +244,8 @@ class Execution:
         step_id, seq, entry = self.begin(name, p.MemoKind.WAIT)
         if entry is not None:
             return entry.get("output")
+        if timeout_at is not None:
+            timeout_at = self._time(timeout_at, "a wait's timeout")
         match = dict(match or {})
         for path, value in match.items():
             if not isinstance(path, str) or not path or "," in path:
@@ -289,8 +303,10 @@ class Execution:
         self.check_budget()
         prepared = []
         for ev in events:
-            if not isinstance(ev, Mapping) or not isinstance(ev.get("name"), str):
-                raise UsageError("an event is a mapping with a string 'name'")
+            if not isinstance(ev, Mapping) or not isinstance(ev.get("name"), str) \
+                    or not p.EVENT_NAME_RE.match(ev["name"]):
+                raise UsageError("an event is a mapping with a 'name' of 1-128 letters, "
+                                 "digits, '_', '-', '.', ':'")
             if ev.get("data") is not None and not isinstance(ev.get("data"), Mapping):
                 raise UsageError("an event's 'data' must be a mapping")
             e = {"id": ev.get("id") or uuid.uuid4().hex, "name": ev["name"],

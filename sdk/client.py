@@ -140,9 +140,25 @@ class Client:
             raise OrchestratorError(resp.status_code, body)
         return body
 
-    async def register(self, app_url: str) -> dict[str, Any]:
-        """Ask the orchestrator to (re)sync the app served at ``app_url``."""
-        return await self._call("POST", "/apps", json={"url": app_url})  # type: ignore[no-any-return]
+    async def register(self, app_url: str, *, wait_for_app: float = 0.0) -> dict[str, Any]:
+        """Ask the orchestrator to (re)sync the app served at ``app_url``.
+
+        The orchestrator calls the app back to list its functions. From an app's own
+        startup (before it listens), pass ``wait_for_app=`` seconds, in a background task:
+        the request is repeated until the app answers or the time is up::
+
+            asyncio.create_task(client.register(url, wait_for_app=30))
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_for_app
+        while True:
+            try:
+                return await self._call("POST", "/apps", json={"url": app_url})  # type: ignore[no-any-return]
+            except OrchestratorError as exc:
+                unreachable = exc.status == 422 and "could not reach" in str(exc)
+                if not unreachable or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(0.25)
 
     async def send_event(
         self, name: str, data: Any = None, *, id: str | None = None

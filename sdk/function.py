@@ -8,18 +8,18 @@ from __future__ import annotations
 
 import inspect
 import random
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sdk.errors import InputValidationError
+from sdk.protocol import EVENT_NAME_RE
 
 if TYPE_CHECKING:
     from sdk.client import Client, RunHandle
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+NAME_RE = EVENT_NAME_RE
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
@@ -41,6 +42,10 @@ MAX_ANSWER_BYTES: Final = 32 * 1024 * 1024
 """An answer body above this is refused by the orchestrator."""
 MAX_CLOCK_SKEW_S: Final = 300.0
 """Messages whose signed timestamp is further than this from now are refused."""
+
+
+EVENT_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+"""Names of functions, tasks and events."""
 
 
 class Kind(StrEnum):

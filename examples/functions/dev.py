@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,10 +41,25 @@ def main() -> int:
         [sys.executable, "-m", "orchestrator", "dev", "--port", orch_port,
          "--database-url", f"sqlite:///{state / 'dev.db'}",
          "--app", f"http://127.0.0.1:{app_port}/api/durable"], env=env, cwd=ROOT)
-    time.sleep(2.5)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and orch.poll() is None and app.poll() is None:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{orch_port}/readyz", timeout=1):
+                break
+        except OSError:
+            time.sleep(0.2)
+    if orch.poll() is not None or app.poll() is not None:
+        print("\n  ! the orchestrator or the example app did not start: see the messages "
+              "above", file=sys.stderr)
+        for p in (orch, app):
+            if p.poll() is None:
+                p.terminate()
+        return 1
+    time.sleep(1.0)  # the orchestrator registers the app right after it is ready
     key = env["DURABLE_API_KEY"]
     print(f"""
   Example app (orders-app)  http://127.0.0.1:{app_port}/  (durable endpoint /api/durable)
+  Functions: fulfil-order, send-notification, etl-daily-sales (docs/workflows.md)
 
   1. start an order (an event):
      curl -s -X POST http://127.0.0.1:{orch_port}/api/v1/events \\
@@ -56,6 +72,12 @@ def main() -> int:
        -d '{{"name": "shipment.delivered", "data": {{"order_id": "o-1", "carrier": "ups"}}}}'
   3. watch the run (it sleeps {env['ORDERS_FOLLOWUP_DELAY_S']} s, then notifies):
      curl -s -H 'Authorization: Bearer {key}' http://127.0.0.1:{orch_port}/api/v1/runs
+
+  4. run the daily sales ETL workflow (a DAG) and wait up to 30 s for its output:
+     curl -s -X POST 'http://127.0.0.1:{orch_port}/api/v1/runs?wait=30' \\
+       -H 'Authorization: Bearer {key}' -H 'content-type: application/json' \\
+       -d '{{"function": "etl-daily-sales",
+            "input": {{"date": "2026-11-25", "regions": ["eu", "us", "apac"]}}}}'
 
   Keys are in .durable/dev-keys.env. Ctrl-C stops both processes.
 """, flush=True)

@@ -88,8 +88,7 @@ async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
         specs.append(NewRun(wf.function, wf.input_json, wf.event_json, parent_id=wf_id,
                             parent_step=name, task=name, parents_json=js(view)))
     if specs:
-        await create_runs(tx, specs, now, fx)
-        fx.wake = True
+        await create_runs(tx, specs, now, fx)  # sets fx.wake for runs not claimed
     if skipped:  # skipped without a call: recorded, then look again (children may be ready)
         await create_runs(tx, [NewRun(wf.function, wf.input_json, wf.event_json,
                                       parent_id=wf_id, parent_step=n, task=n, skipped=True)
@@ -111,7 +110,6 @@ async def _fail(tx: Tx, wf: Any, runs: dict[str, Any], task: str, on_failure: st
         await create_runs(tx, [NewRun(wf.function, wf.input_json, wf.event_json,
                                       parent_id=wf.id, parent_step=on_failure, task=on_failure,
                                       parents_json=js({FAILURE_KEY: failure}))], now, fx)
-        fx.wake = True
         await tx.runs.set_waiting(wf.id, js({"kind": "on_failure", "task": on_failure,
                                              "failed_task": task}))
         return

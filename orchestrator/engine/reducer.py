@@ -127,8 +127,7 @@ class Reducer:
         rows = [self._step_row(c.run_id, e) for e in a.get("steps", [])]
         await tx.steps.record(rows)
         if a.get("events"):
-            await ingest_events(tx, a["events"], now, fx)
-            fx.wake = True
+            await ingest_events(tx, a["events"], now, fx)  # sets fx.wake if work fell due
         status = a["status"]
         if status == p.Status.COMPLETE:
             done = p.RunStatus.SKIPPED if a.get("skipped") else p.RunStatus.COMPLETED
@@ -155,7 +154,10 @@ class Reducer:
         attempt = c.run.attempt + 1
         if err.get("retriable", True) and attempt < retry.max_attempts:
             ms = err.get("retry_after_ms")
-            at = now + (ms / 1000.0 if isinstance(ms, int | float) else retry.delay(attempt))
+            delay = retry.delay(attempt)
+            if isinstance(ms, int | float) and not isinstance(ms, bool) and 0 <= ms < 1e12:
+                delay = min(ms / 1000.0, MAX_RETRY_AFTER)  # the app asked: within reason
+            at = now + delay
             await tx.queue.schedule(c.run_id, at)
             waiting = {"kind": "retry", "at": at, "attempt": attempt,
                        "error": {"type": err.get("type"), "message": err.get("message")}}
@@ -224,8 +226,7 @@ class Reducer:
             NewRun(ch["function"], js(ch.get("input")), None, None, rid, op["id"], i, wait)
             for i, ch in enumerate(children)
         ]
-        ids = await create_runs(tx, specs, now, fx)
-        fx.wake = True
+        ids = await create_runs(tx, specs, now, fx)  # sets fx.wake for runs not claimed
         if wait and ids:
             await tx.queue.park(rid)
             await tx.runs.set_pending_children(
