@@ -79,3 +79,14 @@ async def client(stack: Stack) -> AsyncIterator[Client]:
 async def rest(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with stack.rest() as r:
         yield r
+
+
+@pytest.fixture(scope="module")
+def bad_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An app declaring broken workflows; its base URL (append the case)."""
+    proc, url = procs.app(tmp_path_factory.mktemp("bad"), "tests.apps.badapp:app")
+    proc.start()
+    try:
+        yield url.rsplit("/api/durable", 1)[0]
+    finally:
+        proc.stop()

@@ -112,3 +112,20 @@ async def test_workflow_graph_is_visible(rest: httpx.AsyncClient) -> None:
     assert {t["name"]: t["parents"] for t in wf["tasks"]} == {
         "a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
     assert fns["failing-flow"]["on_failure"]["name"] == "report"
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("cycle", "has a cycle: a -> b -> c -> a"),
+    ("unknown-parent", "unknown parent 'x'"),
+    ("duplicate", "declares task 'a' twice"),
+    ("bad-cron", "has 3 fields"),
+])
+async def test_a_broken_graph_is_refused_at_registration(
+    rest: httpx.AsyncClient, bad_app: str, case: str, message: str
+) -> None:
+    r = await rest.post("/apps", json={"url": f"{bad_app}/{case}"})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["field"] == "functions" and message in err["message"], err
+    fns = (await rest.get("/functions")).json()["functions"]
+    assert "broken" not in {f["name"] for f in fns}  # nothing was registered

@@ -1,0 +1,44 @@
+"""An app that declares broken workflows (each path a different mistake), to check that
+the orchestrator refuses them at registration. The SDK itself cannot declare most of
+these (parents must be declared first), but an app in another language could."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sdk import protocol as p
+from tests.support.procs import SIGNING_KEY
+
+
+def _wf(tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"name": "broken", "kind": "workflow", "triggers": [], "tasks": tasks}
+
+
+CASES = {
+    "cycle": _wf([{"name": "a", "parents": ["c"]}, {"name": "b", "parents": ["a"]},
+                  {"name": "c", "parents": ["b"]}]),
+    "unknown-parent": _wf([{"name": "a", "parents": []}, {"name": "b", "parents": ["x"]}]),
+    "duplicate": _wf([{"name": "a", "parents": []}, {"name": "a", "parents": []}]),
+    "bad-cron": {"name": "crony", "kind": "task", "crons": [{"expression": "* * *"}]},
+}
+
+
+async def introspect(request: Request) -> Response:
+    signer = p.Signer(SIGNING_KEY)
+    signer.verify(await request.body(), request.headers)
+    case = request.path_params["case"]
+    body = p.dumps({"v": p.VERSION, "app_id": f"bad-{case}", "sdk": "hand-made",
+                    "functions": [CASES[case]]})
+    return Response(body, headers={"content-type": "application/json", **signer.sign(body)})
+
+
+async def home(request: Request) -> Response:
+    return Response("ok")
+
+
+app = Starlette(routes=[Route("/", home), Route("/{case}", introspect, methods=["POST"])])
