@@ -86,10 +86,10 @@ def _yesterday() -> str:
 
 @etl.task(timeout=timedelta(minutes=5))
 async def extract(ctx: Context, day: SalesDay) -> dict[str, Any]:
-    # a step, so the day is picked once: a retry or replay after midnight loads the same day
     unknown = [r for r in day.regions if r not in CURRENCY]
     if unknown:  # retrying will not help: fail the task (and so the workflow) at once
         raise NonRetriableError(f"no sales export for region(s) {unknown}")
+    # a step, so the day is picked once: a retry or replay after midnight loads the same day
     date = day.date or await ctx.step.run("pick-date", _yesterday)
     exports = {r: await ctx.step.run(f"read-{r}", read_export, date, r) for r in day.regions}
     return {"date": date, "exports": exports}
@@ -174,13 +174,23 @@ async def report(ctx: Context, day: SalesDay) -> str:
             f"{out['revenue_eur_cents'] / 100:.2f} EUR ({rejected} rows rejected)")
 
 
+PAGES: list[str] = []
+"""What was sent to the on-call channel (a real app calls its pager here)."""
+
+
+def page(message: str) -> str:
+    PAGES.append(message)
+    return message
+
+
 @etl.on_failure()
 async def alert(ctx: Context, day: SalesDay) -> dict[str, Any]:
-    f = ctx.failure or {}
+    f = ctx.failure or {}  # {"task", "status", "error"} of the task that failed
     err = f.get("error") or {}
-    # a real app pages someone here (in a step, so the page is sent once)
-    return {"alert": f"etl-daily-sales: task {f.get('task')!r} {f.get('status')}: "
-                     f"{err.get('type')}: {err.get('message')}"}
+    message = (f"etl-daily-sales: task {f.get('task')!r} {f.get('status')}: "
+               f"{err.get('type')}: {err.get('message')}")
+    # a step, so the page is sent once even if this task is retried
+    return {"alert": await ctx.step.run("page", page, message)}
 
 
 FUNCTIONS = [etl]

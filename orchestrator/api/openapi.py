@@ -393,7 +393,7 @@ PATHS: dict[str, Any] = {
                 "run (as GET /runs/{run_id}/wait does) instead of its id")],
             "requestBody": _body(_ref("CreateRun")),
             "responses": {
-                "201": _json({"oneOf": [_ref("RunId"), _ref("RunResult")]},
+                "201": _json({"anyOf": [_ref("RunId"), _ref("RunResult")]},
                              "Started (or found by its idempotency key): its id, or with "
                              "?wait= the run"),
                 **_errors("401", "404", "413", "422", e404=_BAD_FUNCTION),

@@ -63,7 +63,7 @@ async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
     on_failure = (info.config.get("on_failure") or {}).get("name")
     runs: dict[str, Any] = {}
     for ch in await tx.runs.children_of(wf_id):
-        if ch.parent_step:
+        if ch.parent_step and "#" not in ch.parent_step:  # "<task>#<n>": set aside by replay
             runs[ch.parent_step] = ch
     failed = [t for t, r in runs.items()
               if t != on_failure and r.status in p.TERMINAL and r.status not in OK]

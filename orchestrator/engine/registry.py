@@ -36,9 +36,10 @@ class FunctionInfo:
 
     def timeouts_for(self, task: str | None) -> tuple[float | None, float | None]:
         """(run timeout, queue timeout) in seconds, for the function or one of its tasks."""
-        cfg = self.task(task) if task else self.config
-        cfg = cfg or {}
-        return cfg.get("timeout"), cfg.get("queue_timeout")
+        if not task:
+            return self.config.get("timeout"), self.config.get("queue_timeout")
+        cfg = self.task(task) or {}  # a task's runs wait at most the workflow's queue_timeout
+        return cfg.get("timeout"), cfg.get("queue_timeout", self.config.get("queue_timeout"))
 
 
 class Registry:

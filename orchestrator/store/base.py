@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from orchestrator.store.db import Backend, Conn
 
 
@@ -9,3 +12,23 @@ class Repo:
     def __init__(self, conn: Conn, backend: Backend) -> None:
         self.conn = conn
         self.backend = backend
+
+
+def prepared(build: Callable[[Backend], Any]) -> Callable[[Backend], Any]:
+    """A statement built once per backend (with bind parameters) and reused: building a
+    SQLAlchemy statement costs more than running it on the hot path."""
+    cache: dict[str, Any] = {}
+
+    def get(backend: Backend) -> Any:
+        stmt = cache.get(backend.name)
+        if stmt is None:
+            stmt = cache[backend.name] = build(backend)
+        return stmt
+
+    return get
+
+
+def ids_param(name: str = "ids") -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam(name, expanding=True)

@@ -9,36 +9,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, delete, func, or_, select, update
+from sqlalchemy import bindparam, case, delete, func, or_, select, update
 
-from orchestrator.store.base import Repo
+from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import queue
 
 NEVER = 1e12  # a due time that never comes (year 33658)
 
+_CLAIM = prepared(lambda b: (
+    update(queue)
+    .where(queue.c.run_id.in_(
+        select(queue.c.run_id)
+        .where(queue.c.due_at <= bindparam("now"),
+               or_(queue.c.lease_expires_at.is_(None),
+                   queue.c.lease_expires_at < bindparam("now")))
+        .order_by(queue.c.due_at)
+        .limit(bindparam("limit"))
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()))
+    .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"),
+            claims=queue.c.claims + 1)
+    .returning(queue.c.run_id, queue.c.claims, queue.c.delivery_failures,
+               queue.c.first_failure_at)
+))
+_FENCES = prepared(lambda b: select(queue.c.run_id, queue.c.lease_owner, queue.c.claims)
+                   .where(queue.c.run_id.in_(ids_param())))
+_REMOVE = prepared(lambda b: delete(queue).where(queue.c.run_id.in_(ids_param())))
+_WAKEUP = prepared(lambda b: select(func.min(case(
+    (queue.c.lease_expires_at.is_(None), queue.c.due_at), else_=queue.c.lease_expires_at))))
+
 
 class QueueRepo(Repo):
     async def claim(self, owner: str, now: float, lease_until: float, limit: int) -> list[Any]:
-        due = (
-            select(queue.c.run_id)
-            .where(
-                queue.c.due_at <= now,
-                or_(queue.c.lease_expires_at.is_(None), queue.c.lease_expires_at < now),
-            )
-            .order_by(queue.c.due_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        stmt = (
-            update(queue)
-            .where(queue.c.run_id.in_(due.scalar_subquery()))
-            .values(lease_owner=owner, lease_expires_at=lease_until, claims=queue.c.claims + 1)
-            .returning(
-                queue.c.run_id, queue.c.claims, queue.c.delivery_failures,
-                queue.c.first_failure_at,
-            )
-        )
-        return list(await self.conn.execute(stmt))
+        return list(await self.conn.execute(_CLAIM(self.backend), {
+            "now": now, "limit": limit, "owner": owner, "until": lease_until}))
 
     async def extend(self, owner: str, run_ids: list[str], lease_until: float) -> None:
         if run_ids:
@@ -49,11 +53,7 @@ class QueueRepo(Repo):
             )
 
     async def fences(self, run_ids: list[str]) -> dict[str, tuple[str | None, int]]:
-        rows = await self.conn.execute(
-            select(queue.c.run_id, queue.c.lease_owner, queue.c.claims).where(
-                queue.c.run_id.in_(run_ids)
-            )
-        )
+        rows = await self.conn.execute(_FENCES(self.backend), {"ids": run_ids})
         return {r.run_id: (r.lease_owner, r.claims) for r in rows}
 
     async def add_many(self, rows: list[dict[str, Any]]) -> None:
@@ -94,11 +94,9 @@ class QueueRepo(Repo):
 
     async def remove(self, run_ids: list[str]) -> None:
         if run_ids:
-            await self.conn.execute(delete(queue).where(queue.c.run_id.in_(run_ids)))
+            await self.conn.execute(_REMOVE(self.backend), {"ids": run_ids})
 
     async def next_wakeup(self) -> float | None:
         """When the next row falls due, or the next lease held on a row expires."""
-        when = case((queue.c.lease_expires_at.is_(None), queue.c.due_at),
-                    else_=queue.c.lease_expires_at)
-        row = (await self.conn.execute(select(func.min(when)))).first()
+        row = (await self.conn.execute(_WAKEUP(self.backend))).first()
         return None if row is None or row[0] is None else float(row[0])

@@ -6,11 +6,31 @@ from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
-from orchestrator.store.base import Repo
+from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import runs
 from sdk import protocol as p
 
 TERMINAL = p.TERMINAL
+
+_GET = prepared(lambda b: select(runs).where(runs.c.id == bindparam("id")))
+_GET_MANY = prepared(lambda b: select(runs).where(runs.c.id.in_(ids_param())))
+_LOCK = prepared(lambda b: select(runs).where(runs.c.id == bindparam("id")).with_for_update())
+_FINISH = prepared(lambda b: (
+    update(runs)
+    .where(runs.c.id == bindparam("rid"), runs.c.status.not_in(TERMINAL))
+    .values(status=bindparam("status"), output_json=bindparam("output_json"),
+            error_json=bindparam("error_json"), ended_at=bindparam("ended_at"),
+            waiting_json=None, timeout_at=None, start_timeout_at=None)
+))
+_SET_WAITING = prepared(lambda b: update(runs).where(runs.c.id == bindparam("rid"))
+                        .values(waiting_json=bindparam("waiting_json")))
+_CHILDREN = prepared(lambda b: select(
+    runs.c.id, runs.c.function, runs.c.status, runs.c.output_json, runs.c.error_json,
+    runs.c.parent_step, runs.c.child_index, runs.c.task, runs.c.history_json,
+    runs.c.attempt, runs.c.started_at, runs.c.ended_at, runs.c.input_json, runs.c.event_json,
+    runs.c.parent_id, runs.c.parent_waits, runs.c.timeout_at, runs.c.waiting_json,
+).where(runs.c.parent_id == bindparam("parent")).order_by(runs.c.parent_step,
+                                                          runs.c.child_index))
 
 
 class RunsRepo(Repo):
@@ -29,12 +49,12 @@ class RunsRepo(Repo):
         return row.id if row else None
 
     async def get(self, run_id: str) -> Any:
-        return (await self.conn.execute(select(runs).where(runs.c.id == run_id))).first()
+        return (await self.conn.execute(_GET(self.backend), {"id": run_id})).first()
 
     async def get_many(self, ids: list[str]) -> dict[str, Any]:
         if not ids:
             return {}
-        rows = await self.conn.execute(select(runs).where(runs.c.id.in_(ids)))
+        rows = await self.conn.execute(_GET_MANY(self.backend), {"ids": ids})
         return {r.id: r for r in rows}
 
     async def mark_running(self, ids: list[str], now: float) -> None:
@@ -50,9 +70,8 @@ class RunsRepo(Repo):
             update(runs).where(runs.c.id == run_id).values(start_timeout_at=None))
 
     async def set_waiting(self, run_id: str, waiting_json: str | None) -> None:
-        await self.conn.execute(
-            update(runs).where(runs.c.id == run_id).values(waiting_json=waiting_json)
-        )
+        await self.conn.execute(_SET_WAITING(self.backend),
+                                {"rid": run_id, "waiting_json": waiting_json})
 
     async def set_attempt(self, run_id: str, attempt: int, waiting_json: str | None) -> None:
         await self.conn.execute(
@@ -70,27 +89,12 @@ class RunsRepo(Repo):
 
     async def finish_many(self, rows: list[dict[str, Any]]) -> None:
         """End runs: rows of {rid, status, output_json, error_json, ended_at}."""
-        if not rows:
-            return
-        stmt = (
-            update(runs)
-            .where(runs.c.id == bindparam("rid"), runs.c.status.not_in(TERMINAL))
-            .values(
-                status=bindparam("status"),
-                output_json=bindparam("output_json"),
-                error_json=bindparam("error_json"),
-                ended_at=bindparam("ended_at"),
-                waiting_json=None,
-                timeout_at=None,
-                start_timeout_at=None,
-            )
-        )
-        await self.conn.execute(stmt, rows)
+        if rows:
+            await self.conn.execute(_FINISH(self.backend), rows)
 
     async def lock(self, run_id: str) -> Any:
         """The run, locked until the transaction ends (PostgreSQL; SQLite has one writer)."""
-        return (await self.conn.execute(
-            select(runs).where(runs.c.id == run_id).with_for_update())).first()
+        return (await self.conn.execute(_LOCK(self.backend), {"id": run_id})).first()
 
     async def active_descendants(self, run_id: str) -> list[str]:
         """Ids of the run's unfinished children, grandchildren... (breadth first)."""
@@ -165,16 +169,8 @@ class RunsRepo(Repo):
         return None if row is None else int(row[0])
 
     async def children_of(self, parent_id: str, step: str | None = None) -> list[Any]:
-        q = select(
-            runs.c.id, runs.c.function, runs.c.status, runs.c.output_json, runs.c.error_json,
-            runs.c.parent_step, runs.c.child_index, runs.c.task, runs.c.history_json,
-            runs.c.attempt, runs.c.started_at, runs.c.ended_at,
-            runs.c.input_json, runs.c.event_json, runs.c.parent_id, runs.c.parent_waits,
-            runs.c.timeout_at, runs.c.waiting_json,
-        ).where(runs.c.parent_id == parent_id)
-        if step is not None:
-            q = q.where(runs.c.parent_step == step)
-        return list(await self.conn.execute(q.order_by(runs.c.parent_step, runs.c.child_index)))
+        rows = await self.conn.execute(_CHILDREN(self.backend), {"parent": parent_id})
+        return [r for r in rows if step is None or r.parent_step == step]
 
     async def page(
         self, function: str | None, status: str | None, limit: int, cursor: str | None

@@ -6,29 +6,37 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from orchestrator.store.base import Repo
+from orchestrator.store.base import Repo, ids_param, prepared
+from orchestrator.store.db import Backend
 from orchestrator.store.models import steps
+
+
+def _record(backend: Backend) -> Any:
+    ins = backend.insert(steps)
+    return ins.on_conflict_do_update(
+        index_elements=["run_id", "step_id"],
+        set_={
+            "status": ins.excluded.status,
+            "attempts": ins.excluded.attempts,
+            "output_json": ins.excluded.output_json,
+            "error_json": ins.excluded.error_json,
+            "ended_at": ins.excluded.ended_at,
+        },
+        where=steps.c.status == "retrying",
+    )
+
+
+_RECORD = prepared(_record)
+_MEMO = prepared(lambda b: select(steps).where(steps.c.run_id.in_(ids_param()))
+                 .order_by(steps.c.seq))
 
 
 class StepsRepo(Repo):
     async def record(self, rows: list[dict[str, Any]]) -> None:
         """Insert memo rows; a row already final is never overwritten (a repeated call
         records nothing twice), a ``retrying`` row is updated by the next attempt."""
-        if not rows:
-            return
-        ins = self.backend.insert(steps)
-        stmt = ins.on_conflict_do_update(
-            index_elements=["run_id", "step_id"],
-            set_={
-                "status": ins.excluded.status,
-                "attempts": ins.excluded.attempts,
-                "output_json": ins.excluded.output_json,
-                "error_json": ins.excluded.error_json,
-                "ended_at": ins.excluded.ended_at,
-            },
-            where=steps.c.status == "retrying",
-        )
-        await self.conn.execute(stmt, rows)
+        if rows:
+            await self.conn.execute(_RECORD(self.backend), rows)
 
     async def forget(self, run_id: str, step_ids: list[str] | None) -> None:
         """Drop memo rows of a run (all of them when ``step_ids`` is None), for a replay."""
@@ -42,9 +50,7 @@ class StepsRepo(Repo):
     async def memo(self, run_ids: list[str]) -> dict[str, list[Any]]:
         if not run_ids:
             return {}
-        rows = await self.conn.execute(
-            select(steps).where(steps.c.run_id.in_(run_ids)).order_by(steps.c.seq)
-        )
+        rows = await self.conn.execute(_MEMO(self.backend), {"ids": run_ids})
         out: dict[str, list[Any]] = {rid: [] for rid in run_ids}
         for r in rows:
             out[r.run_id].append(r)

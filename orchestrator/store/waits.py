@@ -7,9 +7,11 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from orchestrator.store.base import Repo
+from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import waits
 from sdk import protocol as p
+
+_REMOVE = prepared(lambda b: delete(waits).where(waits.c.run_id.in_(ids_param())))
 
 
 class WaitsRepo(Repo):
@@ -51,4 +53,4 @@ class WaitsRepo(Repo):
 
     async def remove(self, run_ids: list[str]) -> None:
         if run_ids:
-            await self.conn.execute(delete(waits).where(waits.c.run_id.in_(run_ids)))
+            await self.conn.execute(_REMOVE(self.backend), {"ids": run_ids})

@@ -166,3 +166,20 @@ async def test_bad_control_requests(rest: httpx.AsyncClient) -> None:
     assert r.status_code == 422 and r.json()["error"]["field"] == "status"
     r = await rest.post("/runs/replay", json={"function": "echo", "from": "middle"})
     assert r.status_code == 422 and r.json()["error"]["field"] == "from"
+
+
+async def test_replay_of_a_workflow_from_the_start(client: Client, stack: Stack) -> None:
+    h = await client.run_no_wait("replay-flow", "replay-flag-5")
+    with pytest.raises(RunFailedError):
+        await h.result(timeout=20)
+    first = await client.get_run(h.id)
+    Path(stack.tmp, "replay-flag-5").touch()
+    await client.replay(h.id, from_start=True)
+    out = await h.result(timeout=20)
+    assert out == {"rf-one": 1, "rf-two": "two done"}  # new task runs (their own counters)
+    run = await client.get_run(h.id)
+    tasks = {c["step"]: c["status"] for c in run["children"]}
+    assert tasks["rf-one"] == tasks["rf-two"] == "completed"
+    # the earlier task runs stay visible, set aside under "<task>#<replay number>"
+    assert tasks["rf-one#1"] == "completed" and tasks["rf-two#1"] == "failed"
+    assert len(run["children"]) == len(first["children"]) + 2
