@@ -30,6 +30,7 @@ check: setup
 ## bench: the benchmarks recorded in docs/benchmarks.md
 bench: setup
 	$(PY) -m bench.core
+	$(PY) -m bench.triggers
 
 clean:
 	rm -rf $(VENV) .durable .pytest_cache .mypy_cache .ruff_cache

@@ -14,25 +14,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import platform
-import statistics
-import sys
-import tempfile
 import time
-from pathlib import Path
 
+from bench.common import header, ms, pct, stack
 from sdk import Client
-from tests.support import procs
-
-
-def _ms(xs: list[float]) -> str:
-    return f"{statistics.median(xs) * 1000:.1f} ms"
-
-
-def _pct(xs: list[float], q: float) -> float:
-    s = sorted(xs)
-    return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
 async def bench(client: Client, repeat: int) -> dict[str, str]:
@@ -45,7 +30,7 @@ async def bench(client: Client, repeat: int) -> dict[str, str]:
         t0 = time.perf_counter()
         assert await client.run("bench-chain", 100, timeout=60) == 100
         t.append(time.perf_counter() - t0)
-    out["one run of 100 sequential steps"] = _ms(t)
+    out["one run of 100 sequential steps"] = ms(t)
 
     t = []
     for _ in range(repeat):
@@ -55,14 +40,14 @@ async def bench(client: Client, repeat: int) -> dict[str, str]:
         results = await asyncio.gather(*(h.result(timeout=120) for h in handles))
         t.append(time.perf_counter() - t0)
         assert results == [5] * 200
-    out["200 concurrent runs of 5 steps"] = _ms(t)
+    out["200 concurrent runs of 5 steps"] = ms(t)
 
     t = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         assert await client.run("bench-fan", 50, timeout=60) == sum(range(1, 51))
         t.append(time.perf_counter() - t0)
-    out["one run fanning out to 50 children, gathered"] = _ms(t)
+    out["one run fanning out to 50 children, gathered"] = ms(t)
 
     lat: list[float] = []
     for _ in range(max(200, repeat * 20)):
@@ -70,7 +55,7 @@ async def bench(client: Client, repeat: int) -> dict[str, str]:
         assert await client.run("bench-chain", 1, timeout=30) == 1
         lat.append(time.perf_counter() - t0)
     out["one-step run, trigger to result, p50 / p99"] = (
-        f"{_pct(lat, 0.5):.1f} / {_pct(lat, 0.99):.1f} ms")
+        f"{pct(lat, 0.5):.1f} / {pct(lat, 0.99):.1f} ms")
     return out
 
 
@@ -79,14 +64,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=15)
     ap.add_argument("--database-url", default=None)
     args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
-    app, app_url = procs.app(tmp, "bench.app:app")
-    orch, base = procs.orchestrator(tmp, db_url=args.database_url, app_url=app_url,
-                                    extra_env={"DURABLE_LOG_LEVEL": "warning"})
-    app.start()
-    orch.start()
-    try:
-        client = Client(orchestrator_url=base, api_key=procs.API_KEY)
+    with stack(args.database_url) as (client, app_url, _orch):
 
         async def go() -> dict[str, str]:
             await client.register(app_url)
@@ -96,12 +74,7 @@ def main() -> None:
                 await client.aclose()
 
         figures = asyncio.run(go())
-    finally:
-        orch.stop()
-        app.stop()
-    db = args.database_url or "SQLite (file, WAL)"
-    print(f"# {platform.node()} {os.cpu_count()} cores, Python {sys.version.split()[0]}, "
-          f"{db}, medians of {args.repeat}")
+    print(header(args.database_url, args.repeat))
     for k, v in figures.items():
         print(f"{k:<48} {v}")
 
