@@ -162,6 +162,7 @@ _RUN_SUMMARY = _obj({
     "status": _ref("RunStatus"),
     "attempt": {"type": "integer", "description": "Run-level attempt, 0 on the first"},
     "parent_id": {**_NSTR, "description": "The parent run (child runs, workflow tasks)"},
+    "task": {**_NSTR, "description": "The workflow task this run is (null otherwise)"},
     "waiting": {"oneOf": [_ref("Waiting"), {"type": "null"}],
                 "description": "Only while queued or running"},
     "error": {"type": ["object", "null"],
@@ -169,8 +170,8 @@ _RUN_SUMMARY = _obj({
     "created_at": _TIME,
     "started_at": _NTIME,
     "ended_at": _NTIME,
-}, ("id", "function", "status", "attempt", "parent_id", "waiting", "error", "created_at",
-    "started_at", "ended_at"))
+}, ("id", "function", "status", "attempt", "parent_id", "task", "waiting", "error",
+    "created_at", "started_at", "ended_at"))
 
 _RUN_RESULT = {"allOf": [_ref("RunSummary"), _obj({"output": _ANY}, ("output",))],
                "description": "A run's summary and output (null until it completed)"}
@@ -185,17 +186,17 @@ _STEP = _obj({
 })
 
 _HISTORY = _obj({
-    "replayed_at": {"type": "number", "description": "Epoch seconds"},
+    "replayed_at": _TIME,
     "from": {"enum": list(FROM)},
     "status": _ref("RunStatus"),
     "attempt": {"type": "integer"},
     "error": {"type": ["object", "null"]},
-    "started_at": {"type": ["number", "null"], "description": "Epoch seconds"},
-    "ended_at": {"type": ["number", "null"], "description": "Epoch seconds"},
+    "started_at": _NTIME,
+    "ended_at": _NTIME,
     "steps": {"type": "array", "description": "The steps that ran again", "items": _obj({
         "id": _STR, "kind": _STR, "status": _STR, "attempts": {"type": "integer"},
         "error": {"type": ["object", "null"]}})},
-}, description="An earlier attempt of a replayed run (times in epoch seconds)")
+}, description="An earlier attempt of a replayed run")
 
 _RUN = {"allOf": [_ref("RunSummary"), _obj({
     "input": _ANY,
@@ -208,15 +209,16 @@ _RUN = {"allOf": [_ref("RunSummary"), _obj({
         "id": _STR, "function": _STR, "status": _ref("RunStatus"),
         "step": {**_NSTR, "description": "The step (or workflow task) that started it"},
         "task": {**_NSTR, "description": "The workflow task it runs"}})},
-    "task": {**_NSTR, "description": "The workflow task this run is (null otherwise)"},
     "parents": {"type": ["object", "null"],
                 "additionalProperties": _obj({"status": _ref("RunStatus"), "output": _ANY,
                                               "error": {"type": "object"}}),
                 "description": "A task run's parents when it started: {task: {status, output?, "
-                "error?}}; an on_failure task has {\"__failure__\": {task, status, error?}}"},
+                "error?}}"},
+    "failure": {"type": ["object", "null"],
+                "description": "An on_failure task run's failure: {task, status, error?}"},
     "history": {"type": "array", "items": _ref("HistoryEntry")},
-}, ("input", "event", "output", "idempotency_key", "steps", "children", "task", "parents",
-    "history"))]}
+}, ("input", "event", "output", "idempotency_key", "steps", "children", "parents",
+    "failure", "history"))]}
 
 _APP = _obj({"id": _STR, "url": _STR, "sdk": _NSTR, "synced_at": _TIME,
              "functions": {"type": "array", "items": _STR}},

@@ -183,6 +183,7 @@ class Dispatcher:
                 memo = (await tx.steps.memo([c.run_id]))[c.run_id]
         run = c.run
         parents = json.loads(run.parents_json) if run.parents_json else {}
+        failure = parents.pop(FAILURE_KEY, None)
         msg = p.invoke_request(
             call_id=c.call_id,
             function=run.function,
@@ -195,7 +196,7 @@ class Dispatcher:
             parent_id=run.parent_id,
             task=run.task,
             parents=parents,
-            failure=parents.pop(FAILURE_KEY, None),
+            failure=failure,
         )
         return p.dumps(msg)
 

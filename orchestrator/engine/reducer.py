@@ -130,7 +130,8 @@ class Reducer:
             await ingest_events(tx, a["events"], now, fx)  # sets fx.wake if work fell due
         status = a["status"]
         if status == p.Status.COMPLETE:
-            done = p.RunStatus.SKIPPED if a.get("skipped") else p.RunStatus.COMPLETED
+            skipped = a.get("skipped") is True and c.run.task is not None  # workflow tasks
+            done = p.RunStatus.SKIPPED if skipped else p.RunStatus.COMPLETED
             await end_run(tx, c.run, done, js(a.get("output")), None, now, fx)
         elif status == p.Status.ERROR:
             await self._errored(tx, c, a["error"], now, fx)

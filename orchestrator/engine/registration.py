@@ -72,6 +72,7 @@ def check_graph(name: str, tasks: Any) -> None:
         parents[t["name"]] = list(dict.fromkeys(ps))
         _retry(t, where)
         _seconds(t, "timeout", where)
+        _seconds(t, "queue_timeout", where)
     # Kahn's algorithm: what cannot be ordered is on (or behind) a cycle
     waiting = {n: len(ps) for n, ps in parents.items()}
     children: dict[str, list[str]] = {n: [] for n in parents}
@@ -148,8 +149,13 @@ def validate_functions(configs: Any) -> tuple[list[dict[str, Any]], list[dict[st
         _seconds(c, "timeout", f"function {name!r}")
         _seconds(c, "queue_timeout", f"function {name!r}")
         for rule in _list(c, "cancel_on", f"function {name!r}"):
-            if not isinstance(rule, Mapping) or not isinstance(rule.get("match", {}), Mapping):
-                raise _fail(f"function {name!r}: cancel_on rules are {{event, match}}")
+            match = rule.get("match", {}) if isinstance(rule, Mapping) else None
+            if not isinstance(match, Mapping) or not all(
+                isinstance(k, str) and k and "," not in k and isinstance(v, str) and v
+                for k, v in match.items()
+            ):
+                raise _fail(f"function {name!r}: cancel_on rules are {{event, match}} with "
+                            f"match mapping event paths to run paths (strings)")
             _name(rule.get("event"), f"cancel_on event of {name!r}")
         if kind == "workflow":
             check_graph(name, c.get("tasks"))

@@ -35,6 +35,7 @@ def run_summary(r: Any) -> dict[str, Any]:
         "status": r.status,
         "attempt": r.attempt,
         "parent_id": r.parent_id,
+        "task": r.task,
         "waiting": waiting_view(r.waiting_json) if r.status in ("queued", "running") else None,
         "error": _j(r.error_json),
         "created_at": iso(r.created_at),
@@ -75,9 +76,14 @@ def run_detail(r: Any, steps: list[Any], children: list[Any]) -> dict[str, Any]:
          "task": c.task}
         for c in children
     ]
-    out["task"] = r.task
-    out["parents"] = _j(r.parents_json)
-    out["history"] = _j(r.history_json) or []
+    parents = _j(r.parents_json)
+    out["failure"] = parents.pop("__failure__", None) if isinstance(parents, dict) else None
+    out["parents"] = parents
+    out["history"] = [
+        {k: iso(v) if k in ("replayed_at", "started_at", "ended_at") else v
+         for k, v in h.items()}
+        for h in (_j(r.history_json) or [])
+    ]
     return out
 
 

@@ -142,7 +142,8 @@ def test_run_statuses_and_fields() -> None:
     assert set(schemas["RunStatus"]["enum"]) >= {
         "queued", "running", "completed", "failed", "cancelled", "timed_out", "skipped"}
     detail = schemas["Run"]["allOf"][1]["properties"]
-    assert {"task", "parents", "history", "steps", "children"} <= set(detail)
+    assert {"parents", "failure", "history", "steps", "children"} <= set(detail)
+    assert "task" in schemas["RunSummary"]["properties"]
 
 
 def test_query_parameters() -> None:
