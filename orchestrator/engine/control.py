@@ -38,9 +38,11 @@ async def replay(tx: Tx, run: Any, start: str, input_json: str | None, now: floa
     info = (await fx.registry.get_many({run.function})).get(run.function)
     timeout = info.timeouts_for(run.task)[0] if info else None
     workflow = info is not None and info.kind == "workflow" and run.task is None
+    timeout_at = now + timeout if timeout else None
     await tx.runs.reset(
         run.id, p.RunStatus.RUNNING if workflow else p.RunStatus.QUEUED, input_json,
-        js(history), now + timeout if timeout else None)
+        js(history), timeout_at)
+    fx.deadline_at(timeout_at)
     if info is not None and run.task is None:
         await tx.waits.remove([run.id])
         await tx.waits.add(_cancel_waits(run.id, info.config.get("cancel_on", []),

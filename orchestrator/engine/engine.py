@@ -187,7 +187,6 @@ class Engine:
         async with self.store.write() as tx:
             ids = await create_runs(tx, new, time.time(), fx)
         self.hub.settle(fx)
-        self.scheduler.poke()
         return ids
 
     async def send_events(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -240,7 +239,6 @@ class Engine:
                 raise Conflict("replay the workflow run, not one of its tasks", "id")
             await replay(tx, run, start, input_json, time.time(), fx)
         self.hub.settle(fx)
-        self.scheduler.poke()
         return {"id": run_id, "status": "replayed", "from": start}
 
     async def replay_runs(self, f: RunFilter, start: str = "failed_step") -> dict[str, Any]:
@@ -255,7 +253,6 @@ class Engine:
                 await replay(tx, run, start, None, now, fx)
                 replayed.append(run.id)
         self.hub.settle(fx)
-        self.scheduler.poke()
         return {"replayed": replayed}
 
     # -- schedules and crons ----------------------------------------------------------------

@@ -69,17 +69,21 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
         ids.append(rid)
         info = infos.get(s.function)
         timeout, queue_timeout = info.timeouts_for(s.task) if info else (None, None)
-        row = {
+        timeout_at, start_timeout_at = _deadline(now, timeout), _deadline(now, queue_timeout)
+        row: dict[str, Any] = {
             "id": rid, "function": s.function, "status": "queued", "attempt": 0,
             "input_json": s.input_json, "event_json": s.event_json,
             "idempotency_key": s.idempotency_key, "parent_id": s.parent_id,
             "parent_step": s.parent_step, "child_index": s.child_index,
             "parent_waits": s.parent_waits, "pending_children": 0, "created_at": now,
             "started_at": None, "waiting_json": None, "task": s.task,
-            "parents_json": s.parents_json, "timeout_at": _deadline(now, timeout),
-            "start_timeout_at": _deadline(now, queue_timeout),
+            "parents_json": s.parents_json, "timeout_at": timeout_at,
+            "start_timeout_at": start_timeout_at,
         }
         rows.append(row)
+        if not s.skipped:
+            fx.deadline_at(timeout_at)
+            fx.deadline_at(start_timeout_at)
         if s.skipped:
             row.update(status=p.RunStatus.SKIPPED, started_at=now, ended_at=now,
                        timeout_at=None, start_timeout_at=None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -28,6 +28,12 @@ class Effects:
     wake: bool = False
     advancing: set[str] = field(default_factory=set)
     """Workflow runs being advanced in this transaction (guards re-entry)."""
+    deadline: float | None = None
+    """The earliest run deadline (timeout) this transaction set."""
+
+    def deadline_at(self, t: float | None) -> None:
+        if t is not None and (self.deadline is None or t < self.deadline):
+            self.deadline = t
 
 
 class Handoff(Protocol):
@@ -47,6 +53,8 @@ class Hub:
         self.registry = registry
         self.notifier = notifier
         self.handoff: Handoff | None = None
+        self.timers: Callable[[float], None] | None = None
+        """Told of new run deadlines (the scheduler), so it wakes for them in time."""
 
     def effects(self) -> Effects:
         return Effects(self.registry, self.handoff.lease() if self.handoff else None)
@@ -59,6 +67,8 @@ class Hub:
             self.notifier.runs_ended(fx.ended)
         if fx.wake:
             self.notifier.wake_dispatcher()
+        if fx.deadline is not None and self.timers is not None:
+            self.timers(fx.deadline)
 
 
 def js(value: Any) -> str:

@@ -36,10 +36,17 @@ class Scheduler:
         self.poll_interval = poll_interval
         self.cron_grace = cron_grace
         self.changed = asyncio.Event()
+        self.next_wake = 0.0
+        hub.timers = self.poke_at
 
     def poke(self) -> None:
-        """A deadline, schedule or cron was added: look again."""
+        """A schedule or cron was added or removed: look again."""
         self.changed.set()
+
+    def poke_at(self, t: float) -> None:
+        """Something falls due at ``t``: look again if that is before the planned wake."""
+        if t < self.next_wake:
+            self.changed.set()
 
     async def run(self) -> None:
         while True:
@@ -55,6 +62,7 @@ class Scheduler:
                 nxt = [t for t in (await tx.runs.next_deadline(), await tx.schedules.next_at(),
                                    await tx.crons.next_at()) if t is not None]
             delay = min([self.poll_interval, *(t - time.time() for t in nxt)])
+            self.next_wake = time.time() + delay
             if delay > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.changed.wait(), delay)
