@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import os
 import platform
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -44,6 +46,33 @@ def stack(database_url: str | None = None) -> Iterator[tuple[Client, str, procs.
     finally:
         orch.stop()
         app.stop()
+
+
+Bench = Callable[[Client, str, int, int], Awaitable[dict[str, str]]]
+
+
+def run(bench: Bench) -> None:
+    """Parse ``--repeat``/``--database-url``, start the stack, run ``bench(client, app
+    url, orchestrator pid, repeat)`` and print its figures."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=15)
+    ap.add_argument("--database-url", default=None)
+    args = ap.parse_args()
+    with stack(args.database_url) as (client, app_url, orch):
+        assert orch.proc is not None
+        pid = orch.proc.pid
+
+        async def go() -> dict[str, str]:
+            await client.register(app_url)
+            try:
+                return await bench(client, app_url, pid, args.repeat)
+            finally:
+                await client.aclose()
+
+        figures = asyncio.run(go())
+    print(header(args.database_url, args.repeat))
+    for k, v in figures.items():
+        print(f"{k:<50} {v}")
 
 
 def header(database_url: str | None, repeat: int) -> str:

@@ -12,15 +12,14 @@ SQLite file unless --database-url) as subprocesses on loopback, then measures:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 
-from bench.common import header, ms, pct, stack
+from bench.common import ms, pct, run
 from sdk import Client
 
 
-async def bench(client: Client, repeat: int) -> dict[str, str]:
+async def bench(client: Client, app_url: str, pid: int, repeat: int) -> dict[str, str]:
     out: dict[str, str] = {}
     for _ in range(3):  # warm up connections and caches
         await client.run("bench-chain", 5, timeout=30)
@@ -59,25 +58,5 @@ async def bench(client: Client, repeat: int) -> dict[str, str]:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--database-url", default=None)
-    args = ap.parse_args()
-    with stack(args.database_url) as (client, app_url, _orch):
-
-        async def go() -> dict[str, str]:
-            await client.register(app_url)
-            try:
-                return await bench(client, args.repeat)
-            finally:
-                await client.aclose()
-
-        figures = asyncio.run(go())
-    print(header(args.database_url, args.repeat))
-    for k, v in figures.items():
-        print(f"{k:<48} {v}")
-
-
 if __name__ == "__main__":
-    main()
+    run(bench)

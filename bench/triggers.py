@@ -11,17 +11,15 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 
-from bench.common import cpu_seconds, header, ms, stack
+from bench.common import cpu_seconds, ms, run
 from sdk import Client
 
 
 async def bench(client: Client, app_url: str, pid: int, repeat: int) -> dict[str, str]:
     out: dict[str, str] = {}
-    await client.register(app_url)
     for _ in range(3):
         await client.run("bench-wide", 1, timeout=30)
         await client.run("bench-chain10", 0, timeout=30)
@@ -73,26 +71,5 @@ async def bench(client: Client, app_url: str, pid: int, repeat: int) -> dict[str
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=15)
-    ap.add_argument("--database-url", default=None)
-    args = ap.parse_args()
-    with stack(args.database_url) as (client, app_url, orch):
-        assert orch.proc is not None
-        pid = orch.proc.pid
-
-        async def go() -> dict[str, str]:
-            try:
-                return await bench(client, app_url, pid, args.repeat)
-            finally:
-                await client.aclose()
-
-        figures = asyncio.run(go())
-    print(header(args.database_url, args.repeat))
-    for k, v in figures.items():
-        print(f"{k:<50} {v}")
-
-
 if __name__ == "__main__":
-    main()
+    run(bench)

@@ -223,5 +223,12 @@ async def ticker(ctx: Context) -> str:
     return "tick"
 
 
+@task("slow-step")
+async def slow_step(ctx: Context) -> str:
+    return await ctx.step.run("slow", _timed, 1.5) and "done"  # type: ignore[no-any-return]
+
+
 FLOWS = [diamond, fan_in, branching, failing, durable_dag, slow_flow, replay_flow, replayable,
-         long_parent, long_child, cancellable, run_timeout, queue_timeout, echo, ticker]
+         long_parent, long_child, cancellable, run_timeout, queue_timeout, echo, ticker,
+         slow_step]
+

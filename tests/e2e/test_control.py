@@ -183,3 +183,15 @@ async def test_replay_of_a_workflow_from_the_start(client: Client, stack: Stack)
     # the earlier task runs stay visible, set aside under "<task>#<replay number>"
     assert tasks["rf-one#1"] == "completed" and tasks["rf-two#1"] == "failed"
     assert len(run["children"]) == len(first["children"]) + 2
+
+
+async def test_cancel_discards_the_answer_of_a_call_in_flight(client: Client) -> None:
+    h = await client.run_no_wait("slow-step")
+    await asyncio.sleep(0.5)  # the app is inside the 1.5 s step
+    run = await client.get_run(h.id)
+    assert run["status"] == "running" and run["waiting"] is None  # in flight
+    await client.cancel(h.id)
+    await asyncio.sleep(1.5)  # the app answers after the cancel
+    run = await client.get_run(h.id)
+    assert run["status"] == "cancelled"
+    assert run["steps"] == []  # the late answer was discarded, nothing recorded
