@@ -97,7 +97,6 @@ class ErrorCode(StrEnum):
     FUNCTION_NOT_FOUND = "FunctionNotFound"
     OUTPUT_TOO_LARGE = "OutputTooLargeError"
     STEP_FAILED = "StepError"
-    BAD_REQUEST = "BadRequest"
 
 
 class RunStatus(StrEnum):

@@ -40,6 +40,12 @@ class Lease:
     room: int
     claims: list[Claim] = field(default_factory=list)
 
+    def release(self, run_ids: set[str]) -> None:
+        """Give back claims on runs that were not created after all."""
+        kept = [c for c in self.claims if c.run_id not in run_ids]
+        self.room += len(self.claims) - len(kept)
+        self.claims = kept
+
     def take(self, row: dict[str, Any]) -> bool:
         if self.room <= 0:
             return False

@@ -105,7 +105,20 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
         if info is not None and s.task is None:
             cancel_waits += _cancel_waits(rid, info.config.get("cancel_on", []),
                                           s.input_json, s.event_json, now)
-    await tx.runs.insert_many(rows)
+    await tx.runs.insert_many([r for r in rows if r["idempotency_key"] is None])
+    lost: set[str] = set()
+    for r in rows:
+        if r["idempotency_key"] is not None and await tx.runs.insert_keyed(r) is None:
+            # a concurrent transaction took the key since we looked: its run is the run
+            lost.add(r["id"])
+            ids[ids.index(r["id"])] = str(
+                await tx.runs.by_idempotency(r["function"], r["idempotency_key"]))
+    if lost:
+        queue_rows = [q for q in queue_rows if q["run_id"] not in lost]
+        cancel_waits = [w for w in cancel_waits if w["run_id"] not in lost]
+        workflows = [w for w in workflows if w not in lost]
+        if fx.lease is not None:
+            fx.lease.release(lost)
     await tx.queue.add_many(queue_rows)
     await tx.waits.add(cancel_waits)
     for wf in workflows:

@@ -52,9 +52,6 @@ class AppsRepo(Repo):
         if trig:
             await self.conn.execute(triggers.insert(), trig)
 
-    async def by_url(self, url: str) -> Any:
-        return (await self.conn.execute(select(apps).where(apps.c.url == url))).first()
-
     async def list_apps(self) -> list[Any]:
         return list(await self.conn.execute(select(apps).order_by(apps.c.id)))
 

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -25,7 +24,6 @@ class Backend:
     """What differs between databases; everything else is portable SQL."""
 
     name = "generic"
-    single_writer = False
 
     def insert(self, table: Any) -> Any:  # dialect insert with on_conflict_* support
         raise NotImplementedError
@@ -34,14 +32,10 @@ class Backend:
         """The smaller of two values (scalar)."""
         return func.least(a, b)
 
-    @staticmethod
-    def is_unique_violation(exc: Exception) -> bool:
-        return isinstance(exc, IntegrityError)
 
 
 class SQLiteBackend(Backend):
     name = "sqlite"
-    single_writer = True  # one writer at a time; an in-process lock makes writers queue
 
     def insert(self, table: Any) -> sqlite.Insert:
         return sqlite.insert(table)

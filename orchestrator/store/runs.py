@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import runs
@@ -37,6 +37,16 @@ class RunsRepo(Repo):
     async def insert_many(self, rows: list[dict[str, Any]]) -> None:
         if rows:
             await self.conn.execute(runs.insert(), rows)
+
+    async def insert_keyed(self, row: dict[str, Any]) -> str | None:
+        """Insert a run with an idempotency key; None if the key is taken (even by a
+        concurrent transaction: the unique index decides, not a read before)."""
+        ins = self.backend.insert(runs).values(**row)
+        res = await self.conn.execute(
+            ins.on_conflict_do_nothing(index_elements=["function", "idempotency_key"])
+            .returning(runs.c.id))
+        got = res.first()
+        return None if got is None else str(got[0])
 
     async def by_idempotency(self, function: str, key: str) -> str | None:
         row = (
@@ -185,6 +195,3 @@ class RunsRepo(Repo):
             q = q.where(runs.c.id < cursor)
         return list(await self.conn.execute(q.order_by(runs.c.id.desc()).limit(limit)))
 
-
-def unfinished(ids: list[str]) -> Any:
-    return and_(runs.c.id.in_(ids), or_(*[runs.c.status == s for s in ("queued", "running")]))

@@ -174,3 +174,10 @@ async def test_non_determinism_is_reported(client: Client) -> None:
 
 async def test_oversized_step_output_fails_that_step(client: Client) -> None:
     assert await client.run("big-output", timeout=20) == "OutputTooLargeError"
+
+
+async def test_concurrent_starts_with_one_idempotency_key_make_one_run(client: Client) -> None:
+    handles = await asyncio.gather(*(
+        client.run_no_wait("double", 7, idempotency_key="raced-key") for _ in range(20)))
+    assert len({h.id for h in handles}) == 1
+    assert await handles[0].result(timeout=20) == 14
