@@ -14,8 +14,21 @@ import pytest
 from tests.e2e.conftest import Stack, start_stack
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def own_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    """A stack of this test's own (it kills things), on SQLite and on PostgreSQL."""
+    db_url = request.getfixturevalue("pg").create_db() if request.param == "postgres" else None
+    s = start_stack(tmp_path, db_url)
+    try:
+        yield s
+    finally:
+        s.orch.stop()
+        s.app.stop()
+
+
 @pytest.fixture
-def own_stack(tmp_path: Path) -> Iterator[Stack]:
+def sqlite_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A stack of this test's own whose SQLite file the test reads and edits."""
     s = start_stack(tmp_path)
     try:
         yield s
@@ -95,8 +108,8 @@ async def test_app_unreachable_for_a_while(own_stack: Stack) -> None:
         await client.aclose()
 
 
-async def test_24_hour_sleep_costs_a_row_and_survives_restarts(own_stack: Stack) -> None:
-    s = own_stack
+async def test_24_hour_sleep_costs_a_row_and_survives_restarts(sqlite_stack: Stack) -> None:
+    s = sqlite_stack
     client = s.client()
     h = await client.run_no_wait("long-sleep")
     for _ in range(200):
