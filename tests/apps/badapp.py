@@ -37,8 +37,25 @@ async def introspect(request: Request) -> Response:
     return Response(body, headers={"content-type": "application/json", **signer.sign(body)})
 
 
+async def forged(request: Request) -> Response:
+    """Introspects honestly, but signs its invoke answers with another key."""
+    body = await request.body()
+    p.Signer(SIGNING_KEY).verify(body, request.headers)
+    msg = p.loads(body)
+    if msg["kind"] == p.Kind.INTROSPECT:
+        out = p.dumps({"v": p.VERSION, "app_id": "forger", "sdk": "hand-made", "functions": [
+            {"name": "forged-fn", "kind": "task", "triggers": [], "retry": {}}]})
+        return Response(out, headers={"content-type": "application/json",
+                                      **p.Signer(SIGNING_KEY).sign(out)})
+    answer = p.dumps({"v": p.VERSION, "call_id": msg["call_id"], "status": "complete",
+                      "steps": [], "events": [], "output": "forged!"})
+    return Response(answer, headers={"content-type": "application/json",
+                                     **p.Signer("not-the-key").sign(answer)})
+
+
 async def home(request: Request) -> Response:
     return Response("ok")
 
 
-app = Starlette(routes=[Route("/", home), Route("/{case}", introspect, methods=["POST"])])
+app = Starlette(routes=[Route("/", home), Route("/forged", forged, methods=["POST"]),
+                        Route("/{case}", introspect, methods=["POST"])])
