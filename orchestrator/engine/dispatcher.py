@@ -64,6 +64,8 @@ class Dispatcher:
         self.notifier = hub.notifier
         self.settings = settings
         self.inflight: dict[str, Claim] = {}
+        self.answered: dict[str, Claim] = {}
+        """Calls answered, their outcome waiting in the reducer's queue (leases renewed)."""
         self._room = asyncio.Event()  # set when a call in flight ends
         self._tasks: set[asyncio.Task[None]] = set()
         hub.handoff = self
@@ -94,7 +96,8 @@ class Dispatcher:
             delay = min(delay, max(0.0, nxt - time.time() + 0.001))
         if delay <= 0:
             return
-        self.notifier.work.clear()
+        # not cleared here: ``tick`` cleared it before claiming, so a wake-up that came
+        # since (during the claim or the read above) ends this wait at once
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.notifier.work.wait(), delay)
 
@@ -127,6 +130,12 @@ class Dispatcher:
     def adopt(self, claims: list[Claim]) -> None:
         """Deliver runs created already claimed (their transaction has committed)."""
         self._start(claims)
+
+    def applied(self, claims: list[Claim]) -> None:
+        """The reducer is done with these calls' outcomes: their leases need no renewal."""
+        for c in claims:
+            if self.answered.get(c.run_id) is c:
+                del self.answered[c.run_id]
 
     async def claim(self, limit: int) -> list[Claim]:
         now = time.time()
@@ -168,9 +177,11 @@ class Dispatcher:
                                  f"bytes, past the {p.MAX_REQUEST_BYTES} a call may carry")
                 return
             outcome = await self.invoker.invoke(c.fn.url, body, c.call_id)
+            self.answered[c.run_id] = c
             self.reducer.submit(c, outcome)
         except Exception as exc:
             log.exception("delivering %s failed", c.call_id)
+            self.answered[c.run_id] = c
             self.reducer.submit(c, Failed(f"orchestrator error: {exc}"))
         finally:
             self.inflight.pop(c.run_id, None)
@@ -211,7 +222,7 @@ class Dispatcher:
         every = max(0.2, self.settings.lease_ttl / 3)
         while True:
             await asyncio.sleep(every)
-            ids = list(self.inflight)
+            ids = [*self.inflight, *self.answered]
             if not ids:
                 continue
             try:

@@ -43,6 +43,8 @@ class Handoff(Protocol):
 
     def adopt(self, claims: list[Claim]) -> None: ...
 
+    def applied(self, claims: list[Claim]) -> None: ...
+
 
 class Hub:
     """Hands out the ``Effects`` of a transaction, and settles them after it commits:

@@ -50,16 +50,20 @@ class Reducer:
                 log.exception("applying a batch of %d answers failed", len(batch))
 
     async def apply_batch(self, batch: list[tuple[Claim, Outcome]]) -> None:
-        fx = self.hub.effects()
         try:
-            async with self.store.write() as tx:
-                await self._apply_all(tx, batch, fx)
-        except Exception:
-            log.exception("a batch failed; applying its answers one by one")
-            for item in batch:
-                await self._apply_one(item)
-            return
-        self.hub.settle(fx)
+            fx = self.hub.effects()
+            try:
+                async with self.store.write() as tx:
+                    await self._apply_all(tx, batch, fx)
+            except Exception:
+                log.exception("a batch failed; applying its answers one by one")
+                for item in batch:
+                    await self._apply_one(item)
+                return
+            self.hub.settle(fx)
+        finally:
+            if self.hub.handoff is not None:
+                self.hub.handoff.applied([c for c, _ in batch])
 
     async def _apply_one(self, item: tuple[Claim, Outcome]) -> None:
         fx = self.hub.effects()
