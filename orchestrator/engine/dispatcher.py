@@ -24,7 +24,7 @@ from orchestrator.engine.invoker import Failed, Invoker
 from orchestrator.engine.lifecycle import Hub, end_run
 from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registry import Registry
-from orchestrator.store import Store
+from orchestrator.store import Store, Tx
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.dispatcher")
@@ -139,21 +139,10 @@ class Dispatcher:
 
     async def claim(self, limit: int) -> list[Claim]:
         now = time.time()
-        owner = self.settings.worker_id
-        async with self.store.write() as tx:
-            rows = await tx.queue.claim(owner, now, now + self.settings.lease_ttl, limit)
-            if not rows:
-                return []
-            ids = [r.run_id for r in rows]
-            runs = await tx.runs.get_many(ids)
-            done = [rid for rid in ids if rid not in runs or runs[rid].status in TERMINAL]
-            await tx.queue.remove(done)
-            queued = [rid for rid in ids if rid in runs and runs[rid].status == "queued"]
-            if queued:
-                await tx.runs.mark_running(queued, now)
-            waiting = [rid for rid in ids if rid in runs and _waits_for_event(runs[rid])]
-            for w in await tx.waits.take_expired(waiting, now):
-                await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, None, now)
+        got = await self.store.transact(lambda tx: self._claim(tx, now, limit))
+        if got is None:
+            return []
+        rows, runs, done = got
         names = {r.function for r in runs.values()}
         fns = await self.registry.get_many(names)
         return [
@@ -162,6 +151,24 @@ class Dispatcher:
             for r in rows
             if r.run_id not in done
         ]
+
+    async def _claim(self, tx: Tx, now: float, limit: int
+                     ) -> tuple[list[Any], dict[str, Any], list[str]] | None:
+        owner = self.settings.worker_id
+        rows = await tx.queue.claim(owner, now, now + self.settings.lease_ttl, limit)
+        if not rows:
+            return None
+        ids = [r.run_id for r in rows]
+        runs = await tx.runs.get_many(ids)
+        done = [rid for rid in ids if rid not in runs or runs[rid].status in TERMINAL]
+        await tx.queue.remove(done)
+        queued = [rid for rid in ids if rid in runs and runs[rid].status == "queued"]
+        if queued:
+            await tx.runs.mark_running(queued, now)
+        waiting = [rid for rid in ids if rid in runs and _waits_for_event(runs[rid])]
+        for w in await tx.waits.take_expired(waiting, now):
+            await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, None, now)
+        return rows, runs, done
 
     async def _deliver(self, c: Claim) -> None:
         try:
@@ -213,10 +220,8 @@ class Dispatcher:
 
     async def _fail(self, c: Claim, type_: str, message: str) -> None:
         err = p.dumps({"type": type_, "message": message}).decode()
-        fx = self.hub.effects()
-        async with self.store.write() as tx:
-            await end_run(tx, c.run, p.RunStatus.FAILED, None, err, time.time(), fx)
-        self.hub.settle(fx)
+        await self.hub.transact(
+            lambda tx, fx: end_run(tx, c.run, p.RunStatus.FAILED, None, err, time.time(), fx))
 
     async def _renew_leases(self) -> None:
         every = max(0.2, self.settings.lease_ttl / 3)

@@ -19,7 +19,7 @@ from orchestrator.engine.control import REPLAYABLE, replay
 from orchestrator.engine.dispatcher import Dispatcher
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Invoker
-from orchestrator.engine.lifecycle import Hub, cancel_run
+from orchestrator.engine.lifecycle import Effects, Hub, cancel_run
 from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registration import validate_functions
@@ -27,7 +27,7 @@ from orchestrator.engine.registry import Registry
 from orchestrator.engine.scheduler import Scheduler
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import new_id
-from orchestrator.store import Store
+from orchestrator.store import Store, Tx
 from sdk import protocol as p
 from sdk.function import NAME_RE
 
@@ -65,7 +65,7 @@ class Engine:
         self.store = Store(settings.database_url)
         self.notifier = Notifier()
         self.registry = Registry(self.store)
-        self.hub = Hub(self.registry, self.notifier)
+        self.hub = Hub(self.store, self.registry, self.notifier)
         self.signer = p.Signer(settings.signing_key, settings.signing_key_fallback)
         self.invoker = Invoker(self.signer, timeout=settings.call_timeout,
                                pool_size=settings.pool_per_app, transport=transport)
@@ -183,40 +183,39 @@ class Engine:
         await self._known({s.function for s in specs})
         new = [NewRun(s.function, self._input_json(s.input, f"runs[{i}].input"),
                       idempotency_key=s.idempotency_key) for i, s in enumerate(specs)]
-        fx = self.hub.effects()
-        async with self.store.write() as tx:
-            ids = await create_runs(tx, new, time.time(), fx)
-        self.hub.settle(fx)
-        return ids
+
+        async def work(tx: Tx, fx: Effects) -> list[str]:
+            return await create_runs(tx, new, time.time(), fx)
+
+        return await self.hub.transact(work)
 
     async def send_events(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        fx = self.hub.effects()
-        async with self.store.write() as tx:
+        async def work(tx: Tx, fx: Effects) -> dict[str, Any]:
             res = await ingest_events(tx, events, time.time(), fx)
-        self.hub.settle(fx)
-        return {"ids": res.event_ids, "runs": res.run_ids}
+            return {"ids": res.event_ids, "runs": res.run_ids}
+
+        return await self.hub.transact(work)
 
     # -- control ----------------------------------------------------------------------------
 
     async def cancel_run(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
-        fx = self.hub.effects()
-        async with self.store.write() as tx:
+        async def work(tx: Tx, fx: Effects) -> list[str]:
             run = await tx.runs.lock(run_id)
             if run is None:
                 raise NotFound(f"no run {run_id!r}", "id")
             if run.status in TERMINAL:
                 raise Conflict(f"run {run_id} already ended {run.status}", "id")
-            ended = await cancel_run(tx, run, p.RunStatus.CANCELLED, {
+            return await cancel_run(tx, run, p.RunStatus.CANCELLED, {
                 "type": "Cancelled", "message": reason or "cancelled through the API"},
                 time.time(), fx)
-        self.hub.settle(fx)
-        return {"id": run_id, "cancelled": ended}
+
+        return {"id": run_id, "cancelled": await self.hub.transact(work)}
 
     async def cancel_runs(self, f: RunFilter, reason: str | None = None) -> dict[str, Any]:
         statuses = [s for s in (f.statuses or ("queued", "running")) if s not in TERMINAL]
-        fx = self.hub.effects()
-        cancelled: list[str] = []
-        async with self.store.write() as tx:
+
+        async def work(tx: Tx, fx: Effects) -> list[str]:
+            cancelled: list[str] = []
             now = time.time()
             for run in await tx.runs.matching(f.function, statuses, f.since, f.until, f.limit):
                 fresh = await tx.runs.lock(run.id)
@@ -224,36 +223,42 @@ class Engine:
                     continue  # ended meanwhile (a parent cancelled just before, say)
                 cancelled += await cancel_run(tx, fresh, p.RunStatus.CANCELLED, {
                     "type": "Cancelled", "message": reason or "cancelled in bulk"}, now, fx)
-        self.hub.settle(fx)
-        return {"cancelled": cancelled}
+            return cancelled
+
+        return {"cancelled": await self.hub.transact(work)}
 
     async def replay_run(self, run_id: str, start: str = "failed_step",
                          input: Any = ..., ) -> dict[str, Any]:
         input_json = None if input is ... else self._input_json(input)
-        fx = self.hub.effects()
-        async with self.store.write() as tx:
+
+        async def work(tx: Tx, fx: Effects) -> None:
             run = await tx.runs.lock(run_id)
             if run is None:
                 raise NotFound(f"no run {run_id!r}", "id")
             if run.parent_id and run.task:
                 raise Conflict("replay the workflow run, not one of its tasks", "id")
             await replay(tx, run, start, input_json, time.time(), fx)
-        self.hub.settle(fx)
+
+        await self.hub.transact(work)
         return {"id": run_id, "status": "replayed", "from": start}
 
     async def replay_runs(self, f: RunFilter, start: str = "failed_step") -> dict[str, Any]:
         statuses = [s for s in (f.statuses or REPLAYABLE) if s in REPLAYABLE]
-        fx = self.hub.effects()
-        replayed: list[str] = []
-        async with self.store.write() as tx:
+
+        async def work(tx: Tx, fx: Effects) -> list[str]:
+            replayed: list[str] = []
             now = time.time()
             for run in await tx.runs.matching(f.function, statuses, f.since, f.until, f.limit):
                 if run.parent_id and run.task:
                     continue  # tasks are replayed through their workflow
-                await replay(tx, run, start, None, now, fx)
+                fresh = await tx.runs.lock(run.id)
+                if fresh is None or fresh.status not in REPLAYABLE:
+                    continue
+                await replay(tx, fresh, start, None, now, fx)
                 replayed.append(run.id)
-        self.hub.settle(fx)
-        return {"replayed": replayed}
+            return replayed
+
+        return {"replayed": await self.hub.transact(work)}
 
     # -- schedules and crons ----------------------------------------------------------------
 

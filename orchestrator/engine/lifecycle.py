@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from orchestrator.engine.claim import Claim, Lease
 from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.registry import Registry
-from orchestrator.store import Tx
+from orchestrator.store import Store, Tx
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.lifecycle")
+T = TypeVar("T")
 
 
 @dataclass
@@ -51,12 +52,28 @@ class Hub:
     runs created already claimed go to the dispatcher, long-pollers learn which runs
     ended, the dispatcher wakes if work fell due."""
 
-    def __init__(self, registry: Registry, notifier: Notifier) -> None:
+    def __init__(self, store: Store, registry: Registry, notifier: Notifier) -> None:
+        self.store = store
         self.registry = registry
         self.notifier = notifier
         self.handoff: Handoff | None = None
         self.timers: Callable[[float], None] | None = None
         """Told of new run deadlines (the scheduler), so it wakes for them in time."""
+
+    async def transact(self, work: Callable[[Tx, Effects], Awaitable[T]]) -> T:
+        """Run ``work`` in a write transaction (retried when the database asks), then
+        settle the effects of the attempt that committed."""
+        fx: Effects | None = None
+
+        async def attempt(tx: Tx) -> T:
+            nonlocal fx
+            fx = self.effects()
+            return await work(tx, fx)
+
+        result = await self.store.transact(attempt)
+        assert fx is not None
+        self.settle(fx)
+        return result
 
     def effects(self) -> Effects:
         return Effects(self.registry, self.handoff.lease() if self.handoff else None)
@@ -99,9 +116,9 @@ async def end_run(
 ) -> None:
     """End a run. If its parent waits for it and it was the last child, record the
     children's results in the parent's memo and wake it; if it is a workflow's task,
-    advance the workflow."""
-    await tx.runs.finish_many([{"rid": run.id, "status": status, "output_json": output_json,
-                                "error_json": error_json, "ended_at": now}])
+    advance the workflow. Ending a run that has already ended changes nothing."""
+    if not await tx.runs.finish(run.id, status, output_json, error_json, now):
+        return
     await tx.queue.remove([run.id])
     await tx.waits.remove([run.id])  # a pending wait, or the run's cancel_on waits
     fx.ended.append(run.id)

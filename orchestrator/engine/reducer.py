@@ -51,39 +51,29 @@ class Reducer:
 
     async def apply_batch(self, batch: list[tuple[Claim, Outcome]]) -> None:
         try:
-            fx = self.hub.effects()
             try:
-                async with self.store.write() as tx:
-                    await self._apply_all(tx, batch, fx)
+                await self.hub.transact(lambda tx, fx: self._apply_all(tx, batch, fx))
             except Exception:
                 log.exception("a batch failed; applying its answers one by one")
                 for item in batch:
                     await self._apply_one(item)
-                return
-            self.hub.settle(fx)
         finally:
             if self.hub.handoff is not None:
                 self.hub.handoff.applied([c for c, _ in batch])
 
     async def _apply_one(self, item: tuple[Claim, Outcome]) -> None:
-        fx = self.hub.effects()
         try:
-            async with self.store.write() as tx:
-                await self._apply_all(tx, [item], fx)
+            await self.hub.transact(lambda tx, fx: self._apply_all(tx, [item], fx))
         except Exception as exc:
             log.exception("applying the answer to %s failed", item[0].call_id)
             # count it as a failed delivery, so the run backs off (and eventually fails)
             # instead of being claimed again with the same answer forever
             bad = (item[0], Failed(f"the orchestrator could not apply the answer: "
                                    f"{type(exc).__name__}: {exc}"))
-            fx = self.hub.effects()
             try:
-                async with self.store.write() as tx:
-                    await self._apply_all(tx, [bad], fx)
+                await self.hub.transact(lambda tx, fx: self._apply_all(tx, [bad], fx))
             except Exception:
                 log.exception("recording the failure of %s failed", item[0].call_id)
-                return
-        self.hub.settle(fx)
 
     async def _apply_all(self, tx: Tx, batch: list[tuple[Claim, Outcome]], fx: Effects) -> None:
         fences = await tx.queue.fences([c.run_id for c, _ in batch])

@@ -69,13 +69,12 @@ class Scheduler:
 
     async def tick(self, now: float) -> bool:
         """Do what is due; True if there may be more."""
-        fx = self.hub.effects()
-        async with self.store.write() as tx:
+        async def work(tx: Tx, fx: Effects) -> int:
             n = await self._timeouts(tx, now, fx)
             n += await self._schedules(tx, now, fx)
-            n += await self._crons(tx, now, fx)
-        self.hub.settle(fx)
-        return n >= BATCH
+            return n + await self._crons(tx, now, fx)
+
+        return await self.hub.transact(work) >= BATCH
 
     async def _timeouts(self, tx: Tx, now: float, fx: Effects) -> int:
         found = await tx.runs.timed_out(now, BATCH)

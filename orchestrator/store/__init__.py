@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 from orchestrator.store.apps import AppsRepo
 from orchestrator.store.db import Backend, Conn, Database
@@ -13,6 +17,9 @@ from orchestrator.store.runs import RunsRepo
 from orchestrator.store.schedules import CronsRepo, SchedulesRepo
 from orchestrator.store.steps import StepsRepo
 from orchestrator.store.waits import WaitsRepo
+
+T = TypeVar("T")
+log = logging.getLogger("orchestrator.store")
 
 
 class Tx:
@@ -47,6 +54,21 @@ class Store:
     async def write(self) -> AsyncIterator[Tx]:
         async with self.db.write_conn() as conn:
             yield Tx(conn, self.db.backend)
+
+    async def transact(self, work: Callable[[Tx], Awaitable[T]], attempts: int = 5) -> T:
+        """Run ``work`` in a write transaction, again (after a short random pause) when
+        the database aborted it for a reason that retrying cures (a PostgreSQL deadlock
+        or serialization failure between concurrent transactions)."""
+        for attempt in range(attempts):
+            try:
+                async with self.write() as tx:
+                    return await work(tx)
+            except Exception as exc:
+                if attempt + 1 >= attempts or not self.db.backend.is_retryable(exc):
+                    raise
+                log.info("transaction aborted (%s); running it again", exc.__class__.__name__)
+                await asyncio.sleep(random.uniform(0.005, 0.02) * 2**attempt)
+        raise AssertionError("unreachable")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:

@@ -32,6 +32,10 @@ class Backend:
         """The smaller of two values (scalar)."""
         return func.least(a, b)
 
+    def is_retryable(self, exc: BaseException) -> bool:
+        """A transaction that failed this way may simply be run again."""
+        return False
+
 
 
 class SQLiteBackend(Backend):
@@ -46,6 +50,12 @@ class SQLiteBackend(Backend):
 
 class PostgresBackend(Backend):
     name = "postgresql"
+
+    RETRYABLE = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        orig = getattr(exc, "orig", None)
+        return getattr(orig, "sqlstate", None) in self.RETRYABLE
 
     def insert(self, table: Any) -> postgresql.Insert:
         return postgresql.insert(table)

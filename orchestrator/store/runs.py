@@ -97,10 +97,13 @@ class RunsRepo(Repo):
             .values(pending_children=n, waiting_json=waiting_json)
         )
 
-    async def finish_many(self, rows: list[dict[str, Any]]) -> None:
-        """End runs: rows of {rid, status, output_json, error_json, ended_at}."""
-        if rows:
-            await self.conn.execute(_FINISH(self.backend), rows)
+    async def finish(self, run_id: str, status: str, output_json: str | None,
+                     error_json: str | None, ended_at: float) -> bool:
+        """End a run; False if it had already ended (then nothing changed)."""
+        res = await self.conn.execute(_FINISH(self.backend), {
+            "rid": run_id, "status": status, "output_json": output_json,
+            "error_json": error_json, "ended_at": ended_at})
+        return bool(res.rowcount)
 
     async def lock(self, run_id: str) -> Any:
         """The run, locked until the transaction ends (PostgreSQL; SQLite has one writer)."""
