@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -68,12 +69,14 @@ async def _waiting(client: Client, run_id: str) -> bool:
 
 
 async def test_bulk_cancel_by_filter(client: Client) -> None:
-    ids = [(await client.run_no_wait("run-timeout")).id for _ in range(3)]
-    # run-timeout sleeps 10 s with a 1 s timeout: cancel them before that
-    cancelled = await client.cancel_many(function="run-timeout", status=["queued", "running"])
-    assert set(ids) <= set(cancelled)
+    since = datetime.now(UTC)
+    ids = [(await client.run_no_wait("long-child", i)).id for i in range(3)]  # sleep 60 s
+    cancelled = await client.cancel_many(function="long-child", status=["queued", "running"],
+                                         since=since)
+    assert set(ids) == set(cancelled)
     for rid in ids:
         assert (await client.get_run(rid))["status"] == "cancelled"
+    assert await client.cancel_many(function="long-child", since=since) == []
 
 
 async def test_replay_from_the_failed_step(client: Client, stack: Stack) -> None:
