@@ -78,6 +78,14 @@ class Engine:
 
     async def start(self) -> None:
         await self.store.open()
+        if self.store.exclusive:
+            # Embedded SQLite has one orchestrator (a file lock says so): leases left by
+            # a previous process that died are void; take its calls over at once rather
+            # than after they expire. Claim numbers keep growing, so no stale answer of
+            # the dead process could be applied.
+            released = await self.store.transact(lambda tx: tx.queue.release_all_leases())
+            if released:
+                log.info("took over %d calls left in flight by a previous process", released)
         await self.registry.reload()
         self._tasks = [asyncio.create_task(self.reducer.run(), name="reducer"),
                        asyncio.create_task(self.dispatcher.run(), name="dispatcher"),

@@ -44,6 +44,11 @@ class Store:
     def backend(self) -> Backend:
         return self.db.backend
 
+    @property
+    def exclusive(self) -> bool:
+        """Whether this process is the only orchestrator on this database."""
+        return self.db.exclusive
+
     async def open(self) -> None:
         await self.db.create_schema()
 

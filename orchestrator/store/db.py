@@ -7,9 +7,10 @@ All SQL is in the ``store`` package; the engine works through ``Store.write()`` 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -127,6 +128,10 @@ def _create_schema(conn: Connection) -> None:
         conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
 
 
+class DatabaseInUse(RuntimeError):
+    """Another orchestrator process has this SQLite file open."""
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = normalize_url(url)
@@ -146,9 +151,31 @@ class Database:
         else:
             raise ValueError(f"unsupported database URL {url!r} (use sqlite:/// or postgresql://)")
         self._write_lock = asyncio.Lock()
+        self._lock_file: IO[bytes] | None = None
+
+    @property
+    def exclusive(self) -> bool:
+        """Whether this process is the database's only orchestrator (embedded SQLite)."""
+        return self._sync_engine is not None
+
+    def _lock_sqlite(self) -> None:
+        """Embedded SQLite has one orchestrator: a second one on the same file refuses to
+        start instead of racing the first (use PostgreSQL for several replicas)."""
+        path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
+        if not path or path == ":memory:":
+            return
+        self._lock_file = open(path + ".lock", "wb")  # held (locked) while open
+        try:
+            fcntl.flock(self._lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise DatabaseInUse(f"another orchestrator is using {path}; one process per "
+                                f"SQLite file (use PostgreSQL for several)") from None
 
     async def create_schema(self) -> None:
         if self._sync_engine is not None:
+            self._lock_sqlite()
             with self._sync_engine.begin() as conn:
                 _create_schema(conn)
         else:
@@ -159,6 +186,9 @@ class Database:
     async def dispose(self) -> None:
         if self._sync_engine is not None:
             self._sync_engine.dispose()
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the lock
+            self._lock_file = None
         if self._engine is not None:
             await self._engine.dispose()
 

@@ -96,6 +96,13 @@ class QueueRepo(Repo):
         if run_ids:
             await self.conn.execute(_REMOVE(self.backend), {"ids": run_ids})
 
+    async def release_all_leases(self) -> int:
+        """Forget every lease (only when no other orchestrator can hold one)."""
+        res = await self.conn.execute(
+            update(queue).where(queue.c.lease_owner.is_not(None))
+            .values(lease_owner=None, lease_expires_at=None))
+        return int(res.rowcount)
+
     async def next_wakeup(self) -> float | None:
         """When the next row falls due, or the next lease held on a row expires."""
         row = (await self.conn.execute(_WAKEUP(self.backend))).first()

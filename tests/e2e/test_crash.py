@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import Stack, start_stack
+from tests.support import procs
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -181,3 +182,14 @@ async def test_cron_every_second_fires_once_per_tick_across_a_restart(own_stack:
     catch_up = during + after
     assert catch_up[1:] == [catch_up[1] + i for i in range(len(catch_up) - 1)]
     assert catch_up[0] < up_at  # the catch-up fire is a missed tick, fired on start
+
+
+def test_a_second_orchestrator_on_the_same_sqlite_file_refuses_to_start(
+    sqlite_stack: Stack,
+) -> None:
+    s = sqlite_stack
+    second, _ = procs.orchestrator(s.tmp, db_url=f"sqlite:///{s.tmp / 'orchestrator.db'}")
+    with pytest.raises(RuntimeError, match="exited"):
+        second.start()
+    assert "another orchestrator is using" in second.log()
+    assert s.orch.proc is not None and s.orch.proc.poll() is None  # the first one runs on
