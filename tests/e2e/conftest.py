@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +45,19 @@ def start_stack(tmp: Path, db_url: str | None = None) -> Stack:
     return stack
 
 
+@contextmanager
+def running_stack(request: pytest.FixtureRequest, tmp: Path, db: str) -> Iterator[Stack]:
+    """A stack on ``db`` ("sqlite", or "postgres": a fresh database of the session's
+    cluster), stopped afterwards."""
+    db_url = request.getfixturevalue("pg").create_db() if db == "postgres" else None
+    s = start_stack(tmp, db_url)
+    try:
+        yield s
+    finally:
+        s.orch.stop()
+        s.app.stop()
+
+
 @pytest.fixture(scope="session")
 def pg() -> Iterator[PgCluster]:
     cluster = PgCluster().start()
@@ -57,15 +71,8 @@ def pg() -> Iterator[PgCluster]:
 def stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Stack]:
     """The orchestrator (on SQLite, then on PostgreSQL) and the test app."""
-    db_url = None
-    if request.param == "postgres":
-        db_url = request.getfixturevalue("pg").create_db()
-    s = start_stack(tmp_path_factory.mktemp("stack"), db_url)
-    try:
+    with running_stack(request, tmp_path_factory.mktemp("stack"), request.param) as s:
         yield s
-    finally:
-        s.orch.stop()
-        s.app.stop()
 
 
 @pytest.fixture

@@ -11,31 +11,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import Stack, start_stack
+from tests.e2e.conftest import Stack, running_stack
 from tests.support import procs
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def own_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     """A stack of this test's own (it kills things), on SQLite and on PostgreSQL."""
-    db_url = request.getfixturevalue("pg").create_db() if request.param == "postgres" else None
-    s = start_stack(tmp_path, db_url)
-    try:
+    with running_stack(request, tmp_path, request.param) as s:
         yield s
-    finally:
-        s.orch.stop()
-        s.app.stop()
 
 
 @pytest.fixture
-def sqlite_stack(tmp_path: Path) -> Iterator[Stack]:
+def sqlite_stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     """A stack of this test's own whose SQLite file the test reads and edits."""
-    s = start_stack(tmp_path)
-    try:
+    with running_stack(request, tmp_path, "sqlite") as s:
         yield s
-    finally:
-        s.orch.stop()
-        s.app.stop()
 
 
 def _effects(path: Path) -> list[tuple[str, str, float]]:
