@@ -82,3 +82,17 @@ def next_fire(trigger: CronTrigger, after: float) -> float | None:
         while nxt is not None and nxt.timestamp() <= after:
             nxt = trigger.get_next_fire_time(nxt, nxt + timedelta(seconds=1))
     return None if nxt is None else nxt.timestamp()
+
+
+def repeats_wall_clock(previous: float | None, tick: float, timezone: str) -> bool:
+    """Whether ``tick`` shows the same local time as the ``previous`` fire: the hour a
+    daylight-saving change repeats. Like classic cron, such a tick does not fire again."""
+    if previous is None:
+        return False
+    try:
+        tz = ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    seen = datetime.fromtimestamp(previous, tz).replace(tzinfo=None)
+    now = datetime.fromtimestamp(tick, tz).replace(tzinfo=None)
+    return now <= seen

@@ -117,11 +117,16 @@ class Scheduler:
             while step is not None and step <= now:
                 latest, step = step, cron.next_fire(trigger, step)
         nxt = cron.next_fire(trigger, max(now, latest))
-        if not await tx.crons.advance(c.id, c.next_fire_at, nxt, latest):
+        late = now - latest > self.cron_grace
+        # a local time the clocks went back over fired the first time round
+        repeated = cron.repeats_wall_clock(c.last_fire_at, latest, c.timezone)
+        fire = not late and not repeated
+        if not await tx.crons.advance(c.id, c.next_fire_at, nxt, latest if fire else None):
             return  # another replica moved it first
-        if now - latest > self.cron_grace:
+        if late:
             log.warning("cron %s missed its tick at %s (beyond the %ss grace): skipped",
                         c.id, iso(latest), self.cron_grace)
+        if not fire:
             return
         await create_runs(tx, [NewRun(c.function, c.input_json,
                                       idempotency_key=f"cron:{c.id}:{latest:.3f}")], now, fx)

@@ -222,3 +222,14 @@ def test_next_fire_is_none_for_an_expression_that_never_fires() -> None:
     """February 30th never comes: APScheduler gives up (past its last year) and says None."""
     assert cron.next_fire(cron.parse("0 0 30 2 *"), WINTER) is None
     assert cron.next_fire(cron.parse("0 0 0 31 4 *"), WINTER) is None  # April 31st
+
+
+def test_a_repeated_local_time_does_not_fire_twice() -> None:
+    """Paris goes back from 03:00 CEST to 02:00 CET on 2024-10-27 (01:00 UTC)."""
+    first_0205 = ts(2024, 10, 27, 0, 5)  # 02:05 CEST
+    second_0205 = ts(2024, 10, 27, 1, 5)  # 02:05 CET, one hour later
+    assert cron.repeats_wall_clock(first_0205, second_0205, "Europe/Paris")
+    assert not cron.repeats_wall_clock(first_0205, second_0205, "UTC")
+    assert not cron.repeats_wall_clock(None, second_0205, "Europe/Paris")
+    after = ts(2024, 10, 27, 2, 5)  # 03:05 CET: later than anything fired
+    assert not cron.repeats_wall_clock(first_0205, after, "Europe/Paris")
