@@ -236,7 +236,7 @@ class Engine:
         return {"cancelled": await self.hub.transact(work)}
 
     async def replay_run(self, run_id: str, start: str = "failed_step",
-                         input: Any = ..., ) -> dict[str, Any]:
+                         input: Any = ...) -> dict[str, Any]:
         input_json = None if input is ... else self._input_json(input)
 
         async def work(tx: Tx, fx: Effects) -> None:
