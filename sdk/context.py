@@ -93,13 +93,26 @@ class _Base:
             raise KeyError(f"{name!r} is not a parent of task {self.task!r}")
         return view
 
-    def _wait_args(
-        self, event: str, timeout: float | timedelta | None
-    ) -> tuple[str, float | None]:
+    # -- the step API's rules, shared by the async and sync facades ------------------------
+
+    def _sleep(self, until: float, name: str) -> None:
+        self._ex.sleep_until(name, until)
+
+    def _wait(self, event: str, match: Mapping[str, Any] | None,
+              timeout: float | timedelta | None, name: str | None) -> dict[str, Any] | None:
         if not isinstance(event, str) or not event:
             raise TypeError("wait_for_event needs an event name")
         timeout_at = None if timeout is None else time.time() + _seconds(timeout)
-        return event, timeout_at
+        return self._ex.wait_for_event(name or f"wait:{event}", event, match, timeout_at)  # type: ignore[no-any-return]
+
+    def _spawn(self, name: str, children: Sequence[Child | Mapping[str, Any]],
+               wait: bool) -> Any:
+        return self._ex.spawn(name, _children(children), wait=wait)
+
+    def _send(self, name: str,
+              events: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[str]:
+        return self._ex.send_events(name, [events] if isinstance(events, Mapping)
+                                    else list(events))
 
 
 class Steps:
@@ -164,10 +177,10 @@ class Context(_Base):
 
     async def sleep_for(self, duration: float | timedelta, *, name: str = "sleep") -> None:
         """Sleep durably: nothing runs (or is held in memory) until it is over."""
-        self._ex.sleep_until(name, time.time() + _seconds(duration))
+        self._sleep(time.time() + _seconds(duration), name)
 
     async def sleep_until(self, at: datetime, *, name: str = "sleep") -> None:
-        self._ex.sleep_until(name, _epoch(at))
+        self._sleep(_epoch(at), name)
 
     async def wait_for_event(
         self,
@@ -178,18 +191,17 @@ class Context(_Base):
         name: str | None = None,
     ) -> dict[str, Any] | None:
         """The first ``event`` whose fields equal ``match`` ({"data.id": 42}); None on timeout."""
-        event, timeout_at = self._wait_args(event, timeout)
-        return self._ex.wait_for_event(name or f"wait:{event}", event, match, timeout_at)  # type: ignore[no-any-return]
+        return self._wait(event, match, timeout, name)
 
     async def spawn(self, name: str, children: Sequence[Child | Mapping[str, Any]]) -> list[Any]:
         """Start children and wait for all: their outputs, or ``ChildRunError``."""
-        return self._ex.spawn(name, _children(children), wait=True)  # type: ignore[no-any-return]
+        return self._spawn(name, children, wait=True)  # type: ignore[no-any-return]
 
     async def spawn_no_wait(
         self, name: str, children: Sequence[Child | Mapping[str, Any]]
     ) -> list[str]:
         """Start children and go on at once: their run ids."""
-        return self._ex.spawn(name, _children(children), wait=False)  # type: ignore[no-any-return]
+        return self._spawn(name, children, wait=False)  # type: ignore[no-any-return]
 
     async def invoke(self, name: str, function: str | Function, input: Any = None) -> Any:
         """Run one child and wait for its output (``ChildRunError`` if it fails)."""
@@ -199,8 +211,7 @@ class Context(_Base):
         self, name: str, events: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     ) -> list[str]:
         """Send events as a durable step (exactly once per run): their ids."""
-        batch = [events] if isinstance(events, Mapping) else list(events)
-        return self._ex.send_events(name, batch)
+        return self._send(name, events)
 
 
 class SyncContext(_Base):
@@ -213,10 +224,10 @@ class SyncContext(_Base):
         self.step = SyncSteps(execution, loop)
 
     def sleep_for(self, duration: float | timedelta, *, name: str = "sleep") -> None:
-        self._ex.sleep_until(name, time.time() + _seconds(duration))
+        self._sleep(time.time() + _seconds(duration), name)
 
     def sleep_until(self, at: datetime, *, name: str = "sleep") -> None:
-        self._ex.sleep_until(name, _epoch(at))
+        self._sleep(_epoch(at), name)
 
     def wait_for_event(
         self,
@@ -226,16 +237,15 @@ class SyncContext(_Base):
         timeout: float | timedelta | None = None,
         name: str | None = None,
     ) -> dict[str, Any] | None:
-        event, timeout_at = self._wait_args(event, timeout)
-        return self._ex.wait_for_event(name or f"wait:{event}", event, match, timeout_at)  # type: ignore[no-any-return]
+        return self._wait(event, match, timeout, name)
 
     def spawn(self, name: str, children: Sequence[Child | Mapping[str, Any]]) -> list[Any]:
-        return self._ex.spawn(name, _children(children), wait=True)  # type: ignore[no-any-return]
+        return self._spawn(name, children, wait=True)  # type: ignore[no-any-return]
 
     def spawn_no_wait(
         self, name: str, children: Sequence[Child | Mapping[str, Any]]
     ) -> list[str]:
-        return self._ex.spawn(name, _children(children), wait=False)  # type: ignore[no-any-return]
+        return self._spawn(name, children, wait=False)  # type: ignore[no-any-return]
 
     def invoke(self, name: str, function: str | Function, input: Any = None) -> Any:
         return self.spawn(name, [Child(function, input)])[0]
@@ -243,5 +253,4 @@ class SyncContext(_Base):
     def send_event(
         self, name: str, events: Mapping[str, Any] | Sequence[Mapping[str, Any]]
     ) -> list[str]:
-        batch = [events] if isinstance(events, Mapping) else list(events)
-        return self._ex.send_events(name, batch)
+        return self._send(name, events)
