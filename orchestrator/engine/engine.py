@@ -131,6 +131,11 @@ class Engine:
             c["created_at"] = now
         names = [c["name"] for c in configs]
         async with self.store.write() as tx:
+            await tx.apps.lock()
+            other = await tx.apps.url_owner(url)
+            if other is not None and other != app_id:
+                raise Conflict(f"{url} is registered as app {other!r}, but the app there now "
+                               f"reports the id {app_id!r}", "url")
             owners = await tx.apps.owners(names)
             taken = sorted(n for n, a in owners.items() if a != app_id)
             if taken:

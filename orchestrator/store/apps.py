@@ -12,6 +12,17 @@ from orchestrator.store.models import apps, functions, triggers
 
 
 class AppsRepo(Repo):
+    async def lock(self) -> None:
+        """Serialize registrations (two replicas syncing one app at once)."""
+        stmt = self.backend.lock("durable.apps")
+        if stmt is not None:
+            await self.conn.execute(stmt)
+
+    async def url_owner(self, url: str) -> str | None:
+        """The id of the app registered at ``url``, if any."""
+        row = (await self.conn.execute(select(apps.c.id).where(apps.c.url == url))).first()
+        return None if row is None else str(row.id)
+
     async def owners(self, names: list[str]) -> dict[str, str]:
         """Which app owns each of ``names`` (only names that exist)."""
         if not names:

@@ -37,7 +37,10 @@ class Backend:
         """A transaction that failed this way may simply be run again."""
         return False
 
-
+    def lock(self, key: str) -> Any | None:
+        """A statement taking a lock on ``key`` until the transaction ends, serializing
+        read-then-write transactions across replicas (None: writers are already serial)."""
+        return None
 
 class SQLiteBackend(Backend):
     name = "sqlite"
@@ -60,6 +63,9 @@ class PostgresBackend(Backend):
 
     def insert(self, table: Any) -> postgresql.Insert:
         return postgresql.insert(table)
+
+    def lock(self, key: str) -> Any:
+        return select(func.pg_advisory_xact_lock(func.hashtext(key)))
 
 
 def normalize_url(url: str) -> str:

@@ -53,9 +53,26 @@ async def forged(request: Request) -> Response:
                                      **p.Signer("not-the-key").sign(answer)})
 
 
+_renames = 0
+
+
+async def renamed(request: Request) -> Response:
+    """Reports a new app id on every introspection (an app replaced by another one at the
+    same URL)."""
+    global _renames
+    signer = p.Signer(SIGNING_KEY)
+    signer.verify(await request.body(), request.headers)
+    _renames += 1
+    body = p.dumps({"v": p.VERSION, "app_id": f"renamed-{_renames}", "sdk": "hand-made",
+                    "functions": [{"name": f"renamed-fn-{_renames}", "kind": "task",
+                                   "triggers": [], "retry": {}}]})
+    return Response(body, headers={"content-type": "application/json", **signer.sign(body)})
+
+
 async def home(request: Request) -> Response:
     return Response("ok")
 
 
 app = Starlette(routes=[Route("/", home), Route("/forged", forged, methods=["POST"]),
+                        Route("/renamed", renamed, methods=["POST"]),
                         Route("/{case}", introspect, methods=["POST"])])

@@ -39,9 +39,14 @@ def start_stack(tmp: Path, db_url: str | None = None) -> Stack:
     orch, base = procs.orchestrator(tmp, app_url=app_url, db_url=db_url)
     orch.start()
     stack = Stack(tmp, orch, app, base, app_url, effects)
-    r = httpx.post(f"{base}/api/v1/apps", json={"url": app_url},
-                   headers={"authorization": f"Bearer {procs.API_KEY}"}, timeout=10)
-    assert r.status_code == 200, r.text
+    try:
+        r = httpx.post(f"{base}/api/v1/apps", json={"url": app_url},
+                       headers={"authorization": f"Bearer {procs.API_KEY}"}, timeout=10)
+        assert r.status_code == 200, r.text
+    except BaseException:
+        orch.stop()
+        app.stop()
+        raise
     return stack
 
 

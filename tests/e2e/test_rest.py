@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import httpx
+import pytest
 
 from tests.e2e.conftest import Stack
+from tests.support import procs
 
 
 async def test_health_endpoints(stack: Stack) -> None:
@@ -81,6 +86,38 @@ async def test_apps_and_functions_are_listed(rest: httpx.AsyncClient, stack: Sta
     by_name = {f["name"]: f for f in fns}
     assert by_name["triggered"]["triggers"] == [{"event": "test.trigger"}]
     assert by_name["flaky"]["retry"]["max_attempts"] == 4
+
+
+async def test_concurrent_first_registrations_of_one_app_all_succeed(
+        request: pytest.FixtureRequest, tmp_path: Path, stack: Stack) -> None:
+    # Replicas (or an app's own start-up push) may sync a new app at the same moment: the
+    # first inserts race on the apps table of an empty database (a fresh orchestrator on
+    # the same kind of database as this module's stack).
+    db = request.node.callspec.params["stack"]
+    db_url = request.getfixturevalue("pg").create_db() if db == "postgres" else None
+    orch, base = procs.orchestrator(tmp_path, db_url=db_url)
+    orch.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"{base}/api/v1", timeout=30, headers={
+                "authorization": f"Bearer {procs.API_KEY}"}) as rest:
+            rs = await asyncio.gather(*(rest.post("/apps", json={"url": stack.app_url})
+                                        for _ in range(16)))
+            assert [r.status_code for r in rs] == [200] * 16, [r.text for r in rs]
+            apps = (await rest.get("/apps")).json()["apps"]
+        assert [(a["id"], a["url"]) for a in apps] == [("testapp", stack.app_url)]
+    finally:
+        orch.stop()
+
+
+async def test_url_of_another_app_is_409(rest: httpx.AsyncClient, bad_app: str) -> None:
+    first = await rest.post("/apps", json={"url": f"{bad_app}/renamed"})
+    assert first.status_code == 200, first.text
+    r = await rest.post("/apps", json={"url": f"{bad_app}/renamed"})
+    assert r.status_code == 409, r.text
+    err = r.json()["error"]
+    assert err["field"] == "url" and repr(first.json()["id"]) in err["message"], err
+    apps = (await rest.get("/apps")).json()["apps"]
+    assert [a["id"] for a in apps if a["url"] == f"{bad_app}/renamed"] == [first.json()["id"]]
 
 
 async def test_runs_are_paginated_and_filtered(rest: httpx.AsyncClient) -> None:
