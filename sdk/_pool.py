@@ -1,9 +1,12 @@
-"""A pool of single-connection ``httpx.AsyncClient``s, one pool per origin.
+"""A pool of ``httpx.AsyncClient``s per origin, lent out whole: at most ``size`` requests
+in flight per origin.
 
 One shared ``AsyncClient`` with a large connection pool spends several milliseconds of
-CPU per request under concurrency on its pool bookkeeping (encode/httpx#3215). Lending
-out whole clients that each own one keep-alive connection costs a fraction of that.
-All clients share one SSL context: building one per client is itself ~10 ms.
+CPU per request under concurrency on its pool bookkeeping (encode/httpx#3215). With
+httptools installed, all clients share the lean keep-alive transport of
+``sdk._transport`` (one connection per request in flight, reused); without it, each
+client owns one httpx keep-alive connection. All share one SSL context: building one
+per client is itself ~10 ms.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from urllib.parse import urlsplit
 
 import httpx
 
+try:
+    from sdk._transport import AppTransport
+except ImportError:  # httptools is not installed: httpx's own transport, one per client
+    AppTransport = None  # type: ignore[assignment,misc]
+
 _SSL: ssl.SSLContext | None = None
 
 
@@ -24,6 +32,11 @@ def ssl_context() -> ssl.SSLContext:
     if _SSL is None:
         _SSL = ssl.create_default_context()
     return _SSL
+
+
+def lean_transport() -> httpx.AsyncBaseTransport | None:
+    """The lean keep-alive transport if httptools is installed, else None (httpx's)."""
+    return AppTransport(ssl_context) if AppTransport is not None else None
 
 
 class _OriginPool:
@@ -58,7 +71,8 @@ class ClientPool:
         self.size = size
         self.timeout = timeout
         self.headers = headers or {}
-        self.transport = transport
+        # all clients share one lean transport when httptools is there (sdk/_transport.py)
+        self.transport = transport or lean_transport()
         self._pools: dict[str, _OriginPool] = {}
 
     def _make(self) -> httpx.AsyncClient:
@@ -91,3 +105,5 @@ class ClientPool:
             for c in pool.clients:
                 await c.aclose()
         self._pools.clear()
+        if self.transport is not None:
+            await self.transport.aclose()

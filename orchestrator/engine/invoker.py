@@ -1,7 +1,7 @@
 """Calls apps over signed HTTP and classifies what came back.
 
-Connections come from ``sdk._pool.ClientPool``: single-connection clients per app
-origin, lent out whole (a shared client's pool bookkeeping is the costlier choice).
+Calls go through ``sdk._pool.ClientPool``, which bounds the calls in flight per app
+origin, over ``sdk._transport.AppTransport`` (a lean keep-alive HTTP/1.1 transport).
 """
 
 from __future__ import annotations

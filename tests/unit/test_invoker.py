@@ -18,6 +18,9 @@ from orchestrator.engine import invoker as invoker_mod
 from orchestrator.engine.invoker import Delivered, Failed, Invoker, parse_retry_after
 from sdk import protocol as p
 
+# respx replaces the transport of any httpx client (the invoker's own is not httpcore)
+pytestmark = pytest.mark.respx(using="httpx")
+
 KEY = "shared-secret"
 URL = "http://app.test/api/durable"
 CALL_ID = "call-1"
