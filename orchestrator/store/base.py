@@ -16,13 +16,14 @@ class Repo:
 
 def prepared(build: Callable[[Backend], Any]) -> Callable[[Backend], Any]:
     """A statement built once per backend (with bind parameters) and reused: building a
-    SQLAlchemy statement costs more than running it on the hot path."""
+    SQLAlchemy statement costs more than running it on the hot path. The backend may keep
+    a faster form of it (on SQLite, a ``fastpath.Plan``)."""
     cache: dict[str, Any] = {}
 
     def get(backend: Backend) -> Any:
         stmt = cache.get(backend.name)
         if stmt is None:
-            stmt = cache[backend.name] = build(backend)
+            stmt = cache[backend.name] = backend.prepare(build(backend))
         return stmt
 
     return get

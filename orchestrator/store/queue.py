@@ -32,6 +32,7 @@ _CLAIM = prepared(lambda b: (
     .returning(queue.c.run_id, queue.c.claims, queue.c.delivery_failures,
                queue.c.first_failure_at)
 ))
+_ADD = prepared(lambda b: queue.insert())
 _FENCES = prepared(lambda b: select(queue.c.run_id, queue.c.lease_owner, queue.c.claims)
                    .where(queue.c.run_id.in_(ids_param())))
 _REMOVE = prepared(lambda b: delete(queue).where(queue.c.run_id.in_(ids_param())))
@@ -59,7 +60,7 @@ class QueueRepo(Repo):
     async def add_many(self, rows: list[dict[str, Any]]) -> None:
         """New rows for new runs: {run_id, due_at}."""
         if rows:
-            await self.conn.execute(queue.insert(), rows)
+            await self.conn.execute(_ADD(self.backend), rows)
 
     async def schedule(self, run_id: str, due_at: float, *, claims: int = 0,
                        **failure: Any) -> None:

@@ -12,6 +12,7 @@ from sdk import protocol as p
 
 TERMINAL = p.TERMINAL
 
+_INSERT = prepared(lambda b: runs.insert())
 _GET = prepared(lambda b: select(runs).where(runs.c.id == bindparam("id")))
 _GET_MANY = prepared(lambda b: select(runs).where(runs.c.id.in_(ids_param())))
 _LOCK = prepared(lambda b: select(runs).where(runs.c.id == bindparam("id")).with_for_update())
@@ -36,7 +37,7 @@ _CHILDREN = prepared(lambda b: select(
 class RunsRepo(Repo):
     async def insert_many(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            await self.conn.execute(runs.insert(), rows)
+            await self.conn.execute(_INSERT(self.backend), rows)
 
     async def insert_keyed(self, row: dict[str, Any]) -> str | None:
         """Insert a run with an idempotency key; None if the key is taken (even by a

@@ -1,0 +1,211 @@
+"""Hot statements on embedded SQLite, run straight on the driver.
+
+SQLAlchemy Core costs ~45 us per ``execute`` on top of the ~15 us SQLite itself takes
+(cache-key generation, parameter processing, result metadata): with ~10 statements per
+run, the single largest share of the orchestrator's CPU. A ``Plan`` compiles a prepared
+statement (``store.base.prepared``) once, with the SQLite dialect, into SQL text and the
+recipe for its parameters and rows; ``SyncConn`` then runs it on the sqlite3 connection.
+What comes back looks like SQLAlchemy's result where the repositories use it: iteration,
+``first()``, ``all()``, ``scalar()``, ``rowcount``; rows with attribute and index access
+and ``_asdict()``.
+
+Only what a plan can reproduce exactly takes this path: a statement with Python-side
+defaults computed at execution, literal-rendered parameters, or columns named so a row
+cannot carry them, is left to SQLAlchemy (``build`` returns None), as is a call that
+gives an empty list to an ``IN`` or leaves out a parameter the plan cannot fill.
+Bind and result processors (float coercion, booleans) are applied as SQLAlchemy would.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+import sqlite3
+from collections import namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.dml import Insert
+
+_MISSING: Any = object()
+_POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
+
+
+class Result:
+    """The part of SQLAlchemy's ``CursorResult`` the repositories use."""
+
+    __slots__ = ("_rows", "rowcount")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._rows)
+
+    def first(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+    def all(self) -> list[Any]:
+        return self._rows
+
+    fetchall = all
+
+    def scalar(self) -> Any:
+        return self._rows[0][0] if self._rows else None
+
+
+class _Slot:
+    """One positional parameter: where its value comes from and how it is bound."""
+
+    __slots__ = ("default", "expanding", "key", "process")
+
+    def __init__(self, key: str, default: Any, expanding: bool,
+                 process: Callable[[Any], Any] | None) -> None:
+        self.key = key
+        self.default = default
+        self.expanding = expanding
+        self.process = process
+
+
+class Plan:
+    """A statement compiled once for SQLite, run on the driver connection."""
+
+    def __init__(self, stmt: Any, sql: str | list[str], slots: list[_Slot],
+                 row: Any, processors: list[Callable[[Any], Any] | None] | None) -> None:
+        self.stmt = stmt  # for SQLAlchemy, when this plan cannot run a call
+        self._sql = sql  # text; or text split around the IN lists of expanding slots
+        self._slots = slots
+        self._row = row  # namedtuple class of result rows, None without rows
+        self._processors = processors  # per column, None when no column needs one
+        self._expands = any(s.expanding for s in slots)
+
+    @classmethod
+    def build(cls, stmt: Any, dialect: Dialect) -> Plan | None:
+        try:
+            return cls._build(stmt, dialect)
+        except Exception:  # anything unforeseen: SQLAlchemy runs it, as before
+            return None
+
+    @classmethod
+    def _build(cls, stmt: Any, dialect: Dialect) -> Plan | None:
+        c: Any = stmt.compile(dialect=dialect)
+        if c.insert_prefetch or c.update_prefetch or c.literal_execute_params:
+            return None
+        if c.positiontup is None:
+            return None
+        table = stmt.table if isinstance(stmt, Insert) else None
+        processors = c._bind_processors
+        slots = []
+        for name in c.positiontup:
+            bp = c.binds[name]
+            default = _MISSING if bp.required else bp.value
+            if bp.callable is not None:
+                return None
+            if default is _MISSING and table is not None and bp.key in table.c:
+                default = _insert_default(table.c[bp.key])
+            slots.append(_Slot(bp.key, default, bool(bp.expanding), processors.get(name)))
+        sql: str | list[str] = c.string
+        if any(s.expanding for s in slots):
+            # "a IN (__[POSTCOMPILE_x])": text pieces between the lists, in slot order
+            assert isinstance(sql, str)
+            names = _POSTCOMPILE.findall(sql)
+            expanding = [n for n, s in zip(c.positiontup, slots, strict=True) if s.expanding]
+            if names != expanding:
+                return None
+            sql = _POSTCOMPILE.split(sql)[::2]
+        columns = [rc[0] for rc in c._result_columns]
+        row: Any = None
+        procs: list[Callable[[Any], Any] | None] | None = None
+        if columns:
+            if any(not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_")
+                   for n in columns) or len(set(columns)) != len(columns):
+                return None
+            row = _row_class(columns)
+            procs = [rc[3]._cached_result_processor(dialect, None) for rc in c._result_columns]
+            if not any(procs):
+                procs = None
+        return cls(stmt, sql, slots, row, procs)
+
+    def run(self, conn: sqlite3.Connection, parameters: Any) -> Result | None:
+        """Run on ``conn``; None if this call needs SQLAlchemy."""
+        if isinstance(parameters, list):
+            if self._expands or self._row is not None:
+                return None
+            rows = [self._bind(p) for p in parameters]
+            if any(r is None for r in rows):
+                return None
+            assert isinstance(self._sql, str)
+            cur = conn.executemany(self._sql, rows)  # type: ignore[arg-type]
+            return Result([], cur.rowcount)
+        given: Mapping[str, Any] = parameters or {}
+        if self._expands:
+            built = self._bind_expanding(given)
+            if built is None:
+                return None
+            sql, values = built
+        else:
+            assert isinstance(self._sql, str)
+            sql = self._sql
+            bound = self._bind(given)
+            if bound is None:
+                return None
+            values = bound
+        cur = conn.execute(sql, values)
+        if self._row is None:
+            return Result([], cur.rowcount)
+        make = self._row._make
+        procs = self._processors
+        if procs is None:
+            rows = [make(r) for r in cur.fetchall()]
+        else:
+            rows = [make([p(v) if p is not None else v for p, v in zip(procs, r, strict=True)])
+                    for r in cur.fetchall()]
+        return Result(rows, cur.rowcount)
+
+    def _bind(self, given: Mapping[str, Any]) -> list[Any] | None:
+        out = []
+        for s in self._slots:
+            v = given.get(s.key, s.default)
+            if v is _MISSING:
+                return None
+            out.append(v if s.process is None or v is None else s.process(v))
+        return out
+
+    def _bind_expanding(self, given: Mapping[str, Any]) -> tuple[str, list[Any]] | None:
+        pieces = self._sql
+        assert isinstance(pieces, list)
+        sql = [pieces[0]]
+        out: list[Any] = []
+        i = 0
+        for s in self._slots:
+            v = given.get(s.key, s.default)
+            if v is _MISSING:
+                return None
+            if not s.expanding:
+                out.append(v if s.process is None or v is None else s.process(v))
+                continue
+            if not isinstance(v, Sequence | set | frozenset) or isinstance(v, str) or not v:
+                return None  # an empty IN list: SQLAlchemy renders its special form
+            vals = list(v) if s.process is None else [s.process(x) for x in v]
+            out.extend(vals)
+            sql.append(", ".join("?" * len(vals)))
+            i += 1
+            sql.append(pieces[i])
+        return "".join(sql), out
+
+
+def _row_class(columns: list[str]) -> Any:
+    return namedtuple("Row", columns)  # type: ignore[misc]
+
+
+def _insert_default(column: Any) -> Any:
+    """The value an INSERT stores for a column it is not given: a scalar Python-side
+    default, or NULL for a nullable column without server default; else missing."""
+    d = column.default
+    if d is not None:
+        return d.arg if d.is_scalar else _MISSING
+    if column.nullable and column.server_default is None and not column.primary_key:
+        return None
+    return _MISSING

@@ -1,0 +1,134 @@
+"""The SQLite fast path (orchestrator/store/fastpath.py) against a real SQLite file: each
+prepared statement run as a ``Plan`` gives what SQLAlchemy gives for the same call."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.exc import StatementError
+
+import orchestrator.store as store_pkg
+from orchestrator.store import Store
+from orchestrator.store import queue as queue_mod
+from orchestrator.store import runs as runs_mod
+from orchestrator.store.db import SyncConn
+from orchestrator.store.fastpath import Plan, Result
+
+
+def prepared_getters() -> list[tuple[str, Any]]:
+    """Every statement the store prepares (module-level ``prepared(...)``)."""
+    out = []
+    for info in pkgutil.iter_modules(store_pkg.__path__):
+        mod = importlib.import_module(f"orchestrator.store.{info.name}")
+        for name, value in vars(mod).items():
+            if getattr(value, "__qualname__", "") == "prepared.<locals>.get":
+                out.append((f"{info.name}.{name}", value))
+    return out
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = Store(f"sqlite:///{tmp_path / 'fast.db'}")
+    await s.open()
+    yield s
+    await s.close()
+
+
+def run_row(rid: str, **over: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": rid, "function": "f", "input_json": "1", "created_at": 5}
+    row.update(over)
+    return row
+
+
+def test_every_prepared_statement_gets_a_plan_on_sqlite(store: Store) -> None:
+    getters = prepared_getters()
+    assert len(getters) >= 10
+    slow = [name for name, get in getters if type(get(store.backend)) is not Plan]
+    assert slow == []
+
+
+async def both(store: Store, get: Any, params: Any) -> tuple[Any, Any]:
+    """The same call through the plan and through SQLAlchemy, each in a transaction
+    rolled back afterwards."""
+    plan = get(store.backend)
+    assert type(plan) is Plan
+    out = []
+    for stmt in (plan, plan.stmt):
+        with store.db._sync_engine.connect() as conn:  # type: ignore[union-attr]
+            res = await SyncConn(conn).execute(stmt, params)
+            rows = [tuple(r) for r in res] if stmt is plan or res.returns_rows else []
+            out.append((rows, res.rowcount))
+            conn.rollback()
+    return out[0], out[1]
+
+
+async def test_inserts_fill_defaults_and_rows_match_sqlalchemy(store: Store) -> None:
+    async with store.write() as tx:
+        await tx.runs.insert_many([run_row("a"), run_row("b", status="running",
+                                                         parent_waits=True, attempt=2)])
+        await tx.queue.add_many([{"run_id": "a", "due_at": 1}, {"run_id": "b", "due_at": 2}])
+    async with store.read() as tx:
+        a, b = await tx.runs.get("a"), await tx.runs.get("b")
+        assert isinstance(a, tuple) and a._asdict()["id"] == "a"
+    # defaults of the table, coercions of the types (float columns, booleans)
+    assert (a.status, a.attempt, a.child_index, a.parent_waits, a.output_json) == (
+        "queued", 0, 0, False, None)
+    assert (b.status, b.attempt, b.parent_waits) == ("running", 2, True)
+    assert type(a.created_at) is float and type(a.parent_waits) is bool
+    fast, slow = await both(store, runs_mod._GET, {"id": "b"})
+    assert fast == slow and len(fast[0]) == 1
+    assert [type(v) for v in fast[0][0]] == [type(v) for v in slow[0][0]]
+
+
+async def test_in_lists_and_constant_lists_expand(store: Store) -> None:
+    async with store.write() as tx:
+        await tx.runs.insert_many([run_row(f"r{i}") for i in range(5)])
+    fast, slow = await both(store, runs_mod._GET_MANY, {"ids": ["r1", "r3", "zz"]})
+    assert fast == slow and sorted(r[0] for r in fast[0]) == ["r1", "r3"]
+    # an UPDATE with a constant NOT IN list (terminal statuses) and a rowcount
+    params = {"rid": "r2", "status": "completed", "output_json": "7", "error_json": None,
+              "ended_at": 9}
+    fast, slow = await both(store, runs_mod._FINISH, params)
+    assert fast == slow == ([], 1)
+    async with store.write() as tx:
+        assert await tx.runs.finish("r2", "completed", "7", None, 9) is True
+        assert await tx.runs.finish("r2", "failed", None, "{}", 10) is False  # ended once
+        row = await tx.runs.get("r2")
+    assert (row.status, row.output_json, row.ended_at) == ("completed", "7", 9.0)
+
+
+async def test_returning_and_aggregates(store: Store) -> None:
+    async with store.write() as tx:
+        await tx.runs.insert_many([run_row("q1"), run_row("q2")])
+        await tx.queue.add_many([{"run_id": "q1", "due_at": 1}, {"run_id": "q2", "due_at": 3}])
+    fast, slow = await both(store, queue_mod._CLAIM,
+                            {"now": 2, "limit": 10, "owner": "me", "until": 20})
+    assert fast[0] == slow[0] == [("q1", 1, 0, None)]  # (rowcount with RETURNING: unused)
+    async with store.write() as tx:
+        assert await tx.queue.next_wakeup() == 1.0
+        [claimed] = await tx.queue.claim("me", 2.0, 20.0, 10)
+        assert (claimed.run_id, claimed.claims) == ("q1", 1)
+        assert await tx.queue.fences(["q1", "q2"]) == {"q1": ("me", 1), "q2": (None, 0)}
+
+
+async def test_calls_a_plan_cannot_run_go_to_sqlalchemy(store: Store) -> None:
+    plan = runs_mod._GET_MANY(store.backend)
+    with store.db._sync_engine.connect() as conn:  # type: ignore[union-attr]
+        raw = conn.connection.driver_connection
+        assert plan.run(raw, {"ids": []}) is None  # an empty IN list
+        assert plan.run(raw, {}) is None  # a parameter not given
+        assert isinstance(plan.run(raw, {"ids": ["x"]}), Result)
+        # through the connection: SQLAlchemy answers the empty list, refuses the missing
+        assert list(await SyncConn(conn).execute(plan, {"ids": []})) == []
+        with pytest.raises(StatementError, match="ids"):
+            await SyncConn(conn).execute(plan, {})
+    insert = runs_mod._INSERT(store.backend)
+    with store.db._sync_engine.connect() as conn:  # type: ignore[union-attr]
+        raw = conn.connection.driver_connection
+        assert insert.run(raw, [{"id": "x", "function": "f"}]) is None  # input_json: no default
+        conn.rollback()
