@@ -7,7 +7,9 @@ All SQL is in the ``store`` package; the engine works through ``Store.write()`` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
+import logging
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +25,7 @@ from orchestrator.store.fastpath import Plan
 from orchestrator.store.models import SCHEMA_VERSION, meta, metadata
 
 _SQLITE_DIALECT = sqlite.dialect()
+log = logging.getLogger("orchestrator.store")
 
 
 class Backend:
@@ -97,6 +100,8 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA cache_size=-65536")
     cur.execute("PRAGMA temp_store=MEMORY")
+    # checkpoints run in the background (Database._checkpointer), not inside a commit
+    cur.execute("PRAGMA wal_autocheckpoint=0")
     cur.close()
 
 
@@ -181,6 +186,8 @@ class Database:
             raise ValueError(f"unsupported database URL {url!r} (use sqlite:/// or postgresql://)")
         self._write_lock = asyncio.Lock()
         self._lock_file: IO[bytes] | None = None
+        self._writes = 0  # write transactions so far (the checkpointer's cue)
+        self._checkpoints: asyncio.Task[None] | None = None
 
     @property
     def exclusive(self) -> bool:
@@ -190,8 +197,8 @@ class Database:
     def _lock_sqlite(self) -> None:
         """Embedded SQLite has one orchestrator: a second one on the same file refuses to
         start instead of racing the first (use PostgreSQL for several replicas)."""
-        path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
-        if not path or path == ":memory:":
+        path = self._sqlite_path()
+        if path is None:
             return
         self._lock_file = open(path + ".lock", "wb")  # held (locked) while open
         try:
@@ -207,12 +214,51 @@ class Database:
             self._lock_sqlite()
             with self._sync_engine.begin() as conn:
                 _create_schema(conn)
+            if self._sqlite_path() is not None:
+                self._checkpoints = asyncio.create_task(self._checkpointer())
         else:
             assert self._engine is not None
             async with self._engine.begin() as aconn:
                 await aconn.run_sync(_create_schema)
 
+    def _sqlite_path(self) -> str | None:
+        path = self.url.split(":///", 1)[1] if ":///" in self.url else ""
+        return path if path and path != ":memory:" else None
+
+    def _checkpoint(self, mode: str) -> None:
+        path = self._sqlite_path()
+        assert path is not None
+        conn = sqlite3.connect(path, timeout=30)
+        try:
+            conn.execute(f"PRAGMA wal_checkpoint({mode})")
+        finally:
+            conn.close()
+
+    async def _checkpointer(self, every: float = 0.5) -> None:
+        """Copy the WAL into the database file off the event loop.
+
+        SQLite's automatic checkpoint runs inside the commit that crosses 1,000 pages:
+        every so often one transaction of a run paid milliseconds for it (the latency
+        tail). A PASSIVE checkpoint in a thread (sqlite3 releases the GIL while it works)
+        blocks no reader and no writer."""
+        seen = 0
+        while True:
+            await asyncio.sleep(every)
+            if self._writes != seen:
+                seen = self._writes
+                try:
+                    await asyncio.to_thread(self._checkpoint, "PASSIVE")
+                except sqlite3.Error as exc:  # busy, I/O: the next pass tries again
+                    log.warning("WAL checkpoint failed: %s", exc)
+
     async def dispose(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoints
+            self._checkpoints = None
+            with contextlib.suppress(sqlite3.Error):
+                self._checkpoint("TRUNCATE")  # leave a compact file behind
         if self._sync_engine is not None:
             self._sync_engine.dispose()
         if self._lock_file is not None:
@@ -228,6 +274,7 @@ class Database:
             async with self._write_lock:
                 with self._sync_engine.begin() as conn:
                     yield SyncConn(conn)
+                self._writes += 1
         else:
             assert self._engine is not None
             async with self._engine.begin() as aconn:

@@ -3,6 +3,7 @@ prepared statement run as a ``Plan`` gives what SQLAlchemy gives for the same ca
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import pkgutil
 from collections.abc import AsyncIterator
@@ -132,3 +133,26 @@ async def test_calls_a_plan_cannot_run_go_to_sqlalchemy(store: Store) -> None:
         raw = conn.connection.driver_connection
         assert insert.run(raw, [{"id": "x", "function": "f"}]) is None  # input_json: no default
         conn.rollback()
+
+
+async def test_the_wal_is_checkpointed_in_the_background_and_emptied_on_close(
+        tmp_path: Path) -> None:
+    path = tmp_path / "ckpt.db"
+    s = Store(f"sqlite:///{path}")
+    await s.open()
+    try:
+        before = path.stat().st_size
+        async with s.write() as tx:  # ~2 MB of rows, into the WAL
+            await tx.runs.insert_many([run_row(f"big{i}", input_json="x" * 20_000)
+                                       for i in range(100)])
+        assert path.stat().st_size == before  # not in the database file yet
+        assert Path(f"{path}-wal").stat().st_size > 2_000_000
+        for _ in range(50):
+            await asyncio.sleep(0.1)
+            if path.stat().st_size > 2_000_000:
+                break
+        assert path.stat().st_size > 2_000_000  # copied without any commit paying for it
+    finally:
+        await s.close()
+    wal = Path(f"{path}-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
