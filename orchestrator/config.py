@@ -36,6 +36,9 @@ class Settings:
     """Longest delay between delivery attempts to an unreachable app."""
     cron_grace: float = 60.0
     """A cron tick missed while no orchestrator ran fires once on start if this recent."""
+    db_pool_size: int = 20
+    """PostgreSQL connections held by this replica (a transaction beyond them waits for
+    one; opening and closing connections under load costs far more than waiting)."""
     max_body_bytes: int = 4 * 1024 * 1024
     """Largest REST request body."""
     worker_id: str = field(default_factory=lambda: secrets.token_hex(6))
@@ -60,6 +63,7 @@ class Settings:
                                            cls.unreachable_timeout),
             delivery_backoff_max=_env_float("DURABLE_DELIVERY_BACKOFF_MAX",
                                             cls.delivery_backoff_max),
+            db_pool_size=int(_env_float("DURABLE_DB_POOL_SIZE", cls.db_pool_size)),
         )
         for k, v in overrides.items():
             if v is not None:

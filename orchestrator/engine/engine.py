@@ -62,7 +62,7 @@ class Engine:
         if not settings.signing_key:
             raise ValueError("a signing key is required (DURABLE_SIGNING_KEY)")
         self.settings = settings
-        self.store = Store(settings.database_url)
+        self.store = Store(settings.database_url, pool_size=settings.db_pool_size)
         self.notifier = Notifier()
         self.registry = Registry(self.store)
         self.hub = Hub(self.store, self.registry, self.notifier)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from orchestrator.store import Store
 from sdk.function import Retry
+
+log = logging.getLogger("orchestrator.registry")
 
 
 @dataclass(frozen=True)
@@ -43,11 +47,17 @@ class FunctionInfo:
 
 
 class Registry:
+    """Functions by name, from memory. Entries older than ``ttl`` (other replicas register
+    apps too) are served while one reload runs in the background; only a name not known
+    at all waits for a reload. Reloads are single-flight: callers share the one running
+    (most callers are inside a transaction, and each reload takes a connection)."""
+
     def __init__(self, store: Store, ttl: float = 5.0) -> None:
         self.store = store
         self.ttl = ttl
         self._fns: dict[str, FunctionInfo] = {}
         self._loaded_at = 0.0
+        self._reloading: asyncio.Future[None] | None = None
 
     async def reload(self) -> None:
         async with self.store.read() as tx:
@@ -65,6 +75,20 @@ class Registry:
         return (await self.get_many({name})).get(name)
 
     async def get_many(self, names: set[str]) -> dict[str, FunctionInfo]:
-        if any(n not in self._fns for n in names) or time.monotonic() - self._loaded_at > self.ttl:
-            await self.reload()
+        if any(n not in self._fns for n in names):
+            await asyncio.shield(self._reload_once())
+        elif time.monotonic() - self._loaded_at > self.ttl:
+            self._reload_once()  # in the background; this call is served from memory
         return {n: self._fns[n] for n in names if n in self._fns}
+
+    def _reload_once(self) -> asyncio.Future[None]:
+        if self._reloading is None:
+            fut = asyncio.ensure_future(self.reload())
+            self._reloading = fut
+            fut.add_done_callback(self._reloaded)
+        return self._reloading
+
+    def _reloaded(self, fut: asyncio.Future[None]) -> None:
+        self._reloading = None
+        if not fut.cancelled() and fut.exception() is not None:
+            log.warning("reloading the function registry failed: %r", fut.exception())

@@ -37,8 +37,8 @@ class Tx:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
-        self.db = Database(url)
+    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+        self.db = Database(url, pool_size=pool_size)
 
     @property
     def backend(self) -> Backend:
