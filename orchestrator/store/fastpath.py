@@ -1,10 +1,12 @@
-"""Hot statements on embedded SQLite, run straight on the driver.
+"""Hot statements run straight on the driver (sqlite3, asyncpg).
 
 SQLAlchemy Core costs ~45 us per ``execute`` on top of the ~15 us SQLite itself takes
 (cache-key generation, parameter processing, result metadata): with ~10 statements per
-run, the single largest share of the orchestrator's CPU. A ``Plan`` compiles a prepared
-statement (``store.base.prepared``) once, with the SQLite dialect, into SQL text and the
-recipe for its parameters and rows; ``SyncConn`` then runs it on the sqlite3 connection.
+run, the single largest share of the orchestrator's CPU; on PostgreSQL its asyncpg
+adapter (greenlets) doubled a statement's cost. A plan compiles a prepared statement
+(``store.base.prepared``) once, with the backend's dialect, into SQL text and the recipe
+for its parameters and rows; ``db.SyncConn`` runs a ``Plan`` on the sqlite3 connection,
+``db.PgConn`` a ``PgPlan`` on the asyncpg one.
 What comes back looks like SQLAlchemy's result where the repositories use it: iteration,
 ``first()``, ``all()``, ``scalar()``, ``rowcount``; rows with attribute and index access
 and ``_asdict()``.
@@ -90,22 +92,10 @@ class Plan:
 
     @classmethod
     def _build(cls, stmt: Any, dialect: Dialect) -> Plan | None:
-        c: Any = stmt.compile(dialect=dialect)
-        if c.insert_prefetch or c.update_prefetch or c.literal_execute_params:
+        shape = _analyse(stmt, dialect)
+        if shape is None:
             return None
-        if c.positiontup is None:
-            return None
-        table = stmt.table if isinstance(stmt, Insert) else None
-        processors = c._bind_processors
-        slots = []
-        for name in c.positiontup:
-            bp = c.binds[name]
-            default = _MISSING if bp.required else bp.value
-            if bp.callable is not None:
-                return None
-            if default is _MISSING and table is not None and bp.key in table.c:
-                default = _insert_default(table.c[bp.key])
-            slots.append(_Slot(bp.key, default, bool(bp.expanding), processors.get(name)))
+        c, slots, columns = shape
         sql: str | list[str] = c.string
         if any(s.expanding for s in slots):
             # "a IN (__[POSTCOMPILE_x])": text pieces between the lists, in slot order
@@ -115,13 +105,9 @@ class Plan:
             if names != expanding:
                 return None
             sql = _POSTCOMPILE.split(sql)[::2]
-        columns = [rc[0] for rc in c._result_columns]
         row: Any = None
         procs: list[Callable[[Any], Any] | None] | None = None
         if columns:
-            if any(not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_")
-                   for n in columns) or len(set(columns)) != len(columns):
-                return None
             row = _row_class(columns)
             procs = [rc[3]._cached_result_processor(dialect, None) for rc in c._result_columns]
             if not any(procs):
@@ -194,6 +180,129 @@ class Plan:
             i += 1
             sql.append(pieces[i])
         return "".join(sql), out
+
+
+def _analyse(stmt: Any, dialect: Dialect) -> tuple[Any, list[_Slot], list[str]] | None:
+    """Compile ``stmt``; its parameter slots and result column names, or None if a plan
+    could not reproduce what SQLAlchemy does with it."""
+    c: Any = stmt.compile(dialect=dialect)
+    if c.insert_prefetch or c.update_prefetch or c.literal_execute_params:
+        return None
+    if c.positiontup is None:
+        return None
+    table = stmt.table if isinstance(stmt, Insert) else None
+    processors = c._bind_processors
+    slots = []
+    for name in c.positiontup:
+        bp = c.binds[name]
+        if bp.callable is not None:
+            return None
+        default = _MISSING if bp.required else bp.value
+        if default is _MISSING and table is not None and bp.key in table.c:
+            default = _insert_default(table.c[bp.key])
+        slots.append(_Slot(bp.key, default, bool(bp.expanding), processors.get(name)))
+    columns = [rc[0] for rc in c._result_columns]
+    if any(not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_")
+           for n in columns) or len(set(columns)) != len(columns):
+        return None
+    return c, slots, columns
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+# "x IN (__[POSTCOMPILE_p])" / "x NOT IN (...)": asyncpg takes a list as one array
+# parameter, so the plan says "x = ANY($n)" / "x <> ALL($n)" (the same truth table,
+# empty lists included) and one statement text serves every list length.
+_PG_IN = re.compile(r"(NOT )?IN \(__\[POSTCOMPILE_(\w+)\]\)")
+# column types asyncpg hands back as the Python values SQLAlchemy would give
+_PG_NATIVE = ("String", "Integer", "BigInteger", "Float", "Boolean", "Text", "AutoString")
+
+
+class PgPlan:
+    """A statement compiled once for PostgreSQL (asyncpg), run on the asyncpg connection
+    (see ``db.PgConn`` for how it joins the transaction)."""
+
+    def __init__(self, stmt: Any, sql: str, slots: list[_Slot], order: list[int],
+                 row: Any, returns_rows: bool) -> None:
+        self.stmt = stmt
+        self._sql = sql
+        self._slots = slots
+        self._order = order  # slot indexes in the order of $1..$n
+        self._row = row
+        self._returns_rows = returns_rows
+
+    @classmethod
+    def build(cls, stmt: Any, dialect: Dialect) -> PgPlan | None:
+        try:
+            return cls._build(stmt, dialect)
+        except Exception:  # anything unforeseen: SQLAlchemy runs it, as before
+            return None
+
+    @classmethod
+    def _build(cls, stmt: Any, dialect: Dialect) -> PgPlan | None:
+        shape = _analyse(stmt, dialect)
+        if shape is None:
+            return None
+        c, slots, columns = shape
+        for rc in c._result_columns:
+            t = rc[3]
+            if type(t).__name__ not in _PG_NATIVE or getattr(t, "asdecimal", False):
+                return None
+        # SQLAlchemy numbers the plain parameters $1..$m in slot order; the lists follow
+        plain = [i for i, s in enumerate(slots) if not s.expanding]
+        lists = {c.positiontup[i]: i for i, s in enumerate(slots) if s.expanding}
+        order = list(plain)
+        number: dict[str, int] = {}
+
+        def to_any(m: re.Match[str]) -> str:
+            name = m.group(2)
+            if name not in number:
+                order.append(lists[name])
+                number[name] = len(order)
+            return f"{'<> ALL' if m.group(1) else '= ANY'}(${number[name]})"
+
+        sql = _PG_IN.sub(to_any, c.string)
+        if "POSTCOMPILE" in sql or len(order) != len(slots):
+            return None
+        row = _row_class(columns) if columns else None
+        return cls(stmt, sql, slots, order, row, bool(columns))
+
+    async def run(self, conn: Any, parameters: Any) -> Result | None:
+        """Run on the asyncpg connection ``conn``; None if this call needs SQLAlchemy."""
+        if isinstance(parameters, list):
+            if self._returns_rows:
+                return None
+            rows = [self._bind(p) for p in parameters]
+            if any(r is None for r in rows):
+                return None
+            await conn.executemany(self._sql, rows)
+            return Result([], -1)
+        values = self._bind(parameters or {})
+        if values is None:
+            return None
+        if self._returns_rows:
+            make = self._row._make
+            rows = [make(r) for r in await conn.fetch(self._sql, *values)]
+            return Result(rows, len(rows))
+        status = await conn.execute(self._sql, *values)  # e.g. "UPDATE 3"
+        count = status.rsplit(" ", 1)[-1]
+        return Result([], int(count) if count.isdigit() else -1)
+
+    def _bind(self, given: Mapping[str, Any]) -> list[Any] | None:
+        out = []
+        for i in self._order:
+            s = self._slots[i]
+            v = given.get(s.key, s.default)
+            if v is _MISSING:
+                return None
+            if s.expanding:
+                if isinstance(v, str) or not isinstance(v, Sequence | set | frozenset):
+                    return None
+                v = list(v) if s.process is None else [s.process(x) for x in v]
+            elif s.process is not None and v is not None:
+                v = s.process(v)
+            out.append(v)
+        return out
 
 
 def _row_class(columns: list[str]) -> Any:
