@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
@@ -35,8 +36,13 @@ def ssl_context() -> ssl.SSLContext:
 
 
 def lean_transport() -> httpx.AsyncBaseTransport | None:
-    """The lean keep-alive transport if httptools is installed, else None (httpx's)."""
-    return AppTransport(ssl_context) if AppTransport is not None else None
+    """The lean keep-alive transport if httptools is installed and no proxy is configured
+    in the environment (it speaks to origins directly); else None: httpx's own, which
+    honours ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY`` as it always did."""
+    proxies = urllib.request.getproxies()
+    if AppTransport is None or any(proxies.get(k) for k in ("http", "https", "all")):
+        return None
+    return AppTransport(ssl_context)
 
 
 class _OriginPool:

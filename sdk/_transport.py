@@ -82,6 +82,10 @@ class _Connection(asyncio.Protocol):
         self._headers_done = True
         self._status = self._parser.get_status_code()
 
+    def _interim(self) -> bool:
+        """An informational answer (100 Continue, 103 Early Hints): the real one follows."""
+        return 100 <= self._status < 200 and self._status != 101
+
     def on_body(self, body: bytes) -> None:
         self._size += len(body)
         if self._size > MAX_RESPONSE_BYTES:
@@ -90,6 +94,9 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._interim():
+            self._headers_done, self._status, self._headers = False, 0, []
+            return
         self.keep_alive = self._parser.should_keep_alive()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)

@@ -122,6 +122,24 @@ async def test_chunked_and_close_delimited_bodies(client: httpx.AsyncClient) -> 
         assert (r.status_code, r.content) == (200, b"all of it")
 
 
+async def test_an_informational_answer_is_skipped(client: httpx.AsyncClient) -> None:
+    async def early_hints(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:
+            await read_request(r)
+            w.write(b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\n")
+            await w.drain()
+            await asyncio.sleep(0.05)
+            w.write(response(b"final"))
+            await w.drain()
+
+    async with server(early_hints) as (url, peers):
+        for _ in range(2):
+            r = await client.get(url)
+            assert (r.status_code, r.content) == (200, b"final")
+            assert "link" not in r.headers
+        assert len(peers) == 1
+
+
 async def test_connection_close_is_honoured(client: httpx.AsyncClient) -> None:
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         while True:
@@ -274,6 +292,16 @@ async def test_https_with_server_name_check(self_signed: tuple[Path, Path]) -> N
         async with httpx.AsyncClient(transport=AppTransport(_pool.ssl_context)) as c:
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await c.get(url)
+
+
+def test_a_proxy_in_the_environment_means_httpx_s_own_transport(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert isinstance(_pool.lean_transport(), AppTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert _pool.lean_transport() is None  # httpx honours the proxy, as it always did
 
 
 async def test_the_pool_falls_back_to_httpx_without_httptools(
