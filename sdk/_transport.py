@@ -152,7 +152,7 @@ class AppTransport(httpx.AsyncBaseTransport):
         origin = (scheme, url.host, url.port or (443 if scheme == "https" else 80))
         timeouts = request.extensions.get("timeout", {})
         body = await request.aread()
-        head = self._head(request)
+        head = self._head(request, body)
         conn = self._take_idle(origin)
         reused = conn is not None
         if conn is None:
@@ -202,9 +202,16 @@ class AppTransport(httpx.AsyncBaseTransport):
         return None
 
     @staticmethod
-    def _head(request: httpx.Request) -> bytes:
+    def _head(request: httpx.Request, body: bytes) -> bytes:
         lines = [request.method.encode() + b" " + request.url.raw_path + b" HTTP/1.1"]
-        lines += [k + b": " + v for k, v in request.headers.raw]
+        framed = False
+        for k, v in request.headers.raw:
+            if k.lower() == b"transfer-encoding":  # a streamed body, read whole: re-framed
+                continue
+            framed = framed or k.lower() == b"content-length"
+            lines.append(k + b": " + v)
+        if not framed and (body or request.method in ("POST", "PUT", "PATCH")):
+            lines.append(b"content-length: %d" % len(body))
         return b"\r\n".join(lines) + b"\r\n\r\n"
 
     async def _connect(self, origin: Origin, timeout: float | None,

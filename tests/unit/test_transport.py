@@ -103,6 +103,26 @@ async def test_large_bodies_both_ways(client: httpx.AsyncClient) -> None:
         assert r.content == big * 5
 
 
+async def test_a_streamed_request_body_is_sent_with_its_length(
+        client: httpx.AsyncClient) -> None:
+    async def parts() -> AsyncIterator[bytes]:
+        for chunk in (b"one ", b"two ", b"three"):
+            yield chunk
+
+    seen: list[dict[bytes, bytes]] = []
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        _, headers, body = await read_request(r)
+        seen.append(headers)
+        w.write(response(body))
+        await w.drain()
+
+    async with server(handler) as (url, _):
+        r = await client.post(url, content=parts())
+        assert r.content == b"one two three"
+    assert b"transfer-encoding" not in seen[0] and seen[0][b"content-length"] == b"13"
+
+
 async def test_chunked_and_close_delimited_bodies(client: httpx.AsyncClient) -> None:
     async def chunked(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         await read_request(r)
