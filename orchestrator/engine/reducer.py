@@ -78,11 +78,18 @@ class Reducer:
     async def _apply_all(self, tx: Tx, batch: list[tuple[Claim, Outcome]], fx: Effects) -> None:
         fences = await tx.queue.fences([c.run_id for c, _ in batch])
         now = time.time()
+        live = []
         for claim, outcome in batch:
             if fences.get(claim.run_id) != (self.settings.worker_id, claim.claims):
                 log.info("discarded the answer to %s: its lease was lost or the run ended",
                          claim.call_id)
-                continue
+            else:
+                live.append((claim, outcome))
+        # the steps of every answer in one statement (one round trip on PostgreSQL), before
+        # anything reads a memo
+        await tx.steps.record([self._step_row(c.run_id, e) for c, o in live
+                               if isinstance(o, Delivered) for e in o.answer.get("steps", [])])
+        for claim, outcome in live:
             if isinstance(outcome, Failed):
                 await self._delivery_failed(tx, claim, outcome, now, fx)
             else:
@@ -118,8 +125,7 @@ class Reducer:
         a = d.answer
         if getattr(c.run, "start_timeout_at", None) is not None:
             await tx.runs.started(c.run_id)
-        rows = [self._step_row(c.run_id, e) for e in a.get("steps", [])]
-        await tx.steps.record(rows)
+        # (its steps are recorded: _apply_all records every answer's at once)
         if a.get("events"):
             await ingest_events(tx, a["events"], now, fx)  # sets fx.wake if work fell due
         status = a["status"]
