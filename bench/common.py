@@ -38,7 +38,8 @@ def stack(database_url: str | None = None) -> Iterator[tuple[Client, str, procs.
     """The bench app under uvicorn and an orchestrator, on loopback; a client."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     app, app_url = procs.app(tmp, "bench.app:app")
-    orch, base = procs.orchestrator(tmp, db_url=database_url, app_url=app_url)
+    orch, base = procs.orchestrator(tmp, db_url=database_url, app_url=app_url,
+                                    lease_ttl=None)  # the defaults, not the tests' settings
     app.start()
     orch.start()
     try:

@@ -75,12 +75,16 @@ class Proc:
 
 
 def orchestrator(tmp: Path, port: int | None = None, *, db_url: str | None = None,
-                 app_url: str | None = None, extra_env: Mapping[str, str] | None = None
-                 ) -> tuple[Proc, str]:
+                 app_url: str | None = None, extra_env: Mapping[str, str] | None = None,
+                 lease_ttl: float | None = 2.0) -> tuple[Proc, str]:
+    """An orchestrator process; ``lease_ttl`` is short for tests (crash takeovers are
+    quick), None for the default (benchmarks)."""
     port = port or free_port()
     db_url = db_url or f"sqlite:///{tmp / 'orchestrator.db'}"
     args = [sys.executable, "-m", "orchestrator", "dev", "--port", str(port),
-            "--database-url", db_url, "--lease-ttl", "2", "--log-level", "warning"]
+            "--database-url", db_url, "--log-level", "warning"]
+    if lease_ttl is not None:
+        args += ["--lease-ttl", str(lease_ttl)]
     if app_url:
         args += ["--app", app_url]
     env = {"DURABLE_SIGNING_KEY": SIGNING_KEY, "DURABLE_API_KEY": API_KEY,
