@@ -25,7 +25,7 @@ import re
 import sqlite3
 from collections import namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
@@ -71,7 +71,21 @@ class _Slot:
         self.process = process
 
 
-class Plan:
+class _Built:
+    @classmethod
+    def build(cls, stmt: Any, dialect: Dialect) -> Self | None:
+        """The plan of ``stmt``, or None if SQLAlchemy is to run it."""
+        try:
+            return cls._build(stmt, dialect)
+        except Exception:  # anything unforeseen: SQLAlchemy runs it, as before
+            return None
+
+    @classmethod
+    def _build(cls, stmt: Any, dialect: Dialect) -> Self | None:
+        raise NotImplementedError
+
+
+class Plan(_Built):
     """A statement compiled once for SQLite, run on the driver connection."""
 
     def __init__(self, stmt: Any, sql: str | list[str], slots: list[_Slot],
@@ -84,14 +98,7 @@ class Plan:
         self._expands = any(s.expanding for s in slots)
 
     @classmethod
-    def build(cls, stmt: Any, dialect: Dialect) -> Plan | None:
-        try:
-            return cls._build(stmt, dialect)
-        except Exception:  # anything unforeseen: SQLAlchemy runs it, as before
-            return None
-
-    @classmethod
-    def _build(cls, stmt: Any, dialect: Dialect) -> Plan | None:
+    def _build(cls, stmt: Any, dialect: Dialect) -> Self | None:
         shape = _analyse(stmt, dialect)
         if shape is None:
             return None
@@ -218,7 +225,7 @@ _PG_IN = re.compile(r"(NOT )?IN \(__\[POSTCOMPILE_(\w+)\]\)")
 _PG_NATIVE = ("String", "Integer", "BigInteger", "Float", "Boolean", "Text", "AutoString")
 
 
-class PgPlan:
+class PgPlan(_Built):
     """A statement compiled once for PostgreSQL (asyncpg), run on the asyncpg connection
     (see ``db.PgConn`` for how it joins the transaction)."""
 
@@ -232,14 +239,7 @@ class PgPlan:
         self._returns_rows = returns_rows
 
     @classmethod
-    def build(cls, stmt: Any, dialect: Dialect) -> PgPlan | None:
-        try:
-            return cls._build(stmt, dialect)
-        except Exception:  # anything unforeseen: SQLAlchemy runs it, as before
-            return None
-
-    @classmethod
-    def _build(cls, stmt: Any, dialect: Dialect) -> PgPlan | None:
+    def _build(cls, stmt: Any, dialect: Dialect) -> Self | None:
         shape = _analyse(stmt, dialect)
         if shape is None:
             return None
