@@ -26,6 +26,7 @@ class Effects:
     registry: Registry
     lease: Lease | None = None
     ended: list[str] = field(default_factory=list)
+    """Runs ended: their queue rows and waits are deleted before the commit."""
     wake: bool = False
     advancing: set[str] = field(default_factory=set)
     """Workflow runs being advanced in this transaction (guards re-entry)."""
@@ -68,7 +69,11 @@ class Hub:
         async def attempt(tx: Tx) -> T:
             nonlocal fx
             fx = self.effects()
-            return await work(tx, fx)
+            result = await work(tx, fx)
+            if fx.ended:  # the queue rows and waits of the runs ended, in one go
+                await tx.queue.remove(fx.ended)
+                await tx.waits.remove(fx.ended)
+            return result
 
         result = await self.store.transact(attempt)
         assert fx is not None
@@ -119,8 +124,8 @@ async def end_run(
     advance the workflow. Ending a run that has already ended changes nothing."""
     if not await tx.runs.finish(run.id, status, output_json, error_json, now):
         return
-    await tx.queue.remove([run.id])
-    await tx.waits.remove([run.id])  # a pending wait, or the run's cancel_on waits
+    # its queue row, a pending wait and its cancel_on waits go when the transaction's
+    # work is done (``Hub.transact``): one statement for all the runs it ended
     fx.ended.append(run.id)
     if run.parent_id and run.parent_waits:
         left = await tx.runs.child_done(run.parent_id)
