@@ -37,7 +37,7 @@ class Tx:
 
 
 class Store:
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 40) -> None:
         self.db = Database(url, pool_size=pool_size)
 
     @property

@@ -207,7 +207,7 @@ class DatabaseInUse(RuntimeError):
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 20) -> None:
+    def __init__(self, url: str, *, pool_size: int = 40) -> None:
         self.url = normalize_url(url)
         self.backend: Backend
         self._engine: AsyncEngine | None = None
