@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl as ssl_mod
+import time
 from collections.abc import Callable
 from typing import cast
 
@@ -25,6 +26,9 @@ import httptools
 import httpx
 
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # beyond any valid answer (protocol limit 32 MiB)
+KEEPALIVE_EXPIRY = 4.0
+"""Seconds an idle connection is kept for reuse: servers close theirs after a few seconds
+(uvicorn: 5), and a request sent as the server closes must be sent again."""
 
 Origin = tuple[str, str, int]
 
@@ -36,6 +40,7 @@ class _Connection(asyncio.Protocol):
         self.origin = origin
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[None] | None = None
         self._got_bytes = False
@@ -187,6 +192,7 @@ class AppTransport(httpx.AsyncBaseTransport):
         finally:
             self._busy.discard(conn)
         if conn.keep_alive and not conn.closed:
+            conn.idle_since = time.monotonic()
             self._idle.setdefault(origin, []).append(conn)
         else:
             conn.close()
@@ -195,10 +201,14 @@ class AppTransport(httpx.AsyncBaseTransport):
 
     def _take_idle(self, origin: Origin) -> _Connection | None:
         idle = self._idle.get(origin)
+        if not idle:
+            return None
+        expired = time.monotonic() - KEEPALIVE_EXPIRY
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            if not conn.closed and conn.idle_since >= expired:
                 return conn
+            conn.close()
         return None
 
     @staticmethod

@@ -173,6 +173,18 @@ async def test_connection_close_is_honoured(client: httpx.AsyncClient) -> None:
         assert len(peers) == 2  # a new connection for the second request
 
 
+async def test_a_connection_idle_too_long_is_not_reused(
+        client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_transport, "KEEPALIVE_EXPIRY", 0.2)
+    async with server(echo_forever) as (url, peers):
+        await client.get(url)
+        await client.get(url)
+        assert len(peers) == 1
+        await asyncio.sleep(0.3)
+        await client.get(url)
+        assert len(peers) == 2
+
+
 async def test_an_idle_connection_the_server_closed_is_replaced_transparently(
         client: httpx.AsyncClient) -> None:
     async def one_per_connection(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
