@@ -70,6 +70,18 @@ class _Slot:
         self.expanding = expanding
         self.process = process
 
+    def value(self, given: Mapping[str, Any]) -> Any:
+        """The value to bind from the call's parameters (a list for an ``IN``), processed
+        as SQLAlchemy would; ``_MISSING`` if the call does not give what the plan needs."""
+        v = given.get(self.key, self.default)
+        if v is _MISSING:
+            return v
+        if self.expanding:
+            if isinstance(v, str) or not isinstance(v, Sequence | set | frozenset):
+                return _MISSING
+            return list(v) if self.process is None else [self.process(x) for x in v]
+        return v if self.process is None or v is None else self.process(v)
+
 
 class _Built:
     @classmethod
@@ -158,13 +170,8 @@ class Plan(_Built):
         return Result(rows, cur.rowcount)
 
     def _bind(self, given: Mapping[str, Any]) -> list[Any] | None:
-        out = []
-        for s in self._slots:
-            v = given.get(s.key, s.default)
-            if v is _MISSING:
-                return None
-            out.append(v if s.process is None or v is None else s.process(v))
-        return out
+        out = [s.value(given) for s in self._slots]
+        return None if any(v is _MISSING for v in out) else out
 
     def _bind_expanding(self, given: Mapping[str, Any]) -> tuple[str, list[Any]] | None:
         pieces = self._sql
@@ -173,17 +180,16 @@ class Plan(_Built):
         out: list[Any] = []
         i = 0
         for s in self._slots:
-            v = given.get(s.key, s.default)
+            v = s.value(given)
             if v is _MISSING:
                 return None
             if not s.expanding:
-                out.append(v if s.process is None or v is None else s.process(v))
+                out.append(v)
                 continue
-            if not isinstance(v, Sequence | set | frozenset) or isinstance(v, str) or not v:
+            if not v:
                 return None  # an empty IN list: SQLAlchemy renders its special form
-            vals = list(v) if s.process is None else [s.process(x) for x in v]
-            out.extend(vals)
-            sql.append(", ".join("?" * len(vals)))
+            out.extend(v)
+            sql.append(", ".join("?" * len(v)))
             i += 1
             sql.append(pieces[i])
         return "".join(sql), out
@@ -289,20 +295,8 @@ class PgPlan(_Built):
         return Result([], int(count) if count.isdigit() else -1)
 
     def _bind(self, given: Mapping[str, Any]) -> list[Any] | None:
-        out = []
-        for i in self._order:
-            s = self._slots[i]
-            v = given.get(s.key, s.default)
-            if v is _MISSING:
-                return None
-            if s.expanding:
-                if isinstance(v, str) or not isinstance(v, Sequence | set | frozenset):
-                    return None
-                v = list(v) if s.process is None else [s.process(x) for x in v]
-            elif s.process is not None and v is not None:
-                v = s.process(v)
-            out.append(v)
-        return out
+        out = [self._slots[i].value(given) for i in self._order]
+        return None if any(v is _MISSING for v in out) else out
 
 
 def _row_class(columns: list[str]) -> Any:
