@@ -9,27 +9,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from orchestrator.api.parse import epoch, only, run_filter
-from orchestrator.api.responses import JSON, read_json, want_object, want_str
+from orchestrator.api.responses import JSON, engine_of, read_body, want_object, want_str
 from orchestrator.engine.control import FROM
-from orchestrator.engine.engine import MAX_BULK, Engine, RunSpec
+from orchestrator.engine.engine import MAX_BULK, RunSpec
 from orchestrator.errors import Invalid
-
-
-def _engine(request: Request) -> Engine:
-    return request.app.state.engine  # type: ignore[no-any-return]
-
-
-async def _body(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
-    engine = _engine(request)
-    if empty_ok and request.headers.get("content-length") in (None, "0"):
-        return {}
-    return want_object(await read_json(request, engine.settings.max_body_bytes))
 
 
 async def bulk_runs(request: Request) -> JSON:
     """``{"function": f, "inputs": [...]}`` or ``{"runs": [{function, input,
     idempotency_key?}, ...]}``: all started in one transaction."""
-    body = await _body(request)
+    body = await read_body(request)
     specs: list[RunSpec] = []
     if "runs" in body:
         only(body, {"runs"})
@@ -54,22 +43,22 @@ async def bulk_runs(request: Request) -> JSON:
         specs = [RunSpec(fn, x) for x in inputs]
     if len(specs) > MAX_BULK:
         raise Invalid(f"at most {MAX_BULK} runs per request", "runs")
-    ids = await _engine(request).start_runs(specs)
+    ids = await engine_of(request).start_runs(specs)
     return JSON({"ids": ids}, status_code=201)
 
 
 async def cancel_run(request: Request) -> JSON:
-    body = await _body(request, empty_ok=True)
+    body = await read_body(request, empty_ok=True)
     only(body, {"reason"})
     reason = want_str(body, "reason", required=False)
-    return JSON(await _engine(request).cancel_run(request.path_params["run_id"], reason))
+    return JSON(await engine_of(request).cancel_run(request.path_params["run_id"], reason))
 
 
 async def cancel_runs(request: Request) -> JSON:
-    body = await _body(request)
+    body = await read_body(request)
     only(body, {"function", "status", "since", "until", "limit", "reason"})
     reason = want_str(body, "reason", required=False)
-    return JSON(await _engine(request).cancel_runs(run_filter(body), reason))
+    return JSON(await engine_of(request).cancel_runs(run_filter(body), reason))
 
 
 def _from(body: dict[str, Any]) -> str:
@@ -80,65 +69,65 @@ def _from(body: dict[str, Any]) -> str:
 
 
 async def replay_run(request: Request) -> JSON:
-    body = await _body(request, empty_ok=True)
+    body = await read_body(request, empty_ok=True)
     only(body, {"from", "input"})
     start = _from(body)
     if "input" in body and start != "start":
         raise Invalid("a new 'input' needs \"from\": \"start\"", "input")
     kwargs = {"input": body["input"]} if "input" in body else {}
-    return JSON(await _engine(request).replay_run(request.path_params["run_id"], start,
+    return JSON(await engine_of(request).replay_run(request.path_params["run_id"], start,
                                                   **kwargs))
 
 
 async def replay_runs(request: Request) -> JSON:
-    body = await _body(request)
+    body = await read_body(request)
     only(body, {"function", "status", "since", "until", "limit", "from"})
-    return JSON(await _engine(request).replay_runs(run_filter(body), _from(body)))
+    return JSON(await engine_of(request).replay_runs(run_filter(body), _from(body)))
 
 
 async def create_schedule(request: Request) -> JSON:
-    body = await _body(request)
+    body = await read_body(request)
     only(body, {"function", "input", "at"})
     fn = want_str(body, "function")
     if "at" not in body:
         raise Invalid("'at' is required", "at")
     assert fn is not None
-    out = await _engine(request).create_schedule(fn, epoch(body["at"], "at"), body.get("input"))
+    out = await engine_of(request).create_schedule(fn, epoch(body["at"], "at"), body.get("input"))
     return JSON(out, status_code=201)
 
 
 async def list_schedules(request: Request) -> JSON:
     fn = request.query_params.get("function")
-    return JSON({"schedules": await _engine(request).list_schedules(fn, 1000)})
+    return JSON({"schedules": await engine_of(request).list_schedules(fn, 1000)})
 
 
 async def get_schedule(request: Request) -> JSON:
-    return JSON(await _engine(request).get_schedule(request.path_params["sid"]))
+    return JSON(await engine_of(request).get_schedule(request.path_params["sid"]))
 
 
 async def delete_schedule(request: Request) -> Response:
-    await _engine(request).delete_schedule(request.path_params["sid"])
+    await engine_of(request).delete_schedule(request.path_params["sid"])
     return Response(status_code=204)
 
 
 async def create_cron(request: Request) -> JSON:
-    body = await _body(request)
+    body = await read_body(request)
     only(body, {"function", "expression", "timezone", "input"})
     fn = want_str(body, "function")
     expr = want_str(body, "expression")
     tz = want_str(body, "timezone", required=False) or "UTC"
     assert fn is not None and expr is not None
-    out = await _engine(request).create_cron(fn, expr, tz, body.get("input"))
+    out = await engine_of(request).create_cron(fn, expr, tz, body.get("input"))
     return JSON(out, status_code=201)
 
 
 async def list_crons(request: Request) -> JSON:
     fn = request.query_params.get("function")
-    return JSON({"crons": await _engine(request).list_crons(fn)})
+    return JSON({"crons": await engine_of(request).list_crons(fn)})
 
 
 async def delete_cron(request: Request) -> Response:
-    await _engine(request).delete_cron(request.path_params["cid"])
+    await engine_of(request).delete_cron(request.path_params["cid"])
     return Response(status_code=204)
 
 

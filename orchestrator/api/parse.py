@@ -11,6 +11,8 @@ from orchestrator.engine.engine import RunFilter
 from orchestrator.errors import Invalid
 from sdk import protocol as p
 
+STATUSES = tuple(p.RunStatus)
+
 
 def epoch(value: Any, field: str) -> float:
     """Epoch seconds from a number or an ISO-8601 string with a time zone."""
@@ -53,7 +55,7 @@ def run_filter(body: dict[str, Any], *, max_limit: int = 10_000) -> RunFilter:
         raise Invalid("'function' must be a string", "function")
     status = body.get("status", [])
     statuses = [status] if isinstance(status, str) else status
-    if not isinstance(statuses, list) or any(s not in tuple(p.RunStatus) for s in statuses):
+    if not isinstance(statuses, list) or any(s not in STATUSES for s in statuses):
         raise Invalid(f"'status' must be one or a list of {[s.value for s in p.RunStatus]}",
                       "status")
     since = epoch(body["since"], "since") if body.get("since") is not None else None

@@ -8,7 +8,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from orchestrator.engine.engine import Engine
 from orchestrator.errors import ApiError, Invalid, TooLarge
+
+
+def engine_of(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
 
 
 class JSON(Response):
@@ -20,6 +25,13 @@ class JSON(Response):
 
 def error_response(err: ApiError) -> JSON:
     return JSON(err.body(), status_code=err.status)
+
+
+async def read_body(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
+    """The request's JSON object (``{}`` for no body when ``empty_ok``), size-limited."""
+    if empty_ok and request.headers.get("content-length") in (None, "0"):
+        return {}
+    return want_object(await read_json(request, engine_of(request).settings.max_body_bytes))
 
 
 async def read_json(request: Request, limit: int) -> Any:

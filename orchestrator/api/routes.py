@@ -9,23 +9,20 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from orchestrator.api.openapi import OPENAPI
-from orchestrator.api.parse import float_param, only
-from orchestrator.api.responses import JSON, read_json, want_object, want_str
-from orchestrator.engine.engine import Engine
+from orchestrator.api.parse import STATUSES, float_param, only
+from orchestrator.api.responses import (
+    JSON,
+    engine_of,
+    read_body,
+    read_json,
+    want_object,
+    want_str,
+)
 from orchestrator.errors import Invalid
 from sdk import protocol as p
 from sdk.function import NAME_RE
 
-STATUSES = tuple(p.RunStatus)
 MAX_EVENTS_PER_REQUEST = 1000
-
-
-def _engine(request: Request) -> Engine:
-    return request.app.state.engine  # type: ignore[no-any-return]
-
-
-def _limit(request: Request) -> int:
-    return _engine(request).settings.max_body_bytes
 
 
 async def healthz(request: Request) -> JSON:
@@ -33,7 +30,7 @@ async def healthz(request: Request) -> JSON:
 
 
 async def readyz(request: Request) -> JSON:
-    ok = await _engine(request).healthy()
+    ok = await engine_of(request).healthy()
     return JSON({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
 
 
@@ -42,21 +39,21 @@ async def openapi(request: Request) -> JSON:
 
 
 async def register_app(request: Request) -> JSON:
-    body = want_object(await read_json(request, _limit(request)))
+    body = await read_body(request)
     url = want_str(body, "url")
     assert url is not None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise Invalid("'url' must be an absolute http(s) URL", "url")
-    return JSON(await _engine(request).register_app(url), status_code=200)
+    return JSON(await engine_of(request).register_app(url), status_code=200)
 
 
 async def list_apps(request: Request) -> JSON:
-    return JSON({"apps": await _engine(request).list_apps()})
+    return JSON({"apps": await engine_of(request).list_apps()})
 
 
 async def list_functions(request: Request) -> JSON:
-    return JSON({"functions": await _engine(request).list_functions()})
+    return JSON({"functions": await engine_of(request).list_functions()})
 
 
 def _event(value: Any, where: str) -> dict[str, Any]:
@@ -81,7 +78,7 @@ def _event(value: Any, where: str) -> dict[str, Any]:
 
 
 async def send_events(request: Request) -> JSON:
-    body = await read_json(request, _limit(request))
+    body = await read_json(request, engine_of(request).settings.max_body_bytes)
     if isinstance(body, list):
         if not body:
             raise Invalid("the event list is empty", "body")
@@ -90,7 +87,7 @@ async def send_events(request: Request) -> JSON:
         events = [_event(e, f"body[{i}]") for i, e in enumerate(body)]
     else:
         events = [_event(body, "body")]
-    return JSON(await _engine(request).send_events(events), status_code=202)
+    return JSON(await engine_of(request).send_events(events), status_code=202)
 
 
 async def create_run(request: Request) -> JSON:
@@ -98,12 +95,12 @@ async def create_run(request: Request) -> JSON:
     answer with the run (as ``GET /runs/{id}/wait`` does)."""
     wait = float_param(request, "wait", -1.0, 0.0, 60.0) if "wait" in request.query_params \
         else None
-    body = want_object(await read_json(request, _limit(request)))
+    body = await read_body(request)
     function = want_str(body, "function")
     assert function is not None
     key = want_str(body, "idempotency_key", required=False)
     only(body, {"function", "input", "idempotency_key"})
-    engine = _engine(request)
+    engine = engine_of(request)
     out = await engine.start_run(function, body.get("input"), key)
     if wait is not None:
         out = await engine.wait_run(out["id"], wait)
@@ -111,12 +108,12 @@ async def create_run(request: Request) -> JSON:
 
 
 async def get_run(request: Request) -> JSON:
-    return JSON(await _engine(request).get_run(request.path_params["run_id"]))
+    return JSON(await engine_of(request).get_run(request.path_params["run_id"]))
 
 
 async def wait_run(request: Request) -> JSON:
     timeout = float_param(request, "timeout", 25.0, 0.0, 60.0)
-    return JSON(await _engine(request).wait_run(request.path_params["run_id"], timeout))
+    return JSON(await engine_of(request).wait_run(request.path_params["run_id"], timeout))
 
 
 async def list_runs(request: Request) -> JSON:
@@ -125,7 +122,7 @@ async def list_runs(request: Request) -> JSON:
     if status is not None and status not in STATUSES:
         raise Invalid(f"'status' must be one of {list(STATUSES)}", "status")
     limit = int(float_param(request, "limit", 50, 1, 500))
-    return JSON(await _engine(request).list_runs(q.get("function"), status, limit,
+    return JSON(await engine_of(request).list_runs(q.get("function"), status, limit,
                                                  q.get("cursor")))
 
 
