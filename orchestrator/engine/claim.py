@@ -19,8 +19,8 @@ class Claim:
     first_failure_at: float | None
     run: Any
     fn: FunctionInfo | None = None
-    fresh: bool = False
-    """Created by this claim: its memo is empty, no need to read it."""
+    memo: list[Any] = field(default_factory=list)
+    """The run's recorded steps, read with the claim (empty for a run created by it)."""
 
     @property
     def call_id(self) -> str:
@@ -46,9 +46,9 @@ class Lease:
         self.room += len(self.claims) - len(kept)
         self.claims = kept
 
-    def take(self, row: dict[str, Any]) -> bool:
+    def take(self, row: dict[str, Any], fn: FunctionInfo | None) -> bool:
         if self.room <= 0:
             return False
         self.room -= 1
-        self.claims.append(Claim(row["id"], 1, 0, None, SimpleNamespace(**row), fresh=True))
+        self.claims.append(Claim(row["id"], 1, 0, None, SimpleNamespace(**row), fn))
         return True

@@ -142,18 +142,19 @@ class Dispatcher:
         got = await self.store.transact(lambda tx: self._claim(tx, now, limit))
         if got is None:
             return []
-        rows, runs, done = got
+        rows, runs, done, memos = got
         names = {r.function for r in runs.values()}
         fns = await self.registry.get_many(names)
         return [
             Claim(r.run_id, r.claims, r.delivery_failures, r.first_failure_at, runs[r.run_id],
-                  fns.get(runs[r.run_id].function))
+                  fns.get(runs[r.run_id].function), memos[r.run_id])
             for r in rows
             if r.run_id not in done
         ]
 
     async def _claim(self, tx: Tx, now: float, limit: int
-                     ) -> tuple[list[Any], dict[str, Any], list[str]] | None:
+                     ) -> tuple[list[Any], dict[str, Any], list[str], dict[str, list[Any]]
+                                ] | None:
         owner = self.settings.worker_id
         rows = await tx.queue.claim(owner, now, now + self.settings.lease_ttl, limit)
         if not rows:
@@ -168,11 +169,13 @@ class Dispatcher:
         waiting = [rid for rid in ids if rid in runs and _waits_for_event(runs[rid])]
         for w in await tx.waits.take_expired(waiting, now):
             await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, None, now)
-        return rows, runs, done
+        # every claimed run's memo in one statement, after the expired waits are recorded
+        memos = await tx.steps.memo([rid for rid in ids if rid not in done])
+        return rows, runs, done, memos
 
     async def _deliver(self, c: Claim) -> None:
         try:
-            if c.fn is None:
+            if c.fn is None:  # unknown when claimed: registered since?
                 c.fn = await self.registry.get(c.run.function)
             if c.fn is None:
                 await self._fail(c, "FunctionNotFound",
@@ -195,10 +198,6 @@ class Dispatcher:
             self._room.set()
 
     async def _request(self, c: Claim) -> bytes:
-        memo: list[Any] = []
-        if not c.fresh:
-            async with self.store.read() as tx:
-                memo = (await tx.steps.memo([c.run_id]))[c.run_id]
         run = c.run
         parents = json.loads(run.parents_json) if run.parents_json else {}
         failure = parents.pop(FAILURE_KEY, None)
@@ -209,7 +208,7 @@ class Dispatcher:
             attempt=run.attempt,
             input=json.loads(run.input_json),
             event=json.loads(run.event_json) if run.event_json else None,
-            memo=[memo_entry(m) for m in memo],
+            memo=[memo_entry(m) for m in c.memo],
             budget_ms=self.settings.budget_ms,
             parent_id=run.parent_id,
             task=run.task,
