@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.engine.lifecycle import Effects, cancel_run
+from orchestrator.engine.lifecycle import Effects, cancel_run, memo_row
 from orchestrator.ids import new_id
 from orchestrator.store import Tx
 from sdk import protocol as p
@@ -37,7 +37,6 @@ class NewRun:
 class IngestResult:
     event_ids: list[str] = field(default_factory=list)
     run_ids: list[list[str]] = field(default_factory=list)
-    woke: list[str] = field(default_factory=list)
 
 
 def _deadline(now: float, seconds: Any) -> float | None:
@@ -92,7 +91,7 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
             row.update(status=p.RunStatus.RUNNING, started_at=now, start_timeout_at=None)
             workflows.append(rid)
         else:
-            claimed = fx.lease is not None and fx.lease.take(row)
+            claimed = fx.lease is not None and fx.lease.take(row, info)
             if claimed:
                 row.update(status=p.RunStatus.RUNNING, started_at=now)
             else:
@@ -168,9 +167,10 @@ async def ingest_events(
     evs = [normalize_event(e, now) for e in events]
     out = IngestResult(event_ids=[e["id"] for e in evs])
     encoded = {e["id"]: p.dumps(e).decode() for e in evs}
+    data = {e["id"]: p.dumps(e["data"]).decode() for e in evs}
     new = await tx.events.insert_new([
-        {"id": e["id"], "name": e["name"], "data_json": p.dumps(e["data"]).decode(),
-         "ts": e["ts"], "run_ids_json": "[]"}
+        {"id": e["id"], "name": e["name"], "data_json": data[e["id"]], "ts": e["ts"],
+         "run_ids_json": "[]"}
         for e in evs
     ])
     earlier = await tx.events.run_ids([e["id"] for e in evs if e["id"] not in new])
@@ -185,8 +185,8 @@ async def ingest_events(
             run_ids[e["id"]] = json.loads(earlier.get(e["id"], "[]"))
             continue
         seen.add(e["id"])
-        data_json = p.dumps(e["data"]).decode()
-        specs = [NewRun(fn, data_json, encoded[e["id"]]) for fn in triggered.get(e["name"], [])]
+        specs = [NewRun(fn, data[e["id"]], encoded[e["id"]])
+                 for fn in triggered.get(e["name"], [])]
         run_ids[e["id"]] = await create_runs(tx, specs, now, fx) if specs else []
         for w in await tx.waits.take_matching(e):
             if w.purpose == "cancel":
@@ -199,7 +199,6 @@ async def ingest_events(
                 continue
             await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, encoded[e["id"]], now)
             await tx.queue.wake(w.run_id, now)
-            out.woke.append(w.run_id)
             fx.wake = True
     await tx.events.set_run_ids(
         [{"eid": eid, "run_ids_json": json.dumps(r)} for eid, r in run_ids.items()
@@ -213,10 +212,7 @@ async def resolve_wait(
     tx: Tx, run_id: str, step_id: str, seq: int, name: str, event_json: str | None, now: float
 ) -> None:
     """Record a wait's outcome (the event, or null on timeout) in the run's memo."""
-    await tx.steps.record([{
-        "run_id": run_id, "step_id": step_id, "seq": seq, "name": name,
-        "kind": p.MemoKind.WAIT, "status": p.StepStatus.COMPLETED, "attempts": 0,
-        "output_json": event_json or "null", "error_json": None,
-        "started_at": None, "ended_at": now,
-    }])
+    op = {"id": step_id, "seq": seq, "name": name}
+    await tx.steps.record([memo_row(run_id, op, p.MemoKind.WAIT, event_json or "null",
+                                    None, now)])
     await tx.runs.set_waiting(run_id, None)
