@@ -23,15 +23,26 @@ _FINISH = prepared(lambda b: (
             error_json=bindparam("error_json"), ended_at=bindparam("ended_at"),
             waiting_json=None, timeout_at=None, start_timeout_at=None)
 ))
+_MARK_RUNNING = prepared(lambda b: update(runs)
+                         .where(runs.c.id.in_(ids_param()), runs.c.status == "queued")
+                         .values(status="running", started_at=bindparam("now")))
+_STARTED = prepared(lambda b: update(runs).where(runs.c.id == bindparam("rid"))
+                    .values(start_timeout_at=None))
 _SET_WAITING = prepared(lambda b: update(runs).where(runs.c.id == bindparam("rid"))
                         .values(waiting_json=bindparam("waiting_json")))
-_CHILDREN = prepared(lambda b: select(
+_CHILD_COLUMNS = (
     runs.c.id, runs.c.function, runs.c.status, runs.c.output_json, runs.c.error_json,
     runs.c.parent_step, runs.c.child_index, runs.c.task, runs.c.history_json,
     runs.c.attempt, runs.c.started_at, runs.c.ended_at, runs.c.input_json, runs.c.event_json,
     runs.c.parent_id, runs.c.parent_waits, runs.c.timeout_at, runs.c.waiting_json,
-).where(runs.c.parent_id == bindparam("parent")).order_by(runs.c.parent_step,
-                                                          runs.c.child_index))
+)
+_CHILDREN = prepared(lambda b: select(*_CHILD_COLUMNS)
+                     .where(runs.c.parent_id == bindparam("parent"))
+                     .order_by(runs.c.parent_step, runs.c.child_index))
+_STEP_CHILDREN = prepared(lambda b: select(*_CHILD_COLUMNS)
+                          .where(runs.c.parent_id == bindparam("parent"),
+                                 runs.c.parent_step == bindparam("step"))
+                          .order_by(runs.c.child_index))
 
 
 class RunsRepo(Repo):
@@ -69,16 +80,11 @@ class RunsRepo(Repo):
         return {r.id: r for r in rows}
 
     async def mark_running(self, ids: list[str], now: float) -> None:
-        await self.conn.execute(
-            update(runs)
-            .where(runs.c.id.in_(ids), runs.c.status == "queued")
-            .values(status="running", started_at=now)
-        )
+        await self.conn.execute(_MARK_RUNNING(self.backend), {"ids": ids, "now": now})
 
     async def started(self, run_id: str) -> None:
         """The app answered the run's first call: its queue timeout no longer applies."""
-        await self.conn.execute(
-            update(runs).where(runs.c.id == run_id).values(start_timeout_at=None))
+        await self.conn.execute(_STARTED(self.backend), {"rid": run_id})
 
     async def set_waiting(self, run_id: str, waiting_json: str | None) -> None:
         await self.conn.execute(_SET_WAITING(self.backend),
@@ -183,8 +189,10 @@ class RunsRepo(Repo):
         return None if row is None else int(row[0])
 
     async def children_of(self, parent_id: str, step: str | None = None) -> list[Any]:
-        rows = await self.conn.execute(_CHILDREN(self.backend), {"parent": parent_id})
-        return [r for r in rows if step is None or r.parent_step == step]
+        if step is None:
+            return list(await self.conn.execute(_CHILDREN(self.backend), {"parent": parent_id}))
+        return list(await self.conn.execute(_STEP_CHILDREN(self.backend),
+                                            {"parent": parent_id, "step": step}))
 
     async def page(
         self, function: str | None, status: str | None, limit: int, cursor: str | None
