@@ -59,8 +59,10 @@ class _World:
         self.max_calls = max_calls
 
     def take_event(self, name: str, match: Mapping[str, Any]) -> dict[str, Any] | None:
+        # the orchestrator's rule: the same (name, {path: value}) key, compared as JSON
+        key, fields = p.match_key(name, match), p.match_fields(match)
         for ev in self.events:
-            if ev["name"] == name and all(p.lookup(ev, k) == v for k, v in match.items()):
+            if ev["name"] == name and p.event_match_key(ev, fields) == key:
                 self.events.remove(ev)
                 return ev
         return None

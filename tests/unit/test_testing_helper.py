@@ -29,6 +29,18 @@ async def test_sleeps_are_skipped_and_waits_answered_from_events() -> None:
     assert [s["kind"] for s in slept.steps] == ["step", "sleep", "step"]
 
 
+async def test_waits_match_events_as_the_orchestrator_does() -> None:
+    @task("numbered-waiter")
+    async def numbered_waiter(ctx: Context) -> Any:
+        return await ctx.wait_for_event("test.n", match={"data.n": 1}, timeout=5)
+
+    # JSON values compare as JSON: true and 1.0 are not 1 (Python's == says they are)
+    run = await run_local(numbered_waiter, events=[{"name": "test.n", "data": {"n": True}},
+                                                   {"name": "test.n", "data": {"n": 1.0}},
+                                                   {"name": "test.n", "data": {"n": 1}}])
+    assert run.output["data"] == {"n": 1} and type(run.output["data"]["n"]) is int
+
+
 async def test_children_run_for_real_or_from_stubs() -> None:
     real = await run_local(testapp.fan_out, 4, functions=[testapp.double])
     assert real.output == {"sum": 2 * (0 + 1 + 2 + 3), "n": 4}
