@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from orchestrator.engine.ingest import _cancel_waits
+from orchestrator.engine.ingest import _cancel_waits, _deadline
 from orchestrator.engine.lifecycle import Effects, js
 from orchestrator.errors import Conflict
 from orchestrator.store import Tx
@@ -35,14 +35,16 @@ async def replay(tx: Tx, run: Any, start: str, input_json: str | None, now: floa
         "steps": [_step_view(m) for m in memo if m.step_id in redo],
     })
     await tx.steps.forget(run.id, None if start == "start" else redo)
-    info = (await fx.registry.get_many({run.function})).get(run.function)
-    timeout = info.timeouts_for(run.task)[0] if info else None
+    info = await fx.registry.get(run.function)
+    # the run's deadlines start again, as for a new run (see ingest.create_runs)
+    timeout, queue_timeout = info.timeouts_for(run.task) if info else (None, None)
+    timeout_at, start_timeout_at = _deadline(now, timeout), _deadline(now, queue_timeout)
     workflow = info is not None and info.kind == "workflow" and run.task is None
-    timeout_at = now + timeout if timeout else None
     await tx.runs.reset(
         run.id, p.RunStatus.RUNNING if workflow else p.RunStatus.QUEUED, input_json,
-        js(history), timeout_at)
+        js(history), timeout_at, start_timeout_at)
     fx.deadline_at(timeout_at)
+    fx.deadline_at(start_timeout_at)
     if info is not None and run.task is None:
         await tx.waits.remove([run.id])
         await tx.waits.add(_cancel_waits(run.id, info.config.get("cancel_on", []),

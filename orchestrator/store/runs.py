@@ -160,12 +160,13 @@ class RunsRepo(Repo):
         return list(await self.conn.execute(q.order_by(runs.c.id).limit(limit)))
 
     async def reset(self, run_id: str, status: str, input_json: str | None, history_json: str,
-                    timeout_at: float | None) -> None:
+                    timeout_at: float | None, start_timeout_at: float | None) -> None:
         """Back to ``status`` for a replay (its memo is the caller's business)."""
         values: dict[str, Any] = {
             "status": status, "attempt": 0, "output_json": None, "error_json": None,
             "waiting_json": None, "ended_at": None, "pending_children": 0,
             "history_json": history_json, "timeout_at": timeout_at,
+            "start_timeout_at": start_timeout_at,
         }
         if input_json is not None:
             values["input_json"] = input_json

@@ -155,6 +155,11 @@ async def test_queue_timeout(client: Client, stack: Stack) -> None:
         run = await client.wait(h.id, timeout=20)
         assert run["status"] == "timed_out"
         assert run["error"]["type"] == "QueueTimeout"
+        # a replay waits queued again, under the same limit
+        await client.replay(h.id)
+        run = await client.wait(h.id, timeout=20)
+        assert run["status"] == "timed_out"
+        assert run["error"]["type"] == "QueueTimeout"
     finally:
         stack.app.start()
     assert await client.run("queue-timeout", timeout=20) == "started"
