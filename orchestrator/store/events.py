@@ -15,15 +15,13 @@ class EventsRepo(Repo):
         """Insert events; return the ids that were new (the others are duplicates)."""
         if not rows:
             return set()
-        new: set[str] = set()
-        ins = self.backend.insert(events)
-        for row in rows:  # RETURNING with ON CONFLICT: one statement per event
-            res = await self.conn.execute(
-                ins.values(**row).on_conflict_do_nothing(index_elements=["id"])
-                .returning(events.c.id)
-            )
-            new.update(r[0] for r in res)
-        return new
+        # one statement: RETURNING gives the rows inserted, not those ON CONFLICT skipped
+        # (an id repeated within ``rows`` is inserted once)
+        res = await self.conn.execute(
+            self.backend.insert(events).values(rows)
+            .on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
+        )
+        return {r[0] for r in res}
 
     async def run_ids(self, ids: list[str]) -> dict[str, str]:
         if not ids:

@@ -150,6 +150,20 @@ async def test_event_idempotency(client: Client, rest: httpx.AsyncClient) -> Non
     assert len(mine) == 1
 
 
+async def test_an_event_repeated_within_one_request_starts_one_run(
+        rest: httpx.AsyncClient) -> None:
+    r = await rest.post("/events", json=[
+        {"name": "test.trigger", "data": {"n": 1}, "id": "evt-twice"},
+        {"name": "test.trigger", "data": {"n": 2}, "id": "evt-once"},
+        {"name": "test.trigger", "data": {"n": 3}, "id": "evt-twice"},
+    ])
+    assert r.status_code == 202, r.text
+    out = r.json()
+    assert out["ids"] == ["evt-twice", "evt-once", "evt-twice"]
+    assert out["runs"][0] == out["runs"][2] and len(out["runs"][0]) == 1
+    assert len(out["runs"][1]) == 1 and out["runs"][1] != out["runs"][0]
+
+
 async def test_run_idempotency_key(client: Client) -> None:
     a = await client.run_no_wait("double", 3, idempotency_key="once")
     b = await client.run_no_wait("double", 3, idempotency_key="once")
