@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import secrets
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import uvicorn
 
 from orchestrator.app import create_app
-from orchestrator.config import Settings
+from orchestrator.config import (
+    DEV_KEYS_FILE,
+    Settings,
+    dev_keys,
+    private_dir,
+    private_files,
+)
+from orchestrator.store.db import DatabaseInUse, SchemaError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -33,7 +44,19 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--lease-ttl", type=float, default=None)
         sp.add_argument("--call-timeout", type=float, default=None)
         sp.add_argument("--log-level", default=os.environ.get("DURABLE_LOG_LEVEL", "info"))
+        if name == "dev":
+            sp.add_argument("--show-keys", action="store_true",
+                            help="print the signing key (it is kept in dev-keys.env beside "
+                                 "the database, readable by you only)")
     return ap
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///path`` URL; None for PostgreSQL or an in-memory one."""
+    if not url.startswith("sqlite") or ":///" not in url:
+        return None
+    path = url.split(":///", 1)[1].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -42,16 +65,24 @@ def _settings(args: argparse.Namespace) -> Settings:
     if args.database_url:
         s.database_url = args.database_url
     if args.command == "dev":
-        if s.database_url.startswith("sqlite:///") and not os.path.isabs(
-            s.database_url[len("sqlite:///"):]
-        ):
-            Path(s.database_url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        db_file = _sqlite_file(s.database_url)
+        if db_file is not None:
+            # the dev database and its keys: readable by their owner only, kept together
+            # (the same keys on every start, as `make run` has them)
+            folder = private_dir(db_file.parent)
+            os.umask(0o077)  # the database, its -wal, -shm and .lock files: 0600
+            private_files(folder, db_file.name, db_file.name + "-wal",
+                          db_file.name + "-shm", db_file.name + ".lock")
+            keys = dev_keys(folder)
+            s.api_keys = s.api_keys or [keys["DURABLE_API_KEY"]]
+            s.signing_key = s.signing_key or keys["DURABLE_SIGNING_KEY"]
+            s.dev_keys_path = str(folder / DEV_KEYS_FILE)
         if not s.api_keys:
             s.api_keys = ["dev-" + secrets.token_urlsafe(18)]
         if not s.signing_key:
             s.signing_key = "dev-signing-" + secrets.token_urlsafe(24)
             print("! no DURABLE_SIGNING_KEY set: generated one for this session; give your "
-                  "app the same key", file=sys.stderr)
+                  "app the same key (--show-keys prints it)", file=sys.stderr)
     else:
         missing = [n for n, v in (("DURABLE_API_KEY(S)", s.api_keys),
                                   ("DURABLE_SIGNING_KEY", s.signing_key)) if not v]
@@ -62,7 +93,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     return s
 
 
-def _banner(s: Settings, dev: bool) -> None:
+def _banner(s: Settings, dev: bool, show_keys: bool = False) -> None:
     base = f"http://{s.host}:{s.port}"
     lines = [
         "",
@@ -73,7 +104,9 @@ def _banner(s: Settings, dev: bool) -> None:
     if dev:
         lines += [
             f"  API key         {s.api_keys[0]}",
-            f"  signing key     {s.signing_key}",
+            "  signing key     " + (s.signing_key if show_keys else
+                                     f"in {s.dev_keys_path}" if s.dev_keys_path else
+                                     "(not shown: --show-keys prints it)"),
             "",
             f"  send an event:  curl -X POST {base}/api/v1/events \\",
             f"                    -H 'Authorization: Bearer {s.api_keys[0]}' \\",
@@ -104,24 +137,52 @@ async def _register_apps(s: Settings, urls: list[str]) -> None:
                 print(f"  ! could not register {url}: {err}", file=sys.stderr, flush=True)
 
 
-async def _serve(s: Settings, dev: bool, apps: list[str], log_level: str) -> None:
+class _Server(uvicorn.Server):
+    """uvicorn's server, but a SIGINT/SIGTERM it handled is not raised again once it
+    has stopped: the engine (started around it) still stops cleanly after it."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        sigs = (signal.SIGINT, signal.SIGTERM)
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in sigs}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+async def _serve(s: Settings, dev: bool, apps: list[str], log_level: str,
+                 show_keys: bool = False) -> None:
     app = create_app(s)
-    config = uvicorn.Config(app, host=s.host, port=s.port, log_level=log_level,
-                            access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    while not server.started and not task.done():  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    # What start-up allocated (modules, tables, compiled statements) lives as long as the
-    # process: keep it out of the collector's full passes, which otherwise walk all of it
-    # and show as latency spikes (p99).
-    gc.collect()
-    gc.freeze()
-    if server.started:
-        _banner(s, dev)
-        if apps:
-            await _register_apps(s, apps)
-    await task
+    # The engine starts here rather than in uvicorn's lifespan, so that a reason not to
+    # start (the database is in use, of another schema version) is one line, not two
+    # tracebacks in uvicorn's log.
+    try:
+        async with app.router.lifespan_context(app):
+            config = uvicorn.Config(app, host=s.host, port=s.port, log_level=log_level,
+                                    access_log=False, lifespan="off")
+            server = _Server(config)
+            task = asyncio.create_task(server.serve())
+            while not server.started and not task.done():  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            # What start-up allocated (modules, tables, compiled statements) lives as long
+            # as the process: keep it out of the collector's full passes, which otherwise
+            # walk all of it and show as latency spikes (p99).
+            gc.collect()
+            gc.freeze()
+            if server.started:
+                _banner(s, dev, show_keys)
+                if apps:
+                    await _register_apps(s, apps)
+            await task
+            if not server.started:
+                raise SystemExit(1)  # uvicorn said why (e.g. the port is in use)
+    except (DatabaseInUse, SchemaError) as exc:
+        raise SystemExit(f"orchestrator: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -130,12 +191,13 @@ def main(argv: list[str] | None = None) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     s = _settings(args)
+    show_keys = bool(getattr(args, "show_keys", False))
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a server dependency off Windows
-        asyncio.run(_serve(s, args.command == "dev", args.app, args.log_level))
+        asyncio.run(_serve(s, args.command == "dev", args.app, args.log_level, show_keys))
     else:
-        uvloop.run(_serve(s, args.command == "dev", args.app, args.log_level))
+        uvloop.run(_serve(s, args.command == "dev", args.app, args.log_level, show_keys))
 
 
 if __name__ == "__main__":

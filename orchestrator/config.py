@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
+
+DEV_KEYS_FILE = "dev-keys.env"
+"""Where ``orchestrator dev`` keeps its keys: beside its SQLite database."""
 
 
 def _env_float(name: str, default: float) -> float:
@@ -44,6 +49,8 @@ class Settings:
     peak costs ~5 ms of CPU)."""
     max_body_bytes: int = 4 * 1024 * 1024
     """Largest REST request body."""
+    dev_keys_path: str | None = None
+    """``orchestrator dev``: the file its keys are kept in (None: made for this session)."""
     worker_id: str = field(default_factory=lambda: secrets.token_hex(6))
 
     @property
@@ -72,3 +79,47 @@ class Settings:
             if v is not None:
                 setattr(s, k, v)
         return s
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a folder only its owner may read (0700), created if missing."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
+    return path
+
+
+def private_files(folder: Path, *names: str) -> None:
+    """Make the files ``names`` in ``folder`` that exist readable by their owner only."""
+    for name in names:
+        f = folder / name
+        try:
+            if stat.S_IMODE(f.stat().st_mode) & 0o077:
+                f.chmod(0o600)
+        except FileNotFoundError:
+            pass
+
+
+def dev_keys(folder: Path) -> dict[str, str]:
+    """The dev keys kept in ``folder/dev-keys.env`` (0600, in a 0700 folder), generated
+    on first use and the same on every later start, so runs in the dev database resume.
+    ``orchestrator dev`` and ``make run`` both take their keys from here."""
+    private_dir(folder)
+    keys = folder / DEV_KEYS_FILE
+    if not keys.exists():
+        text = (f"DURABLE_SIGNING_KEY=dev-{secrets.token_urlsafe(24)}\n"
+                f"DURABLE_API_KEY=dev-{secrets.token_urlsafe(18)}\n")
+        try:
+            fd = os.open(keys, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it just now: read theirs
+            pass
+        else:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+    private_files(folder, DEV_KEYS_FILE)
+    out: dict[str, str] = {}
+    for line in keys.read_text().splitlines():
+        k, sep, v = line.strip().partition("=")
+        if sep and k and not k.startswith("#"):
+            out[k] = v
+    return out

@@ -1,46 +1,91 @@
 """``make run``: the orchestrator (embedded SQLite) and the example app, wired together.
 
 Starts the example app under uvicorn on :8000 and ``orchestrator dev`` on :8288 with the
-same signing key, registers the app, and prints where to send events. Ctrl-C stops both.
+same signing key, registers the app, and prints where to send events. Ctrl-C or SIGTERM
+(as a process manager sends it) stops both.
+
+Options (or the environment): ``--state-dir`` / ``DURABLE_STATE_DIR`` (default
+``.durable``: the database and its keys), ``--port`` / ``DURABLE_PORT`` (8288) and
+``--app-port`` / ``APP_PORT`` (8000).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
-import secrets
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from types import FrameType
+
+from orchestrator.config import DEV_KEYS_FILE, dev_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def main() -> int:
-    state = ROOT / ".durable"
-    state.mkdir(exist_ok=True)
-    keys = state / "dev-keys.env"
-    if not keys.exists():  # stable across restarts, so runs in the dev database resume
-        keys.write_text(f"DURABLE_SIGNING_KEY=dev-{secrets.token_urlsafe(24)}\n"
-                        f"DURABLE_API_KEY=dev-{secrets.token_urlsafe(18)}\n")
+class _Stop(Exception):
+    """SIGTERM/SIGHUP arrived: stop both processes, as Ctrl-C does."""
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise _Stop(signum)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m examples.functions.dev")
+    ap.add_argument("--state-dir", default=os.environ.get("DURABLE_STATE_DIR",
+                                                          str(ROOT / ".durable")))
+    ap.add_argument("--port", default=os.environ.get("DURABLE_PORT", "8288"))
+    ap.add_argument("--app-port", default=os.environ.get("APP_PORT", "8000"))
+    args = ap.parse_args(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        return _run(args, procs)
+    except (KeyboardInterrupt, _Stop):
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one: still stop both
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        _stop(procs)
+
+
+def _run(args: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> int:
+    state = Path(args.state_dir).resolve()
     env = dict(os.environ)
-    for line in keys.read_text().splitlines():
-        k, _, v = line.partition("=")
+    # the same keys as `orchestrator dev` keeps beside its database (one code path):
+    # stable across restarts, so runs in the dev database resume
+    for k, v in dev_keys(state).items():
         env.setdefault(k, v)
     env.setdefault("ORDERS_FOLLOWUP_DELAY_S", "10")  # the demo's "sleep a day" is 10 s
     env.setdefault("ORDERS_DELIVERY_TIMEOUT_S", "300")
     env["PYTHONPATH"] = str(ROOT)
-    app_port = env.get("APP_PORT", "8000")
-    orch_port = env.get("DURABLE_PORT", "8288")
+    app_port, orch_port = str(args.app_port), str(args.port)
     app = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "examples.functions.app:app", "--host", "127.0.0.1",
          "--port", app_port, "--log-level", "warning"], env=env, cwd=ROOT)
+    procs.append(app)
     orch = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "dev", "--port", orch_port,
          "--database-url", f"sqlite:///{state / 'dev.db'}",
          "--app", f"http://127.0.0.1:{app_port}/api/durable"], env=env, cwd=ROOT)
+    procs.append(orch)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and orch.poll() is None and app.poll() is None:
         try:
@@ -51,9 +96,6 @@ def main() -> int:
     if orch.poll() is not None or app.poll() is not None:
         print("\n  ! the orchestrator or the example app did not start: see the messages "
               "above", file=sys.stderr)
-        for p in (orch, app):
-            if p.poll() is None:
-                p.terminate()
         return 1
     time.sleep(1.0)  # the orchestrator registers the app right after it is ready
     key = env["DURABLE_API_KEY"]
@@ -79,24 +121,11 @@ def main() -> int:
        -d '{{"function": "etl-daily-sales",
             "input": {{"date": "2026-11-25", "regions": ["eu", "us", "apac"]}}}}'
 
-  Keys are in .durable/dev-keys.env. Ctrl-C stops both processes.
+  Keys are in {state / DEV_KEYS_FILE}. Ctrl-C stops both processes.
 """, flush=True)
-    try:
-        while app.poll() is None and orch.poll() is None:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for p in (orch, app):
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)
-        for p in (orch, app):
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    return 0
-
+    while app.poll() is None and orch.poll() is None:
+        time.sleep(0.5)
+    return 0 if orch.returncode in (None, 0) and app.returncode in (None, 0) else 1
 
 if __name__ == "__main__":
     raise SystemExit(main())
