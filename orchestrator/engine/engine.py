@@ -349,7 +349,14 @@ class Engine:
                 raise NotFound(f"no run {run_id!r}", "id")
             steps = (await tx.steps.memo([run_id]))[run_id]
             children = await tx.runs.children_of(run_id)
-        return views.run_detail(run, steps, children)
+        declared = None
+        if run.task is None:
+            info = await self.registry.get(run.function)
+            if info is not None and info.kind == "workflow":
+                fail = (info.config.get("on_failure") or {}).get("name")
+                declared = [t["name"] for t in info.config.get("tasks", [])] + (
+                    [fail] if fail else [])
+        return views.run_detail(run, steps, children, declared)
 
     async def list_runs(
         self, function: str | None, status: str | None, limit: int, cursor: str | None

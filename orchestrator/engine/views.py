@@ -51,7 +51,22 @@ def run_result(r: Any) -> dict[str, Any]:
     return out
 
 
-def run_detail(r: Any, steps: list[Any], children: list[Any]) -> dict[str, Any]:
+NOT_STARTED = "not started"
+"""The state of a workflow's task that has no run (yet, or ever: its workflow failed)."""
+
+
+def workflow_tasks(declared: list[str], children: list[Any]) -> list[dict[str, Any]]:
+    """Every task a workflow declares (its on_failure task last), in order, with its run's
+    id and status, or ``not started``. Task runs set aside by a replay (``<task>#<n>``)
+    are among the children only."""
+    runs = {c.parent_step: c for c in children if c.parent_step and "#" not in c.parent_step}
+    return [{"name": n, "id": runs[n].id if n in runs else None,
+             "status": runs[n].status if n in runs else NOT_STARTED} for n in declared]
+
+
+def run_detail(r: Any, steps: list[Any], children: list[Any],
+               declared_tasks: list[str] | None = None) -> dict[str, Any]:
+    """``declared_tasks``: a workflow run's, listed under ``tasks`` with their state."""
     out = run_summary(r)
     out["input"] = _j(r.input_json)
     out["event"] = _j(r.event_json)
@@ -76,6 +91,8 @@ def run_detail(r: Any, steps: list[Any], children: list[Any]) -> dict[str, Any]:
          "task": c.task}
         for c in children
     ]
+    if declared_tasks is not None:
+        out["tasks"] = workflow_tasks(declared_tasks, children)
     parents = _j(r.parents_json)
     out["failure"] = parents.pop("__failure__", None) if isinstance(parents, dict) else None
     out["parents"] = parents

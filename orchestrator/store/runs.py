@@ -173,9 +173,10 @@ class RunsRepo(Repo):
         await self.conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
     async def detach_task(self, run_id: str, label: str) -> None:
-        """Keep a replaced task run visible under its workflow, but no longer as the task."""
+        """Keep a replaced task run visible under its workflow, but no longer as the task:
+        its step and its task are both ``label`` (``<task>#<n>``)."""
         await self.conn.execute(update(runs).where(runs.c.id == run_id)
-                                .values(parent_step=label))
+                                .values(parent_step=label, task=label))
 
     async def child_done(self, parent_id: str) -> int | None:
         """One waited-for child of ``parent_id`` ended: the children still pending."""

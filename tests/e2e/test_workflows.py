@@ -129,3 +129,50 @@ async def test_a_broken_graph_is_refused_at_registration(
     assert err["field"] == "functions" and message in err["message"], err
     fns = (await rest.get("/functions")).json()["functions"]
     assert "broken" not in {f["name"] for f in fns}  # nothing was registered
+
+
+async def test_a_failed_workflow_lists_every_declared_task_with_its_state(
+    client: Client, rest: httpx.AsyncClient
+) -> None:
+    h = await client.run_no_wait("failing-flow")
+    with pytest.raises(RunFailedError):
+        await h.result(timeout=30)
+    run = (await rest.get(f"/runs/{h.id}")).json()
+    tasks = {t["name"]: t for t in run["tasks"]}
+    assert list(tasks) == ["first", "boom", "slow-sibling", "never", "report"]
+    assert {n: t["status"] for n, t in tasks.items()} == {
+        "first": "completed", "boom": "failed", "slow-sibling": "cancelled",
+        "never": "not started", "report": "completed"}
+    assert tasks["never"]["id"] is None
+    assert {c["id"] for c in run["children"]} == {
+        t["id"] for t in tasks.values() if t["id"]}
+
+
+async def test_a_skipped_task_is_listed_as_skipped(client: Client,
+                                                   rest: httpx.AsyncClient) -> None:
+    h = await client.run_no_wait("branching", {"amount": 5})
+    await h.result(timeout=30)
+    run = (await rest.get(f"/runs/{h.id}")).json()
+    states = {t["name"]: t["status"] for t in run["tasks"]}
+    assert states["big"] == states["after-big"] == "skipped"
+    assert states["small"] == "completed"
+    task_run = (await rest.get(f"/runs/{run['tasks'][0]['id']}")).json()
+    assert "tasks" not in task_run  # a task run is not a workflow run
+
+
+async def test_the_on_failure_run_set_aside_by_a_replay_is_named_as_its_step(
+    client: Client, rest: httpx.AsyncClient
+) -> None:
+    h = await client.run_no_wait("failing-flow")
+    with pytest.raises(RunFailedError):
+        await h.result(timeout=30)
+    await client.replay(h.id)  # boom fails again: on_failure runs again
+    with pytest.raises(RunFailedError):
+        await h.result(timeout=30)
+    run = (await rest.get(f"/runs/{h.id}")).json()
+    steps = {c["step"]: c for c in run["children"]}
+    assert {"report", "report#1"} <= set(steps)
+    assert [(c["step"], c["task"]) for c in run["children"] if c["step"] != c["task"]] == []
+    aside = (await rest.get(f"/runs/{steps['report#1']['id']}")).json()
+    assert aside["task"] == "report#1" and aside["status"] == "completed"
+    assert {t["name"]: t["id"] for t in run["tasks"]}["report"] == steps["report"]["id"]
