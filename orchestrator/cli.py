@@ -164,7 +164,8 @@ async def _serve(s: Settings, dev: bool, apps: list[str], log_level: str,
     try:
         async with app.router.lifespan_context(app):
             config = uvicorn.Config(app, host=s.host, port=s.port, log_level=log_level,
-                                    access_log=False, lifespan="off")
+                                    access_log=False, lifespan="off",
+                                    timeout_keep_alive=int(s.keep_alive))
             server = _Server(config)
             task = asyncio.create_task(server.serve())
             while not server.started and not task.done():  # noqa: ASYNC110

@@ -47,6 +47,11 @@ class Settings:
     default). Requests in flight each need one at times: at 50 concurrent runs on two
     cores, 20 gave ~190 runs/s, 40 gave 205-320/s (a connection opened and closed for a
     peak costs ~5 ms of CPU)."""
+    keep_alive: float = 75.0
+    """Seconds an idle client connection is kept open. Longer than clients keep theirs
+    (httpx: 5 s, the SDK: 4 s), so a client never sends a request on a connection the
+    server is closing (uvicorn's default, 5 s, raced httpx's: 0.1-0.5 % of requests of
+    clients pausing about 5 s failed with a connection error; bench/keepalive.py)."""
     max_body_bytes: int = 4 * 1024 * 1024
     """Largest REST request body."""
     dev_keys_path: str | None = None
@@ -73,6 +78,7 @@ class Settings:
                                            cls.unreachable_timeout),
             delivery_backoff_max=_env_float("DURABLE_DELIVERY_BACKOFF_MAX",
                                             cls.delivery_backoff_max),
+            keep_alive=_env_float("DURABLE_KEEP_ALIVE", cls.keep_alive),
             db_pool_size=int(_env_float("DURABLE_DB_POOL_SIZE", cls.db_pool_size)),
         )
         for k, v in overrides.items():
