@@ -131,9 +131,14 @@ class _Connection(asyncio.Protocol):
         self.transport.write(head + body if len(body) < 65536 else head)
         if len(body) >= 65536:
             self.transport.write(body)
-        async with asyncio.timeout(timeout):
-            await self._waiter
-        return self._status, self._headers, b"".join(self._body)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._waiter
+            return self._status, self._headers, b"".join(self._body)
+        finally:
+            # an idle connection holds nothing of its last exchange (an answer may be
+            # 32 MiB, and up to pool_size connections are kept per origin)
+            self._waiter, self._body, self._size = None, [], 0
 
 
 class AppTransport(httpx.AsyncBaseTransport):
