@@ -18,7 +18,7 @@ from orchestrator.api.auth import ApiKeyMiddleware
 from orchestrator.api.responses import JSON, error_response
 from orchestrator.config import Settings
 from orchestrator.engine.engine import Engine
-from orchestrator.errors import ApiError
+from orchestrator.errors import ApiError, DatabaseUnavailable
 
 log = logging.getLogger("orchestrator")
 
@@ -26,6 +26,14 @@ log = logging.getLogger("orchestrator")
 async def _api_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ApiError)
     return error_response(exc)
+
+
+async def _db_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DatabaseUnavailable)
+    log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    resp = error_response(exc)
+    resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -57,7 +65,8 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app = Starlette(
         routes=control_routes.ROUTES + routes.ROUTES,
         middleware=[Middleware(ApiKeyMiddleware, keys=settings.api_keys)],
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+        exception_handlers={ApiError: _api_error, DatabaseUnavailable: _db_unavailable,
+                            HTTPException: _http_error,
                             Exception: _internal_error},
         lifespan=lifespan,
     )

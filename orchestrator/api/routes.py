@@ -30,8 +30,13 @@ async def healthz(request: Request) -> JSON:
 
 
 async def readyz(request: Request) -> JSON:
-    ok = await engine_of(request).healthy()
-    return JSON({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+    """200 when ready; 503 with the reasons (component -> why) when the database cannot
+    be reached or is full, or a background loop is in its failure backoff."""
+    problems = await engine_of(request).health()
+    if not problems:
+        return JSON({"status": "ready"})
+    return JSON({"status": "not ready", "problems": problems}, status_code=503,
+                headers={"Retry-After": "5"})
 
 
 async def openapi(request: Request) -> JSON:

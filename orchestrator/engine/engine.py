@@ -93,22 +93,48 @@ class Engine:
         self.ready = True
 
     async def stop(self) -> None:
+        """Stop the loops and close connections. Never raises (even after a database
+        outage, a shutdown must complete): what fails is logged."""
         self.ready = False
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await t
-        await self.invoker.close()
-        await self.store.close()
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("the %s loop had ended with an error", t.get_name())
+        for close in (self.invoker.close, self.store.close):
+            try:
+                await close()
+            except Exception:
+                log.exception("shutting down: %s failed", close.__qualname__)
 
-    async def healthy(self) -> bool:
+    async def health(self) -> dict[str, str]:
+        """What keeps this replica from serving (empty: ready): the database cannot be
+        reached, is full, or a background loop is in its failure backoff."""
+        problems: dict[str, str] = {}
+        if not self.ready:
+            problems["engine"] = "not started" if not self._tasks else "stopping"
         try:
             async with self.store.read() as tx:
                 await tx.queue.next_wakeup()
-        except Exception:
-            return False
-        return self.ready
+            self.store.health.ok("database")
+            storage = self.store.storage_problem()
+            if storage:
+                problems["storage"] = storage
+        except Exception as exc:
+            problems["database"] = f"unreachable: {type(exc).__name__}: {exc}"[:500]
+        for name, why in self.store.health.problems().items():
+            problems.setdefault(name, why)
+        for t in self._tasks:  # a loop never ends while the engine runs; say so if one did
+            if t.done() and self.ready:
+                problems[t.get_name()] = "the loop ended"
+        return problems
+
+    async def healthy(self) -> bool:
+        return not await self.health()
 
     # -- apps -------------------------------------------------------------------------------
 

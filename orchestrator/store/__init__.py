@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+from orchestrator.loops import Health
 from orchestrator.store.apps import AppsRepo
 from orchestrator.store.db import Backend, Conn, Database
 from orchestrator.store.events import EventsRepo
@@ -43,6 +44,15 @@ class Store:
     @property
     def backend(self) -> Backend:
         return self.db.backend
+
+    @property
+    def health(self) -> Health:
+        """The database's health and that of the loops the engine supervises."""
+        return self.db.health
+
+    def storage_problem(self) -> str | None:
+        """Why writes cannot be stored (the database is full), or None."""
+        return self.db.storage_problem()
 
     @property
     def exclusive(self) -> bool:
