@@ -39,7 +39,7 @@ class Health:
 
 
 async def supervise(name: str, pass_: Callable[[], Awaitable[object]], health: Health, *,
-                    first_delay: float = 0.1, max_delay: float = 5.0) -> None:
+                    first_delay: float = 0.1, max_delay: float = 2.0) -> None:
     """Run ``pass_`` forever. A pass that raises is logged and run again after a delay
     that doubles from ``first_delay`` up to ``max_delay`` (reset by a pass that
     succeeds); meanwhile ``health`` names the loop as failing."""

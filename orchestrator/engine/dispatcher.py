@@ -76,8 +76,7 @@ class Dispatcher:
         renew = asyncio.create_task(supervise("lease renewal", self._renew_leases, health),
                                     name="lease renewal")
         try:
-            await supervise("dispatcher", self.run_once, health,
-                            max_delay=self.settings.poll_interval * 5)
+            await supervise("dispatcher", self.run_once, health)
         finally:
             renew.cancel()
             for t in list(self._tasks):

@@ -91,6 +91,7 @@ class Engine:
                        asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
                        asyncio.create_task(self.scheduler.run(), name="scheduler")]
         self.ready = True
+        self.store.inject_faults()  # a test hook: nothing unless DURABLE_TEST_FAULT_RATE
 
     async def stop(self) -> None:
         """Stop the loops and close connections. Never raises (even after a database

@@ -62,6 +62,11 @@ class Store:
     async def open(self) -> None:
         await self.db.create_schema()
 
+    def inject_faults(self) -> None:
+        """The test hook ``DURABLE_TEST_FAULT_RATE``: from now on, fail that share of
+        statements with a connection error (nothing unless the variable is set)."""
+        self.db.inject_faults()
+
     async def close(self) -> None:
         await self.db.dispose()
 

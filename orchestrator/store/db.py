@@ -314,8 +314,10 @@ class Database:
         self._checkpoints: asyncio.Task[None] | None = None
         self.health = Health()
         self._full_at = 0.0  # when a write last failed for want of room
-        rate = float(os.environ.get("DURABLE_TEST_FAULT_RATE") or 0)
-        self._fault_rate = rate
+        # test hook (docs/architecture.md): statements fail at this rate once the engine
+        # has started (``inject_faults``)
+        self._fault_env = float(os.environ.get("DURABLE_TEST_FAULT_RATE") or 0)
+        self._fault_rate = 0.0
         self._fault_rng = random.Random(int(os.environ.get("DURABLE_TEST_FAULT_SEED") or 1))
 
     @property
@@ -428,6 +430,12 @@ class Database:
             self._lock_file = None
         if self._engine is not None:
             await self._engine.dispose()
+
+    def inject_faults(self) -> None:
+        """Start failing statements at ``DURABLE_TEST_FAULT_RATE`` (if set; a test hook)."""
+        if self._fault_env:
+            log.warning("test hook: failing %.0f%% of statements", self._fault_env * 100)
+            self._fault_rate = self._fault_env
 
     def _conn(self, conn: Conn) -> Conn:
         return FaultyConn(conn, self._fault_rate, self._fault_rng) if self._fault_rate else conn
