@@ -72,6 +72,13 @@ class QueueRepo(Repo):
             )
         return len(locked)
 
+    async def leases(self, run_ids: list[str]) -> dict[str, tuple[str | None, float | None]]:
+        """Who holds each row's lease, until when (for tests and diagnostics)."""
+        rows = await self.conn.execute(
+            select(queue.c.run_id, queue.c.lease_owner, queue.c.lease_expires_at)
+            .where(queue.c.run_id.in_(run_ids)))
+        return {r.run_id: (r.lease_owner, r.lease_expires_at) for r in rows}
+
     async def fences(self, run_ids: list[str]) -> dict[str, tuple[str | None, int]]:
         rows = await self.conn.execute(_FENCES(self.backend), {"ids": run_ids})
         return {r.run_id: (r.lease_owner, r.claims) for r in rows}
