@@ -79,6 +79,7 @@ async def test_postgres_outage_is_survived(pg_own: PausablePg, pg_stack: Stack) 
         assert r.status_code == 201, r.text
         cron = r.json()["id"]
         await asyncio.sleep(1.0)  # the sleeps and the wait begin; the retry is scheduled
+        timed_out = (await client.run_no_wait("run-timeout")).id  # times out in 1 s
 
         pg_own.pause()
         down_at = time.time()
@@ -106,6 +107,8 @@ async def test_postgres_outage_is_survived(pg_own: PausablePg, pg_stack: Stack) 
             assert (await client.result(rid, timeout=30))["slept"] >= 3.0
         assert await client.result(retrying, timeout=30) == 1
         assert await client.result(timing_out, timeout=30) == {"event": None}
+        run = await client.wait(timed_out, timeout=30)
+        assert run["status"] == "timed_out" and run["error"]["type"] == "RunTimeout", run
         await client.send_event("test.go", {"key": "w"})
         assert (await client.result(waiting, timeout=30))["event"]["data"] == {"key": "w"}
         fired = (await rest.get(f"/schedules/{schedule}")).json()
