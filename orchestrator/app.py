@@ -30,7 +30,8 @@ async def _api_error(request: Request, exc: Exception) -> Response:
 
 async def _db_unavailable(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, DatabaseUnavailable)
-    log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+    log.warning("%s %s: the database is unavailable (%r)", request.method, request.url.path,
+                exc.__cause__)
     resp = error_response(exc)
     resp.headers["Retry-After"] = str(exc.retry_after)
     return resp

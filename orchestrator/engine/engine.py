@@ -126,7 +126,8 @@ class Engine:
             if storage:
                 problems["storage"] = storage
         except Exception as exc:
-            problems["database"] = f"unreachable: {type(exc).__name__}: {exc}"[:500]
+            why = self.store.health.failing.get("database") or f"{type(exc).__name__}: {exc}"
+            problems["database"] = f"unreachable: {why}"[:500]
         for name, why in self.store.health.problems().items():
             problems.setdefault(name, why)
         for t in self._tasks:  # a loop never ends while the engine runs; say so if one did

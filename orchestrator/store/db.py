@@ -86,6 +86,13 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
+def _why(exc: BaseException) -> str:
+    """The driver's reason for ``exc``, without the SQL or parameters SQLAlchemy adds."""
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).split("\n", 1)[0][:200]
+    return f"{type(orig).__name__}: {first}"
+
+
 class InjectedFault(ConnectionResetError):
     """A statement failed on purpose (the test hook ``DURABLE_TEST_FAULT_RATE``)."""
 
@@ -384,16 +391,18 @@ class Database:
                 log.warning("WAL checkpoint failed: %s", exc)
 
     def _failed(self, exc: Exception) -> None:
-        """Raise ``exc`` as DatabaseUnavailable or StorageFull if it is one of those."""
+        """Raise ``exc`` as DatabaseUnavailable or StorageFull if it is one of those.
+
+        What the client reads names no SQL and no data (SQLAlchemy's message carries
+        both); the driver's reason goes to the health report (``/readyz``) and the log."""
         kind = self.backend.failure(exc)
         if kind == "unavailable":
-            self.health.failed("database", exc)
-            raise DatabaseUnavailable(f"the database is unavailable "
-                                      f"({type(exc).__name__}: {str(exc)[:200]})") from exc
+            self.health.failed("database", _why(exc))
+            raise DatabaseUnavailable("the database is unavailable; retry later") from exc
         if kind == "full":
             self._full_at = time.monotonic()
-            self.health.failed("storage", exc)
-            raise StorageFull(f"the database is full ({exc}); free space and retry") from exc
+            self.health.failed("storage", _why(exc))
+            raise StorageFull("the database is full: no room to store this write") from exc
 
     def storage_problem(self) -> str | None:
         """Why writes cannot be stored now (a write failed for want of room in the last

@@ -40,6 +40,7 @@ def test_full_database_answers_507_and_readyz_says_why(small_db: str) -> None:
                 break
         assert statuses[-1] == 507, (statuses, r.text)
         assert r.json()["error"]["code"] == "storage_full"
+        assert "xxxxxxxx" not in r.text and "INSERT" not in r.text  # no data, no SQL
         ready = http.get("/readyz")
         assert ready.status_code == 503, ready.text
         assert "storage" in ready.json()["problems"], ready.text
