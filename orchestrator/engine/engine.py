@@ -22,7 +22,7 @@ from orchestrator.engine.invoker import Invoker
 from orchestrator.engine.lifecycle import Effects, Hub, cancel_run
 from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.reducer import Reducer
-from orchestrator.engine.registration import validate_functions
+from orchestrator.engine.registration import check_app_url, validate_functions
 from orchestrator.engine.registry import Registry
 from orchestrator.engine.scheduler import Scheduler
 from orchestrator.errors import Conflict, Invalid, NotFound
@@ -113,6 +113,7 @@ class Engine:
     # -- apps -------------------------------------------------------------------------------
 
     async def register_app(self, url: str) -> dict[str, Any]:
+        await check_app_url(url, allow_insecure=self.settings.allow_insecure_app_urls)
         try:
             info = await self.invoker.exchange(url, p.introspect_request())
         except httpx.HTTPError as exc:
