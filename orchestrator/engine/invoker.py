@@ -33,6 +33,9 @@ class Failed:
     reason: str
     retry_after: float | None = None
     timed_out: bool = False
+    misconfigured: bool = False
+    """The app's answer failed verification (or it refused our signature): its keys are
+    wrong, and calling it again would run its side effects again for nothing."""
 
 
 Outcome = Delivered | Failed
@@ -67,6 +70,9 @@ class Invoker:
     ) -> None:
         self.signer = signer
         self.timeout = timeout
+        self.misconfigured: dict[str, tuple[str, float]] = {}
+        """Apps (by URL) marked misconfigured: no invoke is sent to them. The prober keeps
+        it in step with the store; values are (error, when marked)."""
         self.pool = ClientPool(
             pool_size,
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
@@ -101,6 +107,9 @@ class Invoker:
 
     async def invoke(self, url: str, body: bytes, call_id: str) -> Outcome:
         """Deliver one invoke request; never raises for what the app or network did."""
+        bad = self.misconfigured.get(url)
+        if bad is not None:
+            return Failed(f"not sent: the app is misconfigured ({bad[0]})", misconfigured=True)
         try:
             resp = await self._post(url, body)
         except httpx.ConnectTimeout:
@@ -109,6 +118,8 @@ class Invoker:
             return Failed(f"no answer within {self.timeout}s", timed_out=True)
         except httpx.HTTPError as exc:
             return Failed(f"connection failed: {type(exc).__name__}: {exc}")
+        if resp.status_code == 401:  # the app does not accept our signature
+            return self._misconfigured(url, f"app answered HTTP 401: {resp.text[:300]}")
         if resp.status_code != 200:
             return Failed(
                 f"app answered HTTP {resp.status_code}: {resp.text[:300]}",
@@ -120,10 +131,16 @@ class Invoker:
             self.signer.verify(resp.content, resp.headers)
         except p.SignatureError as exc:
             log.warning("discarded an answer to %s from %s: %s", call_id, url, exc)
-            return Failed(f"answer discarded: {exc}")
+            return self._misconfigured(url, f"answer discarded: {exc}")
         try:
             answer = p.validate_answer(p.loads(resp.content), call_id)
         except (ValueError, p.ProtocolError) as exc:
             log.warning("discarded a malformed answer to %s from %s: %s", call_id, url, exc)
             return Failed(f"malformed answer: {exc}")
         return Delivered(answer)
+
+    def _misconfigured(self, url: str, reason: str) -> Failed:
+        log.warning("app at %s is misconfigured (%s): no call is sent to it until a probe "
+                    "verifies", url, reason)
+        self.misconfigured[url] = (reason, time.time())
+        return Failed(reason, misconfigured=True)
