@@ -82,17 +82,22 @@ class Invoker:
     async def close(self) -> None:
         await self.pool.aclose()
 
+    def _headers(self, body: bytes) -> dict[str, str]:
+        return {"content-type": "application/json", **self.signer.sign(body)}
+
     async def _post(self, url: str, body: bytes) -> httpx.Response:
-        headers = {"content-type": "application/json", **self.signer.sign(body)}
         async with self.pool.client(url) as client:
+            # signed once a connection is ours: the wait for one (all of this app's in
+            # use) must not eat into the app's short replay window (protocol.md §3)
             try:
-                return await client.post(url, content=body, headers=headers)
+                return await client.post(url, content=body, headers=self._headers(body))
             except httpx.RemoteProtocolError:
                 # The peer closed a kept-alive connection without answering (servers cap
-                # requests per connection): send once more on a fresh connection. Should
-                # the app have run the call anyway, replay makes that harmless: steps
-                # are recorded once and run at least once.
-                return await client.post(url, content=body, headers=headers)
+                # requests per connection): send once more on a fresh connection, signed
+                # afresh. Should the app have seen the first (same call id), it refuses
+                # this one as a replay (409): a failed delivery, retried under a new
+                # claim. Replay makes a re-run harmless: steps are recorded once.
+                return await client.post(url, content=body, headers=self._headers(body))
 
     async def exchange(self, url: str, message: Mapping[str, Any]) -> Any:
         """Send a signed request, verify the signed answer, return it decoded.

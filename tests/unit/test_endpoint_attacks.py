@@ -186,3 +186,30 @@ def test_a_replayed_request_is_refused_and_runs_nothing(
     nxt = _invoke("run-replay:2")
     r = httpx.post(url, content=nxt, headers=signer.sign(nxt))
     assert r.status_code == 200, r.text
+
+
+async def test_a_request_waiting_for_a_pooled_connection_is_signed_when_sent(
+    tmp_path: Path,
+) -> None:
+    """With a short window, a call that waited for a free connection (another call to the
+    same app held it) must not arrive stale: it is signed when it is sent."""
+    import asyncio
+
+    from orchestrator.engine.invoker import Delivered, Invoker
+
+    proc, url = procs.app(tmp_path, extra_env={"DURABLE_MAX_CLOCK_SKEW": "1"})
+    proc.start()
+    invoker = Invoker(p.Signer(procs.SIGNING_KEY), pool_size=1)
+    try:
+        def call(fn: str, call_id: str) -> bytes:
+            return p.dumps(p.invoke_request(call_id=call_id, function=fn, run_id=call_id,
+                                            attempt=1, input=1, event=None, memo=[],
+                                            budget_ms=5000))
+
+        slow = invoker.invoke(url, call("slow-step", "slow:1"), "slow:1")  # holds it 1.5 s
+        quick = invoker.invoke(url, call("double", "quick:1"), "quick:1")
+        outcomes = await asyncio.gather(slow, quick)
+        assert all(isinstance(o, Delivered) for o in outcomes), outcomes
+    finally:
+        await invoker.close()
+        proc.stop()
