@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from sdk import Client
 from tests.support import procs
@@ -20,7 +21,11 @@ def _effects(path: Path, run_id: str) -> int:
     return sum(1 for line in path.read_text().splitlines() if line.startswith(run_id + " "))
 
 
-async def test_a_misconfigured_app_runs_its_side_effect_at_most_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+async def test_a_misconfigured_app_runs_its_side_effect_at_most_once(
+    tmp_path: Path, db: str, request: pytest.FixtureRequest
+) -> None:
+    db_url = request.getfixturevalue("pg").create_db() if db == "postgres" else None
     effects = tmp_path / "effects.log"
     port = procs.free_port()
     env = {"TESTAPP_EFFECTS": str(effects), "TESTAPP_FLAGS": str(tmp_path)}
@@ -30,7 +35,7 @@ async def test_a_misconfigured_app_runs_its_side_effect_at_most_once(tmp_path: P
     bad, _ = procs.app(tmp_path, port=port, extra_env={
         **env, "DURABLE_SIGNING_KEY": "not-the-key-0123456789",
         "DURABLE_SIGNING_KEY_FALLBACK": procs.SIGNING_KEY})
-    orch, base = procs.orchestrator(tmp_path)
+    orch, base = procs.orchestrator(tmp_path, db_url=db_url)
     good.start()
     orch.start()
     client = Client(orchestrator_url=base, api_key=procs.API_KEY,
