@@ -23,7 +23,7 @@ from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.probe")
 
-RECENT_S = 10.0
+RECENT_S = 3.0
 """An app marked in memory this recently is kept marked though the store does not say so
 yet (the reducer records it a moment later)."""
 
