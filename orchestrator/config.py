@@ -44,6 +44,9 @@ class Settings:
     peak costs ~5 ms of CPU)."""
     max_body_bytes: int = 4 * 1024 * 1024
     """Largest REST request body."""
+    allow_insecure_app_urls: bool = False
+    """Accept plain-http app URLs on public addresses (loopback and private are always
+    accepted); see ``registration.check_app_url``."""
     worker_id: str = field(default_factory=lambda: secrets.token_hex(6))
 
     @property
@@ -67,6 +70,8 @@ class Settings:
             delivery_backoff_max=_env_float("DURABLE_DELIVERY_BACKOFF_MAX",
                                             cls.delivery_backoff_max),
             db_pool_size=int(_env_float("DURABLE_DB_POOL_SIZE", cls.db_pool_size)),
+            allow_insecure_app_urls=env.get("DURABLE_ALLOW_INSECURE_APP_URLS", "").lower()
+            in ("1", "true", "yes"),
         )
         for k, v in overrides.items():
             if v is not None:

@@ -147,7 +147,7 @@ _FUNCTION_CONFIG = _obj({
 
 _WAITING = _obj({
     "kind": {"enum": ["sleep", "event", "children", "retry", "resume", "delivery_retry",
-                      "on_failure"]},
+                      "app_misconfigured", "on_failure"]},
     "step": _STR, "until": _TIME, "at": _TIME, "timeout_at": _NTIME,
     "event": _STR, "match": {"type": "object"},
     "pending": {"type": "integer"}, "total": {"type": "integer"},
@@ -221,8 +221,9 @@ _RUN = {"allOf": [_ref("RunSummary"), _obj({
     "failure", "history"))]}
 
 _APP = _obj({"id": _STR, "url": _STR, "sdk": _NSTR, "synced_at": _TIME,
-             "functions": {"type": "array", "items": _STR}},
-            ("id", "url", "sdk", "synced_at", "functions"))
+             "functions": {"type": "array", "items": _STR},
+             "status": {"enum": ["ok", "misconfigured"]}, "error": _NSTR},
+            ("id", "url", "sdk", "synced_at", "functions", "status", "error"))
 
 _SCHEDULE = _obj({
     "id": _STR, "function": _STR, "at": _TIME, "input": _ANY,

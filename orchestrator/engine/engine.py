@@ -21,8 +21,9 @@ from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Invoker
 from orchestrator.engine.lifecycle import Effects, Hub, cancel_run
 from orchestrator.engine.notifier import Notifier
+from orchestrator.engine.probe import Prober
 from orchestrator.engine.reducer import Reducer
-from orchestrator.engine.registration import validate_functions
+from orchestrator.engine.registration import check_app_url, validate_functions
 from orchestrator.engine.registry import Registry
 from orchestrator.engine.scheduler import Scheduler
 from orchestrator.errors import Conflict, Invalid, NotFound
@@ -73,6 +74,7 @@ class Engine:
         self.dispatcher = Dispatcher(self.store, self.registry, self.invoker, self.reducer,
                                      self.hub, settings)
         self.scheduler = Scheduler(self.store, self.hub, cron_grace=settings.cron_grace)
+        self.prober = Prober(self.store, self.invoker, settings)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
 
@@ -89,7 +91,8 @@ class Engine:
         await self.registry.reload()
         self._tasks = [asyncio.create_task(self.reducer.run(), name="reducer"),
                        asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
-                       asyncio.create_task(self.scheduler.run(), name="scheduler")]
+                       asyncio.create_task(self.scheduler.run(), name="scheduler"),
+                       asyncio.create_task(self.prober.run(), name="prober")]
         self.ready = True
         self.store.inject_faults()  # a test hook: nothing unless DURABLE_TEST_FAULT_RATE
 
@@ -141,6 +144,7 @@ class Engine:
     # -- apps -------------------------------------------------------------------------------
 
     async def register_app(self, url: str) -> dict[str, Any]:
+        await check_app_url(url, allow_insecure=self.settings.allow_insecure_app_urls)
         try:
             info = await self.invoker.exchange(url, p.introspect_request())
         except httpx.HTTPError as exc:
@@ -186,7 +190,8 @@ class Engine:
         for f in fns:
             by_app.setdefault(f.app_id, []).append(f.name)
         return [{"id": a.id, "url": a.url, "sdk": a.sdk, "synced_at": views.iso(a.synced_at),
-                 "functions": by_app.get(a.id, [])} for a in apps]
+                 "functions": by_app.get(a.id, []), "status": a.status, "error": a.error}
+                for a in apps]
 
     async def list_functions(self) -> list[dict[str, Any]]:
         async with self.store.read() as tx:

@@ -106,6 +106,9 @@ class Reducer:
             await self._errored(tx, c, err, now, fx)
             return
         failures = c.delivery_failures + 1
+        if f.misconfigured:  # not sent again until a probe verifies: not "unreachable"
+            await self._app_misconfigured(tx, c, f, failures, now)
+            return
         first = c.first_failure_at or now
         if now - first >= self.settings.unreachable_timeout:
             err = {"type": "DeliveryFailed", "message": f"no answer from the app since "
@@ -122,6 +125,17 @@ class Reducer:
             c.run_id, js({"kind": "delivery_retry", "at": at, "reason": f.reason,
                           "failures": failures})
         )
+
+    async def _app_misconfigured(self, tx: Tx, c: Claim, f: Failed, failures: int,
+                                 now: float) -> None:
+        if c.fn is not None:
+            await tx.apps.mark_misconfigured(c.fn.url, f.reason, now + 1.0)
+        at = now + min(DELIVERY_RETRY.delay(failures), self.settings.delivery_backoff_max)
+        await tx.queue.schedule(c.run_id, at, delivery_failures=failures)
+        await tx.runs.set_waiting(
+            c.run_id, js({"kind": "app_misconfigured", "at": at, "reason": f.reason,
+                          "app": c.fn.app_id if c.fn is not None else None,
+                          "failures": failures}))
 
     async def _answered(self, tx: Tx, c: Claim, d: Delivered, now: float, fx: Effects) -> None:
         a = d.answer

@@ -58,7 +58,7 @@ def test_forged_signature_with_a_wrong_key_is_refused() -> None:
 def test_garbage_signature_is_refused() -> None:
     headers = p.Signer("secret").sign(BODY, now=NOW)
     headers[p.H_SIGNATURE] = "!!not base64 at all!!"
-    with pytest.raises(p.SignatureError, match="does not match"):
+    with pytest.raises(p.SignatureError, match="malformed signature"):
         p.Signer("secret").verify(BODY, headers, now=NOW)
 
 
@@ -104,7 +104,8 @@ def test_empty_header_values_are_refused() -> None:
         p.Signer("secret").verify(BODY, {p.H_TIMESTAMP: "", p.H_SIGNATURE: ""}, now=NOW)
 
 
-@pytest.mark.parametrize("ts", ["yesterday", "1.7e9", "1700000000.5", "0x10"])
+@pytest.mark.parametrize("ts", ["yesterday", "1.7e9", "1700000000.5", "0x10", "9" * 400,
+                                "-" + "9" * 400, "-1", "+1700000000"])
 def test_malformed_timestamp_is_refused(ts: str) -> None:
     signer = p.Signer("secret")
     headers = signer.sign(BODY, now=NOW)
