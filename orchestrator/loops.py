@@ -1,6 +1,6 @@
 """Supervised background loops and the health they report.
 
-Every background loop of the orchestrator (dispatcher, reducer, scheduler, lease renewal,
+Every background loop of the orchestrator (dispatcher, reducer, scheduler, lease renewal, prober,
 SQLite checkpointer) is a ``pass_`` run over and over by ``supervise``: an exception is
 logged, the loop is marked failing in ``Health`` (``/readyz`` answers 503 and says why),
 and the pass runs again after a capped exponential backoff. A loop never ends while the

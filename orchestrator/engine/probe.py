@@ -18,6 +18,7 @@ import httpx
 
 from orchestrator.config import Settings
 from orchestrator.engine.invoker import Invoker
+from orchestrator.loops import supervise
 from orchestrator.store import Store
 from sdk import protocol as p
 
@@ -41,12 +42,12 @@ class Prober:
         return max(1.0, min(60.0, self.settings.delivery_backoff_max))
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.tick()
-            except Exception:
-                log.exception("probing misconfigured apps failed")
-            await asyncio.sleep(self.interval)
+        await supervise("prober", self.run_once, self.store.health)
+
+    async def run_once(self) -> None:
+        """One pass of the supervised loop: probe what is due, then pause."""
+        await self.tick()
+        await asyncio.sleep(self.interval)
 
     async def tick(self) -> None:
         now = time.time()
