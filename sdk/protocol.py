@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,9 @@ MAX_STEP_OUTPUT_BYTES: Final = 1 * 1024 * 1024
 MAX_MEMO_BYTES: Final = 16 * 1024 * 1024
 """The memo of one run (all recorded outputs together) may not grow past this."""
 MAX_EVENT_BYTES: Final = 256 * 1024
+#: How deep a JSON value (an input, event data, a step's output) may nest: ``{}`` and ``[]``
+#: are depth 1. The orchestrator's REST API refuses deeper values (422).
+MAX_JSON_DEPTH: Final = 64
 """One event's JSON encoding."""
 MAX_REQUEST_BYTES: Final = 2 * MAX_MEMO_BYTES
 """A request above this (a memo grown past its limit) fails the run instead of being sent."""
@@ -130,6 +134,29 @@ def dumps(value: Any) -> bytes:
 
 def loads(data: bytes | str) -> Any:
     return json.loads(data)
+
+
+def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why ``value`` is not a JSON value the orchestrator accepts (nests deeper than
+    ``max_depth``, or holds a number that is not finite), or None if it is one."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            items: Any = v.values()
+        elif isinstance(v, list):
+            items = v
+        elif isinstance(v, float) and not math.isfinite(v):
+            return f"holds a number that is not finite ({v})"
+        else:
+            continue
+        depth += 1
+        if depth > max_depth:
+            return f"nests deeper than {max_depth} levels"
+        for x in items:
+            if isinstance(x, dict | list | float):
+                stack.append((x, depth))
+    return None
 
 
 # -- event matching --------------------------------------------------------------------------
