@@ -1,0 +1,52 @@
+"""Schemathesis over the OpenAPI document, against a live orchestrator on each database:
+no request may get a 500, and every answer must conform to the document (status code,
+content type, body schema). Fixed seed, bounded examples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, Phase, settings
+from schemathesis import checks
+from schemathesis.specs.openapi import checks as oa_checks
+
+from orchestrator.api.openapi import OPENAPI
+from tests.e2e.conftest import Stack
+from tests.support import procs
+
+SCHEMA = schemathesis.openapi.from_dict(OPENAPI)
+CHECKS = [checks.not_a_server_error, oa_checks.status_code_conformance,
+          oa_checks.content_type_conformance, oa_checks.response_schema_conformance]
+
+
+def _known_function(body: Any) -> None:
+    """Most bodies name a function: use one the test app registers (``echo``), so that the
+    rest of the body gets past the 404 for an unknown function and is exercised."""
+    if isinstance(body, dict):
+        if isinstance(body.get("function"), str):
+            body["function"] = "echo"
+        for r in body.get("runs", []) if isinstance(body.get("runs"), list) else []:
+            _known_function(r)
+
+
+@SCHEMA.hook
+def map_case(context: Any, case: Any) -> Any:
+    if len(repr(case.body)) % 4:  # and 1 in 4 keeps its generated name
+        _known_function(case.body)
+    return case
+
+
+@pytest.fixture
+def live(stack: Stack) -> Stack:
+    return stack
+
+
+@SCHEMA.parametrize()
+@settings(max_examples=25, derandomize=True, deadline=None, database=None,
+          phases=[Phase.explicit, Phase.generate],
+          suppress_health_check=list(HealthCheck))
+def test_api_conforms(case: Any, live: Stack) -> None:
+    case.call_and_validate(base_url=live.base, checks=CHECKS,
+                           headers={"authorization": f"Bearer {procs.API_KEY}"}, timeout=70)
