@@ -34,6 +34,13 @@ _ERROR_TEXT = {
 }
 
 
+def _links(param: str, *operations: str) -> dict[str, Any]:
+    """OpenAPI links: the answer's ``id`` is ``param`` of each of ``operations``."""
+    return {op[0].upper() + op[1:]: {"operationId": op,
+                                     "parameters": {param: "$response.body#/id"}}
+            for op in operations}
+
+
 def _errors(*codes: str, **texts: str) -> dict[str, Any]:
     """Error responses; ``texts`` (``e404="..."``) say when this endpoint answers them."""
     return {c: _json(_ref("Error"), texts.get(f"e{c}", _ERROR_TEXT[c])) for c in codes}
@@ -409,9 +416,11 @@ PATHS: dict[str, Any] = {
                 "run (as GET /runs/{run_id}/wait does) instead of its id")],
             "requestBody": _body(_ref("CreateRun")),
             "responses": {
-                "201": _json({"anyOf": [_ref("RunId"), _ref("Run")]},
-                             "Started (or found by its idempotency key): its id, or with "
-                             "?wait= the run"),
+                "201": {**_json({"anyOf": [_ref("RunId"), _ref("Run")]},
+                                "Started (or found by its idempotency key): its id, or "
+                                "with ?wait= the run"),
+                        "links": _links("run_id", "getRun", "waitRun", "cancelRun",
+                                        "replayRun")},
                 **_errors("401", "404", "413", "422", e404=_BAD_FUNCTION),
             },
         },
@@ -512,7 +521,8 @@ PATHS: dict[str, Any] = {
             "operationId": "createSchedule", "tags": ["schedules"],
             "summary": "Start one run at a given time",
             "requestBody": _body(_ref("CreateSchedule")),
-            "responses": {"201": _json(_ref("Schedule"), "Created"),
+            "responses": {"201": {**_json(_ref("Schedule"), "Created"),
+                                  "links": _links("sid", "getSchedule", "deleteSchedule")},
                           **_errors("401", "404", "413", "422", e404=_BAD_FUNCTION,
                                     e422="Invalid input, or 'at' is in the past")},
         },
@@ -547,7 +557,8 @@ PATHS: dict[str, Any] = {
             "operationId": "createCron", "tags": ["crons"],
             "summary": "Create a cron trigger",
             "requestBody": _body(_ref("CreateCron")),
-            "responses": {"201": _json(_ref("Cron"), "Created"),
+            "responses": {"201": {**_json(_ref("Cron"), "Created"),
+                                  "links": _links("cid", "deleteCron")},
                           **_errors("401", "404", "413", "422", e404=_BAD_FUNCTION,
                                     e422="Invalid input, expression or time zone")},
         },

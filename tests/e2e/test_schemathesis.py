@@ -1,6 +1,7 @@
 """Schemathesis over the OpenAPI document, against a live orchestrator on each database:
 no request may get a 500, and every answer must conform to the document (status code,
-content type, body schema). Fixed seed, bounded examples."""
+content type, body schema). Fixed seed (derandomize), bounded examples (15 per operation, 15 sequences of up to 6
+calls along the links): about half a minute per database."""
 
 from __future__ import annotations
 
@@ -44,9 +45,41 @@ def live(stack: Stack) -> Stack:
 
 
 @SCHEMA.parametrize()
-@settings(max_examples=25, derandomize=True, deadline=None, database=None,
+@settings(max_examples=15, derandomize=True, deadline=None, database=None,
           phases=[Phase.explicit, Phase.generate],
           suppress_health_check=list(HealthCheck))
 def test_api_conforms(case: Any, live: Stack) -> None:
     case.call_and_validate(base_url=live.base, checks=CHECKS,
                            headers={"authorization": f"Bearer {procs.API_KEY}"}, timeout=70)
+
+
+Workflow = SCHEMA.as_state_machine()
+
+
+class _Stateful(Workflow):  # type: ignore[misc,valid-type]
+    """Sequences of calls along the document's links (a run's id to get, wait for, cancel
+    and replay it; a schedule's to get and delete it; a cron's to delete it)."""
+
+    base_url = ""
+    seen: set[tuple[str, int]] = set()  # (operation, status) of every answer checked
+
+    def get_call_kwargs(self, case: Any) -> dict[str, Any]:
+        return {"base_url": self.base_url, "timeout": 70,
+                "headers": {"authorization": f"Bearer {procs.API_KEY}"}}
+
+    def validate_response(self, response: Any, case: Any, additional_checks: Any = None,
+                          **kwargs: Any) -> None:
+        _Stateful.seen.add((case.operation.label, response.status_code))
+        case.validate_response(response, checks=CHECKS)
+
+
+def test_api_conforms_along_links(live: Stack) -> None:
+    _Stateful.base_url = live.base
+    _Stateful.run(settings=settings(max_examples=15, stateful_step_count=6, derandomize=True,
+                                    deadline=None, database=None,
+                                    phases=[Phase.explicit, Phase.generate],
+                                    suppress_health_check=list(HealthCheck)))
+    # the links were followed: a run started was then looked at, a schedule deleted
+    print(sorted(_Stateful.seen))
+    assert ("POST /api/v1/runs", 201) in _Stateful.seen
+    assert ("GET /api/v1/runs/{run_id}", 200) in _Stateful.seen
