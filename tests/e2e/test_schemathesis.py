@@ -1,7 +1,7 @@
 """Schemathesis over the OpenAPI document, against a live orchestrator on each database:
 no request may get a 500, and every answer must conform to the document (status code,
-content type, body schema). Fixed seed (derandomize), bounded examples (15 per operation, 15 sequences of up to 6
-calls along the links): about half a minute per database."""
+content type, body schema). Fixed seed (derandomize), bounded examples (15 per operation,
+15 sequences of up to 6 calls along the links): about half a minute per database."""
 
 from __future__ import annotations
 
