@@ -136,6 +136,21 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data)
 
 
+def dumps_value(value: Any) -> bytes:
+    """``dumps`` for a value that is stored or sent on (an input, a step's or run's output,
+    event data, child inputs): also ValueError when it nests deeper than MAX_JSON_DEPTH,
+    which the orchestrator's REST API would refuse."""
+    try:
+        data = dumps(value)
+    except RecursionError:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH:  # cheap: deep is possible
+        problem = json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+    return data
+
+
 def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
     """Why ``value`` is not a JSON value the orchestrator accepts (nests deeper than
     ``max_depth``, or holds a number that is not finite), or None if it is one."""

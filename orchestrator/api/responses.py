@@ -75,13 +75,10 @@ def json_value(value: Any, field: str, max_bytes: int = p.MAX_STEP_OUTPUT_BYTES)
     """``value`` encoded, or ``Invalid`` naming ``field``: every route's test for "a JSON
     value we accept" (finite numbers, valid Unicode, at most ``MAX_JSON_DEPTH`` deep, at
     most ``max_bytes`` encoded)."""
-    problem = p.json_problem(value)
-    if problem is not None:
-        raise Invalid(f"'{field}' {problem}", field)
     try:
-        data = p.dumps(value)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise Invalid(f"'{field}' is not JSON: {exc}", field) from None
+        data = p.dumps_value(value)
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"'{field}' is not a JSON value the API takes: {exc}", field) from None
     if len(data) > max_bytes:
         raise Invalid(f"'{field}' is {len(data)} bytes encoded; the limit is {max_bytes}",
                       field)
