@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -54,21 +55,29 @@ async def read_json(request: Request, limit: int) -> Any:
             raise TooLarge(f"request body exceeds {limit} bytes")
     if not body:
         raise Invalid("request body is empty; send JSON", "body")
+    max_depth = p.MAX_JSON_DEPTH + BODY_ENVELOPE
     try:
-        value = json.loads(body, parse_constant=_no_constant)
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
-        raise Invalid(f"request body nests deeper than {p.MAX_JSON_DEPTH} levels",
-                      "body") from None
+        raise Invalid(f"request body nests deeper than {max_depth} levels", "body") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(f"request body is not valid JSON: {exc}", "body") from None
-    problem = p.json_problem(value, p.MAX_JSON_DEPTH + BODY_ENVELOPE)
-    if problem is not None:
-        raise Invalid(f"request body {problem}", "body")
+    if body.count(b"[") + body.count(b"{") > max_depth:  # only then can it be too deep
+        problem = p.json_problem(value, max_depth)
+        if problem is not None:
+            raise Invalid(f"request body {problem}", "body")
     return value
 
 
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
+
+
+def _finite(literal: str) -> float:
+    v = float(literal)
+    if not math.isfinite(v):
+        raise ValueError(f"the number {literal[:40]} is out of range")
+    return v
 
 
 def json_value(value: Any, field: str, max_bytes: int = p.MAX_STEP_OUTPUT_BYTES) -> bytes:
