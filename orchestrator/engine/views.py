@@ -8,9 +8,14 @@ from typing import Any
 
 
 def iso(ts: float | None) -> str | None:
+    """``ts`` as ISO-8601 UTC; None for None, and for a time no date-time can show (a row
+    stored before the API checked times: it must not break every listing)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _j(text: str | None) -> Any:

@@ -3,10 +3,14 @@ request (issue 8, section 2); a 500 tells only "internal error" and a request id
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from typing import Any
 
+import asyncpg
 import httpx
+
+from tests.e2e.conftest import Stack
 
 HUGE_AT = ["1e20", "-1e20", "1e300", "Infinity", "NaN", "1e400", "-Infinity"]
 
@@ -154,3 +158,26 @@ async def test_post_runs_wait_answers_the_run_as_get_does(rest: httpx.AsyncClien
     assert set(waited) == set(got)
     assert waited["input"] == {"k": 1} and "steps" in waited
     assert set((await rest.get(f"/runs/{waited['id']}/wait")).json()) == set(got)
+
+
+async def test_a_schedule_stored_before_the_check_can_be_listed_and_deleted(
+        stack: Stack, rest: httpx.AsyncClient) -> None:
+    """A row with an out-of-range ``at`` that an older version stored does not break
+    ``GET /schedules``, and can be deleted through the API."""
+    url = stack.orch.args[stack.orch.args.index("--database-url") + 1]
+    insert = ("INSERT INTO schedules (id, function, input_json, at, run_id, created_at) "
+              "VALUES ('poisoned', 'echo', 'null', 1e300, NULL, 0)")
+    if url.startswith("sqlite"):
+        with sqlite3.connect(stack.tmp / "orchestrator.db") as conn:
+            conn.execute(insert)
+    else:
+        conn = await asyncpg.connect(url)
+        try:
+            await conn.execute(insert)
+        finally:
+            await conn.close()
+    r = await rest.get("/schedules")
+    assert r.status_code == 200, r.text
+    assert [s["at"] for s in r.json()["schedules"] if s["id"] == "poisoned"] == [None]
+    assert (await rest.delete("/schedules/poisoned")).status_code == 204
+    assert (await rest.get("/schedules/poisoned")).status_code == 404
