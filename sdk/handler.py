@@ -86,7 +86,7 @@ async def execute(fn: Runnable, request: Mapping[str, Any], request_bytes: int
         )
         return ex.answer(p.Status.ERROR, error=info)
     try:
-        data = p.dumps(out)
+        data = p.dumps_value(out)
     except (TypeError, ValueError) as exc:
         return ex.answer(
             p.Status.ERROR,

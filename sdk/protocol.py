@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import time
@@ -36,6 +37,9 @@ MAX_STEP_OUTPUT_BYTES: Final = 1 * 1024 * 1024
 MAX_MEMO_BYTES: Final = 16 * 1024 * 1024
 """The memo of one run (all recorded outputs together) may not grow past this."""
 MAX_EVENT_BYTES: Final = 256 * 1024
+#: How deep a JSON value (an input, event data, a step's output) may nest: ``{}`` and ``[]``
+#: are depth 1. The orchestrator's REST API refuses deeper values (422).
+MAX_JSON_DEPTH: Final = 64
 """One event's JSON encoding."""
 MAX_REQUEST_BYTES: Final = 2 * MAX_MEMO_BYTES
 """A request above this (a memo grown past its limit) fails the run instead of being sent."""
@@ -137,6 +141,44 @@ def dumps(value: Any) -> bytes:
 
 def loads(data: bytes | str) -> Any:
     return json.loads(data)
+
+
+def dumps_value(value: Any) -> bytes:
+    """``dumps`` for a value that is stored or sent on (an input, a step's or run's output,
+    event data, child inputs): also ValueError when it nests deeper than MAX_JSON_DEPTH,
+    which the orchestrator's REST API would refuse."""
+    try:
+        data = dumps(value)
+    except RecursionError:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH:  # cheap: deep is possible
+        problem = json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+    return data
+
+
+def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why ``value`` is not a JSON value the orchestrator accepts (nests deeper than
+    ``max_depth``, or holds a number that is not finite), or None if it is one."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            items: Any = v.values()
+        elif isinstance(v, list):
+            items = v
+        elif isinstance(v, float) and not math.isfinite(v):
+            return f"holds a number that is not finite ({v})"
+        else:
+            continue
+        depth += 1
+        if depth > max_depth:
+            return f"nests deeper than {max_depth} levels"
+        for x in items:
+            if isinstance(x, dict | list | float):
+                stack.append((x, depth))
+    return None
 
 
 # -- event matching --------------------------------------------------------------------------

@@ -238,7 +238,7 @@ class Engine:
     async def send_events(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         async def work(tx: Tx, fx: Effects) -> dict[str, Any]:
             res = await ingest_events(tx, events, time.time(), fx)
-            return {"ids": res.event_ids, "runs": res.run_ids}
+            return {"ids": res.event_ids, "runs": res.run_ids, "duplicate": res.duplicate}
 
         return await self.hub.transact(work)
 
@@ -395,7 +395,8 @@ class Engine:
                 "next_cursor": rows[-1].id if more and rows else None}
 
     async def wait_run(self, run_id: str, timeout: float) -> dict[str, Any]:
-        """The run (summary and output) once it has ended, or as it is after ``timeout``."""
+        """The run (as ``get_run`` shows it) once it has ended, or as it is after
+        ``timeout``."""
         fut = self.notifier.watch(run_id)
         try:
             deadline = time.monotonic() + timeout
@@ -406,7 +407,7 @@ class Engine:
                     raise NotFound(f"no run {run_id!r}", "id")
                 left = deadline - time.monotonic()
                 if run.status in TERMINAL or left <= 0:
-                    return views.run_result(run)
+                    return await self.get_run(run_id)  # the one representation of a run
                 # other replicas end runs too: look again at least every second
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(fut), min(left, 1.0))
