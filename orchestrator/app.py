@@ -15,10 +15,11 @@ from starlette.responses import Response
 
 from orchestrator.api import control_routes, routes
 from orchestrator.api.auth import ApiKeyMiddleware
+from orchestrator.api.request_id import RequestIdMiddleware, request_id_of
 from orchestrator.api.responses import JSON, error_response
 from orchestrator.config import Settings
 from orchestrator.engine.engine import Engine
-from orchestrator.errors import ApiError
+from orchestrator.errors import ApiError, DatabaseUnavailable
 
 log = logging.getLogger("orchestrator")
 
@@ -28,6 +29,15 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc)
 
 
+async def _db_unavailable(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DatabaseUnavailable)
+    log.warning("%s %s: the database is unavailable (%r)", request.method, request.url.path,
+                exc.__cause__)
+    resp = error_response(exc)
+    resp.headers["Retry-After"] = str(exc.retry_after)
+    return resp
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
@@ -35,9 +45,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error serving %s %s", request.method, request.url.path)
-    return JSON({"error": {"code": "internal_error",
-                           "message": f"{type(exc).__name__}: {exc}"}}, status_code=500)
+    """A 500 says only "internal error" and the request id; the details (the exception,
+    a database error's SQL) go to the log under that id."""
+    rid = request_id_of(request.scope)
+    log.error("unhandled error serving %s %s [request %s]", request.method,
+              request.url.path, rid, exc_info=exc)
+    return JSON({"error": {"code": "internal_error", "message": "internal error",
+                           "request_id": rid}},
+                status_code=500, headers={"x-request-id": rid})
 
 
 def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
@@ -56,8 +71,10 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
 
     app = Starlette(
         routes=control_routes.ROUTES + routes.ROUTES,
-        middleware=[Middleware(ApiKeyMiddleware, keys=settings.api_keys)],
-        exception_handlers={ApiError: _api_error, HTTPException: _http_error,
+        middleware=[Middleware(RequestIdMiddleware),
+                    Middleware(ApiKeyMiddleware, keys=settings.api_keys)],
+        exception_handlers={ApiError: _api_error, DatabaseUnavailable: _db_unavailable,
+                            HTTPException: _http_error,
                             Exception: _internal_error},
         lifespan=lifespan,
     )

@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="register (sync) the app served at URL on start; repeatable")
         sp.add_argument("--lease-ttl", type=float, default=None)
         sp.add_argument("--call-timeout", type=float, default=None)
+        sp.add_argument("--allow-insecure-apps", action="store_true", default=None,
+                        help="accept plain-http app URLs on public addresses")
         sp.add_argument("--log-level", default=os.environ.get("DURABLE_LOG_LEVEL", "info"))
         if name == "dev":
             sp.add_argument("--show-keys", action="store_true",
@@ -63,7 +65,8 @@ def _sqlite_file(url: str) -> Path | None:
 
 def _settings(args: argparse.Namespace) -> Settings:
     s = Settings.from_env(host=args.host, port=args.port, lease_ttl=args.lease_ttl,
-                          call_timeout=args.call_timeout)
+                          call_timeout=args.call_timeout,
+                          allow_insecure_app_urls=args.allow_insecure_apps)
     if args.database_url:
         s.database_url = args.database_url
     if args.command == "dev":

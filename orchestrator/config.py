@@ -56,6 +56,9 @@ class Settings:
     """Largest REST request body."""
     dev_keys_path: str | None = None
     """``orchestrator dev``: the file its keys are kept in (None: made for this session)."""
+    allow_insecure_app_urls: bool = False
+    """Accept plain-http app URLs on public addresses (loopback and private are always
+    accepted); see ``registration.check_app_url``."""
     worker_id: str = field(default_factory=lambda: secrets.token_hex(6))
 
     @property
@@ -80,6 +83,8 @@ class Settings:
                                             cls.delivery_backoff_max),
             keep_alive=_env_float("DURABLE_KEEP_ALIVE", cls.keep_alive),
             db_pool_size=int(_env_float("DURABLE_DB_POOL_SIZE", cls.db_pool_size)),
+            allow_insecure_app_urls=env.get("DURABLE_ALLOW_INSECURE_APP_URLS", "").lower()
+            in ("1", "true", "yes"),
         )
         for k, v in overrides.items():
             if v is not None:

@@ -42,3 +42,19 @@ class Unauthorized(ApiError):
 class TooLarge(ApiError):
     status = 413
     code = "too_large"
+
+
+class DatabaseUnavailable(ApiError):
+    """The database cannot be reached (down, restarting, connections refused): the
+    request may be sent again later (503 with ``Retry-After``)."""
+
+    status = 503
+    code = "database_unavailable"
+    retry_after = 5
+
+
+class StorageFull(ApiError):
+    """The database has no room left for a write (SQLite: disk or max_page_count full)."""
+
+    status = 507
+    code = "storage_full"

@@ -170,7 +170,7 @@ class Execution:
 
     def step_succeeded(self, plan: StepPlan, output: Any) -> Any:
         try:
-            data = p.dumps(output)
+            data = p.dumps_value(output)
         except (TypeError, ValueError) as exc:
             return self._fail_step(plan, "SerializationError", f"output is not JSON: {exc}")
         if len(data) > p.MAX_STEP_OUTPUT_BYTES:
@@ -279,7 +279,7 @@ class Execution:
                 raise ChildRunError(name, out)
             return [r.get("output") for r in out]
         try:
-            size = len(p.dumps(children))
+            size = len(p.dumps_value(children))
         except (TypeError, ValueError) as exc:
             raise UsageError(f"child inputs must be JSON: {exc}") from exc
         if size > p.MAX_STEP_OUTPUT_BYTES:
@@ -312,7 +312,7 @@ class Execution:
             e = {"id": ev.get("id") or uuid.uuid4().hex, "name": ev["name"],
                  "data": ev.get("data", {})}
             try:
-                size = len(p.dumps(e))
+                size = len(p.dumps_value(e))
             except (TypeError, ValueError) as exc:
                 raise UsageError(f"event {e['name']!r} is not JSON: {exc}") from None
             if size > p.MAX_EVENT_BYTES:

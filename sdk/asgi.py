@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from sdk import protocol as p
 from sdk.function import Runnable
-from sdk.handler import Handler
+from sdk.handler import Handler, Response
 
 if TYPE_CHECKING:
     from sdk.client import Client
@@ -59,26 +59,55 @@ class ServeEndpoint:
             await _respond(send, 405, b'{"error":{"code":"method_not_allowed",'
                            b'"message":"use POST"}}', {"content-type": "application/json"})
             return
-        chunks: list[bytes] = []
-        size = 0
-        more = True
-        while more:
-            msg = await receive()
-            if msg["type"] == "http.disconnect":
-                return
-            chunk = msg.get("body", b"")
-            size += len(chunk)
-            if size > MAX_REQUEST_BYTES:
-                await _respond(send, 413, b'{"error":{"code":"too_large",'
-                               b'"message":"request body too large"}}',
-                               {"content-type": "application/json"})
-                return
-            chunks.append(chunk)
-            more = msg.get("more_body", False)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
-        resp = await handler.handle(b"".join(chunks), headers)
+        # Refuse what can be refused before the body is read: an unsigned, malformed or
+        # stale request, or one that announces a body past the limit.
+        refused = handler.precheck(headers)
+        if refused is None and _declared_length(headers) > MAX_REQUEST_BYTES:
+            refused = _TOO_LARGE
+        if refused is not None:
+            await _respond(send, refused.status, refused.body,
+                           {**refused.headers, "connection": "close"})
+            return
+        body = await _read_body(receive)
+        if body is None:
+            return  # the client went away
+        if isinstance(body, Response):
+            await _respond(send, body.status, body.body,
+                           {**body.headers, "connection": "close"})
+            return
+        resp = await handler.handle(body, headers)
+        del body  # a large body is not kept while the answer is sent
         await _respond(send, resp.status, resp.body, resp.headers)
+
+
+_TOO_LARGE = Response(413, p.dumps({"error": {
+    "code": "too_large", "message": f"request body larger than {MAX_REQUEST_BYTES} bytes"}}),
+    {"content-type": "application/json"})
+
+
+def _declared_length(headers: dict[str, str]) -> int:
+    raw = headers.get("content-length", "")
+    if not raw.isdigit() or len(raw) > 18:
+        return 0 if not raw else MAX_REQUEST_BYTES + 1
+    return int(raw)
+
+
+async def _read_body(receive: Receive) -> bytes | Response | None:
+    """The request body, bounded while it streams in (a 413 once past the limit)."""
+    buf = bytearray()
+    more = True
+    while more:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            return None
+        chunk = msg.get("body", b"")
+        if len(buf) + len(chunk) > MAX_REQUEST_BYTES:
+            return _TOO_LARGE
+        buf += chunk
+        more = msg.get("more_body", False)
+    return bytes(buf)
 
 
 async def _respond(send: Send, status: int, body: bytes, headers: dict[str, str]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from sdk import protocol as p
 from sdk._execution import Execution, Interrupt, error_info
+from sdk._replay import ReplayCache
 from sdk.context import Context, SyncContext
 from sdk.errors import (
     ChildRunError,
@@ -85,7 +86,7 @@ async def execute(fn: Runnable, request: Mapping[str, Any], request_bytes: int
         )
         return ex.answer(p.Status.ERROR, error=info)
     try:
-        data = p.dumps(out)
+        data = p.dumps_value(out)
     except (TypeError, ValueError) as exc:
         return ex.answer(
             p.Status.ERROR,
@@ -118,6 +119,7 @@ class Handler:
             self.functions[f.name] = f
         self._signer = signer
         self.app_id = app_id
+        self.replays = ReplayCache(signer.max_skew if signer is not None else p.MAX_CLOCK_SKEW_S)
 
     @property
     def signer(self) -> p.Signer:
@@ -138,16 +140,28 @@ class Handler:
         headers = {"content-type": "application/json", **self.signer.sign(body)}
         return Response(status, body, headers)
 
-    @staticmethod
-    def _refuse(status: int, message: str) -> Response:
-        body = p.dumps({"error": {"code": "unauthorized" if status == 401 else "bad_request",
+    _CODES = {401: "unauthorized", 409: "replayed", 413: "too_large"}
+
+    @classmethod
+    def _refuse(cls, status: int, message: str) -> Response:
+        body = p.dumps({"error": {"code": cls._CODES.get(status, "bad_request"),
                                   "message": message}})
         return Response(status, body, {"content-type": "application/json"})
+
+    def precheck(self, headers: Mapping[str, str]) -> Response | None:
+        """Refuse, before its body is read, a request whose signature headers are missing,
+        malformed or stale (a 401); None if it may be read (and then ``handle``d)."""
+        try:
+            self.signer.precheck(headers)
+        except p.SignatureError as exc:
+            log.warning("refused a request: %s", exc)
+            return self._refuse(401, str(exc))
+        return None
 
     async def handle(self, body: bytes, headers: Mapping[str, str]) -> Response:
         """Verify, dispatch and answer one request (``headers`` keys lower-case)."""
         try:
-            self.signer.verify(body, headers)
+            signed_at = self.signer.verify(body, headers)
         except p.SignatureError as exc:
             log.warning("refused a request: %s", exc)
             return self._refuse(401, str(exc))
@@ -155,8 +169,12 @@ class Handler:
             request = p.validate_request(p.loads(body))
         except (ValueError, p.ProtocolError) as exc:
             return self._refuse(400, f"malformed request: {exc}")
-        if request["kind"] == p.Kind.INTROSPECT:
+        if request["kind"] == p.Kind.INTROSPECT:  # runs no user code: replays are harmless
             return self._signed(200, self.introspection())
+        if not self.replays.first_use(request["call_id"], signed_at):
+            log.warning("refused a replayed request for call %s", request["call_id"])
+            return self._refuse(409, f"call {request['call_id']!r} was received already "
+                                "(a replayed or duplicated request)")
         fn = self.functions.get(request["function"])
         if isinstance(fn, Workflow) and fn.find(request.get("task")) is None:
             fn = None

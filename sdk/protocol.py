@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -35,13 +37,22 @@ MAX_STEP_OUTPUT_BYTES: Final = 1 * 1024 * 1024
 MAX_MEMO_BYTES: Final = 16 * 1024 * 1024
 """The memo of one run (all recorded outputs together) may not grow past this."""
 MAX_EVENT_BYTES: Final = 256 * 1024
+#: How deep a JSON value (an input, event data, a step's output) may nest: ``{}`` and ``[]``
+#: are depth 1. The orchestrator's REST API refuses deeper values (422).
+MAX_JSON_DEPTH: Final = 64
 """One event's JSON encoding."""
 MAX_REQUEST_BYTES: Final = 2 * MAX_MEMO_BYTES
 """A request above this (a memo grown past its limit) fails the run instead of being sent."""
 MAX_ANSWER_BYTES: Final = 32 * 1024 * 1024
 """An answer body above this is refused by the orchestrator."""
-MAX_CLOCK_SKEW_S: Final = 300.0
-"""Messages whose signed timestamp is further than this from now are refused."""
+MAX_CLOCK_SKEW_S: Final = 60.0
+"""Messages whose signed timestamp is further than this from now are refused. It bounds
+the window in which a captured request can be replayed (docs/protocol.md, threat model):
+the orchestrator signs every request when it sends it (a retry signs afresh), so only
+clock skew and one request's time in transit need to fit in it."""
+
+_TIMESTAMP_RE: Final = re.compile(r"^[0-9]{1,12}$")
+_SIGNATURE_RE: Final = re.compile(r"^[A-Za-z0-9_\-]{16,128}$")
 
 
 EVENT_NAME_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
@@ -132,6 +143,44 @@ def loads(data: bytes | str) -> Any:
     return json.loads(data)
 
 
+def dumps_value(value: Any) -> bytes:
+    """``dumps`` for a value that is stored or sent on (an input, a step's or run's output,
+    event data, child inputs): also ValueError when it nests deeper than MAX_JSON_DEPTH,
+    which the orchestrator's REST API would refuse."""
+    try:
+        data = dumps(value)
+    except RecursionError:
+        raise ValueError(f"nests deeper than {MAX_JSON_DEPTH} levels") from None
+    if data.count(b"[") + data.count(b"{") > MAX_JSON_DEPTH:  # cheap: deep is possible
+        problem = json_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+    return data
+
+
+def json_problem(value: Any, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why ``value`` is not a JSON value the orchestrator accepts (nests deeper than
+    ``max_depth``, or holds a number that is not finite), or None if it is one."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, dict):
+            items: Any = v.values()
+        elif isinstance(v, list):
+            items = v
+        elif isinstance(v, float) and not math.isfinite(v):
+            return f"holds a number that is not finite ({v})"
+        else:
+            continue
+        depth += 1
+        if depth > max_depth:
+            return f"nests deeper than {max_depth} levels"
+        for x in items:
+            if isinstance(x, dict | list | float):
+                stack.append((x, depth))
+    return None
+
+
 # -- event matching --------------------------------------------------------------------------
 
 
@@ -183,6 +232,20 @@ class SignatureError(Exception):
     """A message is unsigned, forged, tampered with, or outside the allowed clock skew."""
 
 
+def default_max_skew() -> float:
+    """``DURABLE_MAX_CLOCK_SKEW`` (seconds) if set, else ``MAX_CLOCK_SKEW_S``."""
+    raw = os.environ.get("DURABLE_MAX_CLOCK_SKEW")
+    if not raw:
+        return MAX_CLOCK_SKEW_S
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ValueError(f"DURABLE_MAX_CLOCK_SKEW must be seconds, not {raw!r}") from None
+    if not 0 < v <= 3600:
+        raise ValueError("DURABLE_MAX_CLOCK_SKEW must be within (0, 3600] seconds")
+    return v
+
+
 class Signer:
     """HMAC-SHA256 over ``timestamp + "." + body`` with a primary and optional fallback key.
 
@@ -196,7 +259,7 @@ class Signer:
         key: str,
         fallback: str | None = None,
         *,
-        max_skew: float = MAX_CLOCK_SKEW_S,
+        max_skew: float | None = None,
     ) -> None:
         if not key:
             raise ValueError("a signing key is required")
@@ -208,7 +271,7 @@ class Signer:
             digest_method=hashlib.sha256,
             algorithm=HMACAlgorithm(hashlib.sha256),
         )
-        self.max_skew = max_skew
+        self.max_skew = max_skew if max_skew is not None else default_max_skew()
 
     def sign(self, body: bytes, now: float | None = None) -> dict[str, str]:
         """Headers carrying the signature of ``body``."""
@@ -216,21 +279,32 @@ class Signer:
         sig = self._signer.get_signature(ts.encode() + b"." + body).decode()
         return {H_TIMESTAMP: ts, H_SIGNATURE: sig, H_VERSION: str(VERSION)}
 
-    def verify(self, body: bytes, headers: Mapping[str, str], now: float | None = None) -> None:
-        """Raise ``SignatureError`` unless ``headers`` sign ``body`` with a valid key, recently."""
+    def precheck(self, headers: Mapping[str, str], now: float | None = None) -> int:
+        """What can be checked before the body is read: both headers present and well
+        formed, the timestamp fresh. Returns the timestamp; raises ``SignatureError``."""
         ts = headers.get(H_TIMESTAMP)
         sig = headers.get(H_SIGNATURE)
         if not ts or not sig:
             raise SignatureError("message is not signed")
-        try:
-            ts_i = int(ts)
-        except ValueError:
-            raise SignatureError("malformed signature timestamp") from None
+        if not _TIMESTAMP_RE.match(ts):  # never int() an unbounded string
+            raise SignatureError("malformed signature timestamp")
+        if not _SIGNATURE_RE.match(sig):
+            raise SignatureError("malformed signature")
+        ts_i = int(ts)
         current = now if now is not None else time.time()
         if abs(current - ts_i) > self.max_skew:
             raise SignatureError("signature timestamp outside the allowed clock skew")
-        if not self._signer.verify_signature(ts.encode() + b"." + body, sig.encode()):
+        return ts_i
+
+    def verify(self, body: bytes, headers: Mapping[str, str], now: float | None = None) -> int:
+        """Raise ``SignatureError`` unless ``headers`` sign ``body`` with a valid key,
+        recently; return the signed timestamp."""
+        ts_i = self.precheck(headers, now)
+        ts = headers[H_TIMESTAMP]
+        if not self._signer.verify_signature(ts.encode() + b"." + body,
+                                             headers[H_SIGNATURE].encode()):
             raise SignatureError("signature does not match")
+        return ts_i
 
 
 # -- messages ----------------------------------------------------------------------------------

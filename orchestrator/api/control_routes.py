@@ -9,7 +9,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from orchestrator.api.parse import epoch, only, run_filter
-from orchestrator.api.responses import JSON, engine_of, read_body, want_object, want_str
+from orchestrator.api.responses import (
+    JSON,
+    MAX_KEY_CHARS,
+    engine_of,
+    json_value,
+    path_id,
+    query_str,
+    read_body,
+    want_object,
+    want_str,
+)
 from orchestrator.engine.control import FROM
 from orchestrator.engine.engine import MAX_BULK, RunSpec
 from orchestrator.errors import Invalid
@@ -30,7 +40,8 @@ async def bulk_runs(request: Request) -> JSON:
             only(r, {"function", "input", "idempotency_key"})
             fn = want_str(r, "function", where=f"runs[{i}].function")
             key = want_str(r, "idempotency_key", required=False,
-                           where=f"runs[{i}].idempotency_key")
+                           where=f"runs[{i}].idempotency_key", max_chars=MAX_KEY_CHARS)
+            json_value(r.get("input"), f"runs[{i}].input")
             assert fn is not None
             specs.append(RunSpec(fn, r.get("input"), key))
     else:
@@ -40,6 +51,8 @@ async def bulk_runs(request: Request) -> JSON:
         if not isinstance(inputs, list) or not inputs:
             raise Invalid("'inputs' must be a non-empty list", "inputs")
         assert fn is not None
+        for i, x in enumerate(inputs):
+            json_value(x, f"inputs[{i}]")
         specs = [RunSpec(fn, x) for x in inputs]
     if len(specs) > MAX_BULK:
         raise Invalid(f"at most {MAX_BULK} runs per request", "runs")
@@ -51,7 +64,7 @@ async def cancel_run(request: Request) -> JSON:
     body = await read_body(request, empty_ok=True)
     only(body, {"reason"})
     reason = want_str(body, "reason", required=False)
-    return JSON(await engine_of(request).cancel_run(request.path_params["run_id"], reason))
+    return JSON(await engine_of(request).cancel_run(path_id(request, "run_id"), reason))
 
 
 async def cancel_runs(request: Request) -> JSON:
@@ -74,8 +87,10 @@ async def replay_run(request: Request) -> JSON:
     start = _from(body)
     if "input" in body and start != "start":
         raise Invalid("a new 'input' needs \"from\": \"start\"", "input")
+    if "input" in body:
+        json_value(body["input"], "input")
     kwargs = {"input": body["input"]} if "input" in body else {}
-    return JSON(await engine_of(request).replay_run(request.path_params["run_id"], start,
+    return JSON(await engine_of(request).replay_run(path_id(request, "run_id"), start,
                                                   **kwargs))
 
 
@@ -92,21 +107,23 @@ async def create_schedule(request: Request) -> JSON:
     if "at" not in body:
         raise Invalid("'at' is required", "at")
     assert fn is not None
-    out = await engine_of(request).create_schedule(fn, epoch(body["at"], "at"), body.get("input"))
+    at = epoch(body["at"], "at")
+    json_value(body.get("input"), "input")
+    out = await engine_of(request).create_schedule(fn, at, body.get("input"))
     return JSON(out, status_code=201)
 
 
 async def list_schedules(request: Request) -> JSON:
-    fn = request.query_params.get("function")
+    fn = query_str(request, "function")
     return JSON({"schedules": await engine_of(request).list_schedules(fn, 1000)})
 
 
 async def get_schedule(request: Request) -> JSON:
-    return JSON(await engine_of(request).get_schedule(request.path_params["sid"]))
+    return JSON(await engine_of(request).get_schedule(path_id(request, "sid")))
 
 
 async def delete_schedule(request: Request) -> Response:
-    await engine_of(request).delete_schedule(request.path_params["sid"])
+    await engine_of(request).delete_schedule(path_id(request, "sid"))
     return Response(status_code=204)
 
 
@@ -117,17 +134,18 @@ async def create_cron(request: Request) -> JSON:
     expr = want_str(body, "expression")
     tz = want_str(body, "timezone", required=False) or "UTC"
     assert fn is not None and expr is not None
+    json_value(body.get("input"), "input")
     out = await engine_of(request).create_cron(fn, expr, tz, body.get("input"))
     return JSON(out, status_code=201)
 
 
 async def list_crons(request: Request) -> JSON:
-    fn = request.query_params.get("function")
+    fn = query_str(request, "function")
     return JSON({"crons": await engine_of(request).list_crons(fn)})
 
 
 async def delete_cron(request: Request) -> Response:
-    await engine_of(request).delete_cron(request.path_params["cid"])
+    await engine_of(request).delete_cron(path_id(request, "cid"))
     return Response(status_code=204)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from orchestrator.api.responses import MAX_ID_CHARS, MAX_KEY_CHARS, MAX_STR_CHARS
 from orchestrator.engine.control import FROM
 from orchestrator.engine.engine import MAX_BULK
 from sdk import protocol as p
@@ -24,12 +25,20 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 
 _ERROR_TEXT = {
+    "400": "Bad request (a `cursor` this API did not give)",
     "401": "Missing or invalid API key (`Authorization: Bearer <key>`)",
     "404": "Not found",
     "409": "Conflict with the current state",
     "413": "Request body too large (`max_body_bytes`, 4 MiB by default)",
     "422": "Invalid input; `error.field` names the field",
 }
+
+
+def _links(param: str, *operations: str) -> dict[str, Any]:
+    """OpenAPI links: the answer's ``id`` is ``param`` of each of ``operations``."""
+    return {op[0].upper() + op[1:]: {"operationId": op,
+                                     "parameters": {param: "$response.body#/id"}}
+            for op in operations}
 
 
 def _errors(*codes: str, **texts: str) -> dict[str, Any]:
@@ -47,7 +56,9 @@ def _body(schema: dict[str, Any], *, required: bool = True,
 
 
 def _path(name: str, description: str) -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "description": description,
+    return {"name": name, "in": "path", "required": True,
+            "description": f"{description} (at most {MAX_ID_CHARS} characters; an id that "
+                           "cannot exist, such as one holding NUL, is 404)",
             "schema": {"type": "string"}}
 
 
@@ -67,6 +78,8 @@ def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), *,
 
 
 _STR = {"type": "string"}
+#: A string the API takes: at most MAX_STR_CHARS characters, no NUL.
+_ISTR = {"type": "string", "minLength": 1, "maxLength": MAX_STR_CHARS, "pattern": "^[^\\x00]*$"}
 _NSTR = {"type": ["string", "null"]}
 _TIME = {"type": "string", "format": "date-time", "description": "ISO-8601, UTC ('...Z')"}
 _NTIME = {"type": ["string", "null"], "format": "date-time",
@@ -74,13 +87,13 @@ _NTIME = {"type": ["string", "null"], "format": "date-time",
 _ANY: dict[str, Any] = {"description": "any JSON value"}
 _IDS = {"type": "array", "items": _STR}
 _RUN_ID = _path("run_id", "A run id")
-_FUNCTION_Q = _query("function", _STR, "Only those of this function")
+_FUNCTION_Q = _query("function", _ISTR, "Only those of this function")
 _BAD_FUNCTION = "No function by that name is registered"
 
 
 def _filter_props(**more: Any) -> dict[str, Any]:
     return {
-        "function": {"type": "string", "description": "Runs of this function (a workflow's "
+        "function": {**_ISTR, "description": "Runs of this function (a workflow's "
                      "task runs carry the workflow's name)"},
         "status": {"oneOf": [_ref("RunStatus"),
                              {"type": "array", "items": _ref("RunStatus")}],
@@ -100,11 +113,14 @@ _AT_LEAST_ONE: dict[str, Any] = {
 
 _EVENT = _obj({
     "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$"},
-    "data": {"type": "object", "description": "absent or null means {}"},
-    "id": {"type": ["string", "null"],
+    "data": {"type": ["object", "null"], "description": "absent or null means {}; at most "
+             f"{p.MAX_JSON_DEPTH} levels deep"},
+    "id": {"type": ["string", "null"], "minLength": 1, "maxLength": MAX_ID_CHARS,
+           "pattern": "^[^\\x00]*$",
            "description": "Idempotency key: an event with a known id is accepted and ignored "
-           "(absent: a new id is made)"},
-    "ts": {"type": ["number", "null"], "description": "Epoch seconds (absent: now)"},
+           "(its answer says `duplicate: true`; absent: a new id is made)"},
+    "ts": {"type": ["number", "null"], "minimum": -62135596800, "maximum": 253402300799,
+           "description": "Epoch seconds (absent: now)"},
 }, ("name",), description=f"At most {p.MAX_EVENT_BYTES} bytes as JSON")
 
 _RETRY = _obj({
@@ -147,7 +163,7 @@ _FUNCTION_CONFIG = _obj({
 
 _WAITING = _obj({
     "kind": {"enum": ["sleep", "event", "children", "retry", "resume", "delivery_retry",
-                      "on_failure"]},
+                      "app_misconfigured", "on_failure"]},
     "step": _STR, "until": _TIME, "at": _TIME, "timeout_at": _NTIME,
     "event": _STR, "match": {"type": "object"},
     "pending": {"type": "integer"}, "total": {"type": "integer"},
@@ -172,9 +188,6 @@ _RUN_SUMMARY = _obj({
     "ended_at": _NTIME,
 }, ("id", "function", "status", "attempt", "parent_id", "task", "waiting", "error",
     "created_at", "started_at", "ended_at"))
-
-_RUN_RESULT = {"allOf": [_ref("RunSummary"), _obj({"output": _ANY}, ("output",))],
-               "description": "A run's summary and output (null until it completed)"}
 
 _STEP = _obj({
     "id": _STR, "name": _STR,
@@ -217,12 +230,18 @@ _RUN = {"allOf": [_ref("RunSummary"), _obj({
     "failure": {"type": ["object", "null"],
                 "description": "An on_failure task run's failure: {task, status, error?}"},
     "history": {"type": "array", "items": _ref("HistoryEntry")},
+    "tasks": {"type": "array", "description": "A workflow run's declared tasks (its on_failure "
+              "task last), each with its run's id and status, or `not started`",
+              "items": _obj({"name": _STR, "id": _NSTR,
+                             "status": {"anyOf": [_ref("RunStatus"), {"const": "not started"}]}},
+                            ("name", "id", "status"))},
 }, ("input", "event", "output", "idempotency_key", "steps", "children", "parents",
     "failure", "history"))]}
 
 _APP = _obj({"id": _STR, "url": _STR, "sdk": _NSTR, "synced_at": _TIME,
-             "functions": {"type": "array", "items": _STR}},
-            ("id", "url", "sdk", "synced_at", "functions"))
+             "functions": {"type": "array", "items": _STR},
+             "status": {"enum": ["ok", "misconfigured"]}, "error": _NSTR},
+            ("id", "url", "sdk", "synced_at", "functions", "status", "error"))
 
 _SCHEDULE = _obj({
     "id": _STR, "function": _STR, "at": _TIME, "input": _ANY,
@@ -241,7 +260,8 @@ _CRON = _obj({
 _CREATE_RUN = _obj({
     "function": _STR,
     "input": _ANY,
-    "idempotency_key": {"type": "string", "minLength": 1,
+    "idempotency_key": {"type": "string", "minLength": 1, "maxLength": MAX_KEY_CHARS,
+                        "pattern": "^[^\\x00]*$",
                         "description": "A key already used for this function returns its run"},
 }, ("function",), closed=True)
 
@@ -268,10 +288,13 @@ _REPLAY_MANY["description"] += (" Only failed, cancelled or timed_out runs are r
 
 SCHEMAS: dict[str, Any] = {
     "Error": _obj({"error": _obj({
-        "code": {"enum": ["validation_error", "not_found", "conflict", "unauthorized",
-                          "too_large", "method_not_allowed", "http_error", "internal_error"]},
+        "code": {"enum": ["bad_request", "validation_error", "not_found", "conflict",
+                          "unauthorized", "too_large", "method_not_allowed", "http_error",
+                          "internal_error"]},
         "message": _STR,
         "field": {"type": "string", "description": "The field at fault, if one is"},
+        "request_id": {"type": "string", "description": "A 500's request id (as in the "
+                       "x-request-id header): the log has the details under it"},
     }, ("code", "message"))}, ("error",)),
     "RunStatus": {"enum": STATUSES, "description": "queued and running are active; the "
                   "others are final (skipped: a workflow task whose condition said so)"},
@@ -292,7 +315,6 @@ SCHEMAS: dict[str, Any] = {
                           ("id", "url", "sdk", "synced_at", "functions")),
     "Waiting": _WAITING,
     "RunSummary": _RUN_SUMMARY,
-    "RunResult": _RUN_RESULT,
     "Step": _STEP,
     "HistoryEntry": _HISTORY,
     "Run": _RUN,
@@ -380,8 +402,13 @@ PATHS: dict[str, Any] = {
             "202": _json(_obj({
                 "ids": {**_IDS, "description": "The events' ids, in order"},
                 "runs": {"type": "array", "items": _IDS,
-                         "description": "Per event, the runs it started"},
-            }, ("ids", "runs")), "Accepted"),
+                         "description": "Per event, the runs it started (for a duplicate: "
+                         "the runs its first delivery started)"},
+                "duplicate": {"type": "array", "items": {"type": "boolean"},
+                              "description": "Per event, whether its id was known (sent "
+                              "before, or earlier in the list): accepted and ignored, it "
+                              "started and resumed nothing"},
+            }, ("ids", "runs", "duplicate")), "Accepted"),
             **_errors("401", "413", "422"),
         },
     }},
@@ -395,9 +422,11 @@ PATHS: dict[str, Any] = {
                 "run (as GET /runs/{run_id}/wait does) instead of its id")],
             "requestBody": _body(_ref("CreateRun")),
             "responses": {
-                "201": _json({"anyOf": [_ref("RunId"), _ref("RunResult")]},
-                             "Started (or found by its idempotency key): its id, or with "
-                             "?wait= the run"),
+                "201": {**_json({"anyOf": [_ref("RunId"), _ref("Run")]},
+                                "Started (or found by its idempotency key): its id, or "
+                                "with ?wait= the run"),
+                        "links": _links("run_id", "getRun", "waitRun", "cancelRun",
+                                        "replayRun")},
                 **_errors("401", "404", "413", "422", e404=_BAD_FUNCTION),
             },
         },
@@ -408,14 +437,15 @@ PATHS: dict[str, Any] = {
                 _query("status", _ref("RunStatus"), "Only runs with this status"),
                 _query("limit", {"type": "integer", "minimum": 1, "maximum": 500,
                                  "default": 50}, "Page size"),
-                _query("cursor", _STR, "next_cursor of the previous page"),
+                _query("cursor", _STR, "next_cursor of the previous page (anything else "
+                       "is 400)"),
             ],
             "responses": {
                 "200": _json(_obj({
                     "runs": {"type": "array", "items": _ref("RunSummary")},
                     "next_cursor": {**_NSTR, "description": "null on the last page"},
                 }, ("runs", "next_cursor"))),
-                **_errors("401", "422"),
+                **_errors("400", "401", "422"),
             },
         },
     },
@@ -461,7 +491,7 @@ PATHS: dict[str, Any] = {
         "parameters": [_RUN_ID, _query("timeout", {"type": "number", "minimum": 0,
                                                    "maximum": 60, "default": 25},
                                        "Seconds to wait at most")],
-        "responses": {"200": _json(_ref("RunResult")), **_errors("401", "404", "422")},
+        "responses": {"200": _json(_ref("Run")), **_errors("401", "404", "422")},
     }},
     "/api/v1/runs/{run_id}/cancel": {"post": {
         "operationId": "cancelRun", "tags": ["control"],
@@ -497,7 +527,8 @@ PATHS: dict[str, Any] = {
             "operationId": "createSchedule", "tags": ["schedules"],
             "summary": "Start one run at a given time",
             "requestBody": _body(_ref("CreateSchedule")),
-            "responses": {"201": _json(_ref("Schedule"), "Created"),
+            "responses": {"201": {**_json(_ref("Schedule"), "Created"),
+                                  "links": _links("sid", "getSchedule", "deleteSchedule")},
                           **_errors("401", "404", "413", "422", e404=_BAD_FUNCTION,
                                     e422="Invalid input, or 'at' is in the past")},
         },
@@ -508,7 +539,7 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json(_obj({"schedules": {"type": "array",
                                                            "items": _ref("Schedule")}},
                                             ("schedules",))),
-                          **_errors("401")},
+                          **_errors("401", "422")},
         },
     },
     "/api/v1/schedules/{sid}": {
@@ -532,7 +563,8 @@ PATHS: dict[str, Any] = {
             "operationId": "createCron", "tags": ["crons"],
             "summary": "Create a cron trigger",
             "requestBody": _body(_ref("CreateCron")),
-            "responses": {"201": _json(_ref("Cron"), "Created"),
+            "responses": {"201": {**_json(_ref("Cron"), "Created"),
+                                  "links": _links("cid", "deleteCron")},
                           **_errors("401", "404", "413", "422", e404=_BAD_FUNCTION,
                                     e422="Invalid input, expression or time zone")},
         },
@@ -542,7 +574,7 @@ PATHS: dict[str, Any] = {
             "parameters": [_FUNCTION_Q],
             "responses": {"200": _json(_obj({"crons": {"type": "array",
                                                        "items": _ref("Cron")}}, ("crons",))),
-                          **_errors("401")},
+                          **_errors("401", "422")},
         },
     },
     "/api/v1/crons/{cid}": {"delete": {

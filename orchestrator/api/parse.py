@@ -2,22 +2,39 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
 
+from orchestrator.api.responses import clean_str
 from orchestrator.engine.engine import RunFilter
 from orchestrator.errors import Invalid
 from sdk import protocol as p
 
 STATUSES = tuple(p.RunStatus)
+#: The times the API takes (epoch seconds): 0001-01-01 to 9999-12-31, the years a
+#: date-time can show.
+MIN_EPOCH = -62135596800.0
+MAX_EPOCH = 253402300799.0
 
 
 def epoch(value: Any, field: str) -> float:
-    """Epoch seconds from a number or an ISO-8601 string with a time zone."""
+    """Epoch seconds (within [MIN_EPOCH, MAX_EPOCH]) from a number or an ISO-8601 string
+    with a time zone."""
+    out = _epoch(value, field)
+    if not MIN_EPOCH <= out <= MAX_EPOCH:  # also false for NaN
+        raise Invalid(f"'{field}' must be within 0001-01-01 and 9999-12-31", field)
+    return out
+
+
+def _epoch(value: Any, field: str) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int too large for a float
+            return math.inf
     if isinstance(value, str):
         try:
             dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -51,8 +68,10 @@ def only(body: dict[str, Any], allowed: set[str]) -> None:
 def run_filter(body: dict[str, Any], *, max_limit: int = 10_000) -> RunFilter:
     """``{function?, status?: str | [str], since?, until?, limit?}``."""
     function = body.get("function")
-    if function is not None and not isinstance(function, str):
-        raise Invalid("'function' must be a string", "function")
+    if function is not None and (not isinstance(function, str) or not function):
+        raise Invalid("'function' must be a non-empty string", "function")
+    if function is not None:
+        clean_str(function, "function")
     status = body.get("status", [])
     statuses = [status] if isinstance(status, str) else status
     if not isinstance(statuses, list) or any(s not in STATUSES for s in statuses):

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from orchestrator.engine.engine import Engine
-from orchestrator.errors import ApiError, Invalid, TooLarge
+from orchestrator.errors import ApiError, Invalid, NotFound, TooLarge
+from sdk import protocol as p
+
+#: The longest id (an event id, a path id, a cursor) and idempotency key the API takes.
+MAX_ID_CHARS = 256
+MAX_KEY_CHARS = 256
+#: The longest other string field (a function name, a reason, a URL, an expression).
+MAX_STR_CHARS = 4096
+#: The levels a request body may add around a JSON value (``{"runs": [{"input": ...}]}``).
+BODY_ENVELOPE = 4
 
 
 def engine_of(request: Request) -> Engine:
@@ -45,10 +55,43 @@ async def read_json(request: Request, limit: int) -> Any:
             raise TooLarge(f"request body exceeds {limit} bytes")
     if not body:
         raise Invalid("request body is empty; send JSON", "body")
+    max_depth = p.MAX_JSON_DEPTH + BODY_ENVELOPE
     try:
-        return json.loads(body)
+        value = json.loads(body, parse_constant=_no_constant, parse_float=_finite)
+    except RecursionError:
+        raise Invalid(f"request body nests deeper than {max_depth} levels", "body") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise Invalid(f"request body is not valid JSON: {exc}", "body") from None
+    if body.count(b"[") + body.count(b"{") > max_depth:  # only then can it be too deep
+        problem = p.json_problem(value, max_depth)
+        if problem is not None:
+            raise Invalid(f"request body {problem}", "body")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite(literal: str) -> float:
+    v = float(literal)
+    if not math.isfinite(v):
+        raise ValueError(f"the number {literal[:40]} is out of range")
+    return v
+
+
+def json_value(value: Any, field: str, max_bytes: int = p.MAX_STEP_OUTPUT_BYTES) -> bytes:
+    """``value`` encoded, or ``Invalid`` naming ``field``: every route's test for "a JSON
+    value we accept" (finite numbers, valid Unicode, at most ``MAX_JSON_DEPTH`` deep, at
+    most ``max_bytes`` encoded)."""
+    try:
+        data = p.dumps_value(value)
+    except (TypeError, ValueError) as exc:
+        raise Invalid(f"'{field}' is not a JSON value the API takes: {exc}", field) from None
+    if len(data) > max_bytes:
+        raise Invalid(f"'{field}' is {len(data)} bytes encoded; the limit is {max_bytes}",
+                      field)
+    return data
 
 
 def want_object(value: Any, where: str = "body") -> dict[str, Any]:
@@ -57,8 +100,24 @@ def want_object(value: Any, where: str = "body") -> dict[str, Any]:
     return value
 
 
+def path_id(request: Request, name: str) -> str:
+    """The path parameter ``name``: an id the database could hold, else 404 (no such
+    thing can exist) naming ``id``."""
+    v: str = request.path_params[name]
+    try:
+        return clean_str(v, "id", MAX_ID_CHARS)
+    except Invalid as exc:
+        raise NotFound(f"no such id: {exc.message}", "id") from None
+
+
+def query_str(request: Request, name: str, max_chars: int = MAX_STR_CHARS) -> str | None:
+    """The query parameter ``name`` (None if absent), with ``clean_str``'s checks."""
+    v = request.query_params.get(name)
+    return None if v is None else clean_str(v, name, max_chars)
+
+
 def want_str(obj: dict[str, Any], key: str, *, required: bool = True,
-             where: str | None = None) -> str | None:
+             where: str | None = None, max_chars: int = MAX_STR_CHARS) -> str | None:
     v = obj.get(key)
     name = where or key
     if v is None:
@@ -67,4 +126,20 @@ def want_str(obj: dict[str, Any], key: str, *, required: bool = True,
         return None
     if not isinstance(v, str) or not v:
         raise Invalid(f"'{name}' must be a non-empty string", name)
+    return clean_str(v, name, max_chars)
+
+
+def clean_str(v: str, name: str, max_chars: int = MAX_STR_CHARS) -> str:
+    """``v`` if it is at most ``max_chars`` long and holds no NUL or lone surrogate (which
+    no database column stores), else ``Invalid`` naming ``name``."""
+    if len(v) > max_chars:
+        raise Invalid(f"'{name}' is longer than {max_chars} characters", name)
+    if "\x00" in v:
+        raise Invalid(f"'{name}' holds a NUL character", name)
+    if not v.isascii():
+        try:
+            v.encode()
+        except UnicodeEncodeError:
+            raise Invalid(f"'{name}' holds a lone surrogate (not valid Unicode)", name) \
+                from None
     return v

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -9,20 +10,27 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from orchestrator.api.openapi import OPENAPI
-from orchestrator.api.parse import STATUSES, float_param, only
+from orchestrator.api.parse import MAX_EPOCH, MIN_EPOCH, STATUSES, float_param, only
 from orchestrator.api.responses import (
     JSON,
+    MAX_ID_CHARS,
+    MAX_KEY_CHARS,
     engine_of,
+    json_value,
+    path_id,
+    query_str,
     read_body,
     read_json,
     want_object,
     want_str,
 )
-from orchestrator.errors import Invalid
+from orchestrator.errors import ApiError, Invalid
 from sdk import protocol as p
 from sdk.function import NAME_RE
 
 MAX_EVENTS_PER_REQUEST = 1000
+#: A run id, as ``next_cursor`` gives it (the empty string: the first page).
+CURSOR_RE = re.compile(r"[0-9a-f]{0,64}")
 
 
 async def healthz(request: Request) -> JSON:
@@ -30,8 +38,13 @@ async def healthz(request: Request) -> JSON:
 
 
 async def readyz(request: Request) -> JSON:
-    ok = await engine_of(request).healthy()
-    return JSON({"status": "ready" if ok else "not ready"}, status_code=200 if ok else 503)
+    """200 when ready; 503 with the reasons (component -> why) when the database cannot
+    be reached or is full, or a background loop is in its failure backoff."""
+    problems = await engine_of(request).health()
+    if not problems:
+        return JSON({"status": "ready"})
+    return JSON({"status": "not ready", "problems": problems}, status_code=503,
+                headers={"Retry-After": "5"})
 
 
 async def openapi(request: Request) -> JSON:
@@ -42,8 +55,12 @@ async def register_app(request: Request) -> JSON:
     body = await read_body(request)
     url = want_str(body, "url")
     assert url is not None
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port out of range
+    except ValueError:
+        raise Invalid("'url' is not a valid URL", "url") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Invalid("'url' must be an absolute http(s) URL", "url")
     return JSON(await engine_of(request).register_app(url), status_code=200)
 
@@ -64,13 +81,17 @@ def _event(value: Any, where: str) -> dict[str, Any]:
         raise Invalid("event names are 1-128 of letters, digits, '_', '-', '.', ':'",
                       f"{where}.name")
     if "id" in ev and ev["id"] is not None:
-        want_str(ev, "id", where=f"{where}.id")
+        want_str(ev, "id", where=f"{where}.id", max_chars=MAX_ID_CHARS)
     data = ev.get("data")
     if data is not None and not isinstance(data, dict):
         raise Invalid("'data' must be a JSON object", f"{where}.data")
+    if data:
+        json_value(data, f"{where}.data", p.MAX_EVENT_BYTES)
     ts = ev.get("ts")
-    if ts is not None and (not isinstance(ts, int | float) or isinstance(ts, bool)):
-        raise Invalid("'ts' must be epoch seconds", f"{where}.ts")
+    if ts is not None and (not isinstance(ts, int | float) or isinstance(ts, bool)
+                           or not MIN_EPOCH <= ts <= MAX_EPOCH):
+        raise Invalid(f"'ts' must be epoch seconds within [{MIN_EPOCH}, {MAX_EPOCH}]",
+                      f"{where}.ts")
     size = len(p.dumps(ev))
     if size > p.MAX_EVENT_BYTES:
         raise Invalid(f"event is {size} bytes; the limit is {p.MAX_EVENT_BYTES}", where)
@@ -98,8 +119,9 @@ async def create_run(request: Request) -> JSON:
     body = await read_body(request)
     function = want_str(body, "function")
     assert function is not None
-    key = want_str(body, "idempotency_key", required=False)
+    key = want_str(body, "idempotency_key", required=False, max_chars=MAX_KEY_CHARS)
     only(body, {"function", "input", "idempotency_key"})
+    json_value(body.get("input"), "input")
     engine = engine_of(request)
     out = await engine.start_run(function, body.get("input"), key)
     if wait is not None:
@@ -108,12 +130,12 @@ async def create_run(request: Request) -> JSON:
 
 
 async def get_run(request: Request) -> JSON:
-    return JSON(await engine_of(request).get_run(request.path_params["run_id"]))
+    return JSON(await engine_of(request).get_run(path_id(request, "run_id")))
 
 
 async def wait_run(request: Request) -> JSON:
     timeout = float_param(request, "timeout", 25.0, 0.0, 60.0)
-    return JSON(await engine_of(request).wait_run(request.path_params["run_id"], timeout))
+    return JSON(await engine_of(request).wait_run(path_id(request, "run_id"), timeout))
 
 
 async def list_runs(request: Request) -> JSON:
@@ -122,8 +144,11 @@ async def list_runs(request: Request) -> JSON:
     if status is not None and status not in STATUSES:
         raise Invalid(f"'status' must be one of {list(STATUSES)}", "status")
     limit = int(float_param(request, "limit", 50, 1, 500))
-    return JSON(await engine_of(request).list_runs(q.get("function"), status, limit,
-                                                 q.get("cursor")))
+    cursor = q.get("cursor")
+    if cursor is not None and not CURSOR_RE.fullmatch(cursor):
+        raise ApiError("'cursor' is not a cursor this API gave (a 'next_cursor')", "cursor")
+    return JSON(await engine_of(request).list_runs(query_str(request, "function"), status,
+                                                 limit, cursor or None))
 
 
 ROUTES = [

@@ -19,6 +19,9 @@ class CronError(ValueError):
         self.field = field
 
 
+#: A time to look for a first fire after: a day that exists (any 29 February repeats).
+_EPOCH_2000 = 946684800.0
+
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 
@@ -63,11 +66,16 @@ def parse(expression: str, timezone: str = "UTC") -> CronTrigger:
             fields = ["0", *fields]
         if len(fields) == 6:
             second, minute, hour, day, month, dow = fields
-            return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month,
-                               day_of_week=_weekdays(dow), timezone=tz)
+            trigger = CronTrigger(second=second, minute=minute, hour=hour, day=day,
+                                  month=month, day_of_week=_weekdays(dow), timezone=tz)
     except (ValueError, TypeError) as exc:
         raise CronError(f"cron expression {expression!r} does not parse: {exc}",
                         "expression") from None
+    if len(fields) == 6:
+        if next_fire(trigger, _EPOCH_2000) is None:
+            raise CronError(f"cron expression {expression!r} never fires (no such date)",
+                            "expression")
+        return trigger
     raise CronError(f"cron expression {expression!r} has {len(fields)} fields; use 5 "
                     f"(minute hour day month weekday) or 6 (seconds first)", "expression")
 

@@ -24,6 +24,7 @@ from orchestrator.engine.invoker import Failed, Invoker
 from orchestrator.engine.lifecycle import Hub, end_run
 from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registry import Registry
+from orchestrator.loops import supervise
 from orchestrator.store import Store, Tx
 from sdk import protocol as p
 
@@ -71,24 +72,27 @@ class Dispatcher:
         hub.handoff = self
 
     async def run(self) -> None:
-        renew = asyncio.create_task(self._renew_leases())
+        health = self.store.health
+        renew = asyncio.create_task(supervise("lease renewal", self._renew_leases, health),
+                                    name="lease renewal")
         try:
-            while True:
-                try:
-                    n = await self.tick()
-                except Exception:
-                    log.exception("dispatcher tick failed")
-                    n = 0
-                    await asyncio.sleep(self.settings.poll_interval)
-                if n == 0:
-                    await self._idle()
+            await supervise("dispatcher", self.run_once, health)
         finally:
             renew.cancel()
             for t in list(self._tasks):
                 t.cancel()
 
+    async def run_once(self) -> None:
+        """Claim and start what is due; if nothing was, sleep until more may be."""
+        if await self.tick() == 0:
+            await self._idle()
+
     async def _idle(self) -> None:
-        """Sleep until woken, or until the next row falls due, or the poll interval."""
+        """Sleep until woken, or until the next row falls due, or the poll interval.
+
+        While it sleeps, ``notifier.planned_wake`` says until when: a transaction that
+        schedules a row due before then (``Effects.due_at``) wakes it to plan again.
+        Outside the sleep it is inf, so that any row scheduled meanwhile wakes it."""
         async with self.store.read() as tx:
             nxt = await tx.queue.next_wakeup()
         delay = self.settings.poll_interval
@@ -98,8 +102,12 @@ class Dispatcher:
             return
         # not cleared here: ``tick`` cleared it before claiming, so a wake-up that came
         # since (during the claim or the read above) ends this wait at once
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.notifier.work.wait(), delay)
+        self.notifier.planned_wake = time.time() + delay
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.notifier.work.wait(), delay)
+        finally:
+            self.notifier.planned_wake = float("inf")
 
     async def tick(self) -> int:
         """Claim what is due (as many as there are free slots) and start delivering it."""
@@ -223,15 +231,11 @@ class Dispatcher:
             lambda tx, fx: end_run(tx, c.run, p.RunStatus.FAILED, None, err, time.time(), fx))
 
     async def _renew_leases(self) -> None:
-        every = max(0.2, self.settings.lease_ttl / 3)
-        while True:
-            await asyncio.sleep(every)
-            ids = [*self.inflight, *self.answered]
-            if not ids:
-                continue
-            try:
-                async with self.store.write() as tx:
-                    await tx.queue.extend(self.settings.worker_id, ids,
-                                          time.time() + self.settings.lease_ttl)
-            except Exception:
-                log.exception("renewing leases failed")
+        """One pass of the supervised lease renewal loop: wait a third of the TTL, then
+        renew the leases of calls in flight or answered (in a retried transaction)."""
+        await asyncio.sleep(max(0.2, self.settings.lease_ttl / 3))
+        ids = sorted({*self.inflight, *self.answered})
+        if ids:
+            until = time.time() + self.settings.lease_ttl
+            await self.store.transact(
+                lambda tx: tx.queue.extend(self.settings.worker_id, ids, until))

@@ -21,8 +21,9 @@ from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Invoker
 from orchestrator.engine.lifecycle import Effects, Hub, cancel_run
 from orchestrator.engine.notifier import Notifier
+from orchestrator.engine.probe import Prober
 from orchestrator.engine.reducer import Reducer
-from orchestrator.engine.registration import validate_functions
+from orchestrator.engine.registration import check_app_url, validate_functions
 from orchestrator.engine.registry import Registry
 from orchestrator.engine.scheduler import Scheduler
 from orchestrator.errors import Conflict, Invalid, NotFound
@@ -73,6 +74,7 @@ class Engine:
         self.dispatcher = Dispatcher(self.store, self.registry, self.invoker, self.reducer,
                                      self.hub, settings)
         self.scheduler = Scheduler(self.store, self.hub, cron_grace=settings.cron_grace)
+        self.prober = Prober(self.store, self.invoker, settings)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
 
@@ -89,30 +91,60 @@ class Engine:
         await self.registry.reload()
         self._tasks = [asyncio.create_task(self.reducer.run(), name="reducer"),
                        asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
-                       asyncio.create_task(self.scheduler.run(), name="scheduler")]
+                       asyncio.create_task(self.scheduler.run(), name="scheduler"),
+                       asyncio.create_task(self.prober.run(), name="prober")]
         self.ready = True
+        self.store.inject_faults()  # a test hook: nothing unless DURABLE_TEST_FAULT_RATE
 
     async def stop(self) -> None:
+        """Stop the loops and close connections. Never raises (even after a database
+        outage, a shutdown must complete): what fails is logged."""
         self.ready = False
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await t
-        await self.invoker.close()
-        await self.store.close()
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("the %s loop had ended with an error", t.get_name())
+        for close in (self.invoker.close, self.store.close):
+            try:
+                await close()
+            except Exception:
+                log.exception("shutting down: %s failed", close.__qualname__)
 
-    async def healthy(self) -> bool:
+    async def health(self) -> dict[str, str]:
+        """What keeps this replica from serving (empty: ready): the database cannot be
+        reached, is full, or a background loop is in its failure backoff."""
+        problems: dict[str, str] = {}
+        if not self.ready:
+            problems["engine"] = "not started" if not self._tasks else "stopping"
         try:
             async with self.store.read() as tx:
                 await tx.queue.next_wakeup()
-        except Exception:
-            return False
-        return self.ready
+            self.store.health.ok("database")
+            storage = self.store.storage_problem()
+            if storage:
+                problems["storage"] = storage
+        except Exception as exc:
+            why = self.store.health.failing.get("database") or f"{type(exc).__name__}: {exc}"
+            problems["database"] = f"unreachable: {why}"[:500]
+        for name, why in self.store.health.problems().items():
+            problems.setdefault(name, why)
+        for t in self._tasks:  # a loop never ends while the engine runs; say so if one did
+            if t.done() and self.ready:
+                problems[t.get_name()] = "the loop ended"
+        return problems
+
+    async def healthy(self) -> bool:
+        return not await self.health()
 
     # -- apps -------------------------------------------------------------------------------
 
     async def register_app(self, url: str) -> dict[str, Any]:
+        await check_app_url(url, allow_insecure=self.settings.allow_insecure_app_urls)
         try:
             info = await self.invoker.exchange(url, p.introspect_request())
         except httpx.HTTPError as exc:
@@ -158,7 +190,8 @@ class Engine:
         for f in fns:
             by_app.setdefault(f.app_id, []).append(f.name)
         return [{"id": a.id, "url": a.url, "sdk": a.sdk, "synced_at": views.iso(a.synced_at),
-                 "functions": by_app.get(a.id, [])} for a in apps]
+                 "functions": by_app.get(a.id, []), "status": a.status, "error": a.error}
+                for a in apps]
 
     async def list_functions(self) -> list[dict[str, Any]]:
         async with self.store.read() as tx:
@@ -205,7 +238,7 @@ class Engine:
     async def send_events(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         async def work(tx: Tx, fx: Effects) -> dict[str, Any]:
             res = await ingest_events(tx, events, time.time(), fx)
-            return {"ids": res.event_ids, "runs": res.run_ids}
+            return {"ids": res.event_ids, "runs": res.run_ids, "duplicate": res.duplicate}
 
         return await self.hub.transact(work)
 
@@ -369,7 +402,8 @@ class Engine:
                 "next_cursor": rows[-1].id if more and rows else None}
 
     async def wait_run(self, run_id: str, timeout: float) -> dict[str, Any]:
-        """The run (summary and output) once it has ended, or as it is after ``timeout``."""
+        """The run (as ``get_run`` shows it) once it has ended, or as it is after
+        ``timeout``."""
         fut = self.notifier.watch(run_id)
         try:
             deadline = time.monotonic() + timeout
@@ -380,7 +414,7 @@ class Engine:
                     raise NotFound(f"no run {run_id!r}", "id")
                 left = deadline - time.monotonic()
                 if run.status in TERMINAL or left <= 0:
-                    return views.run_result(run)
+                    return await self.get_run(run_id)  # the one representation of a run
                 # other replicas end runs too: look again at least every second
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(asyncio.shield(fut), min(left, 1.0))

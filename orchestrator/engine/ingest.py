@@ -37,6 +37,9 @@ class NewRun:
 class IngestResult:
     event_ids: list[str] = field(default_factory=list)
     run_ids: list[list[str]] = field(default_factory=list)
+    #: Parallel to ``event_ids``: whether the event's id was known (sent before, or earlier
+    #: in the same batch), so that the event was accepted and ignored.
+    duplicate: list[bool] = field(default_factory=list)
 
 
 def _deadline(now: float, seconds: Any) -> float | None:
@@ -179,6 +182,7 @@ async def ingest_events(
     run_ids: dict[str, list[str]] = {}
     seen: set[str] = set()
     for e in evs:
+        out.duplicate.append(e["id"] in seen or e["id"] not in new)
         if e["id"] in seen:  # repeated within this batch
             continue
         if e["id"] not in new:  # a duplicate of an earlier event: accepted, ignored

@@ -33,6 +33,9 @@ class Failed:
     reason: str
     retry_after: float | None = None
     timed_out: bool = False
+    misconfigured: bool = False
+    """The app's answer failed verification (or it refused our signature): its keys are
+    wrong, and calling it again would run its side effects again for nothing."""
 
 
 Outcome = Delivered | Failed
@@ -67,6 +70,9 @@ class Invoker:
     ) -> None:
         self.signer = signer
         self.timeout = timeout
+        self.misconfigured: dict[str, tuple[str, float]] = {}
+        """Apps (by URL) marked misconfigured: no invoke is sent to them. The prober keeps
+        it in step with the store; values are (error, when marked)."""
         self.pool = ClientPool(
             pool_size,
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
@@ -76,17 +82,22 @@ class Invoker:
     async def close(self) -> None:
         await self.pool.aclose()
 
+    def _headers(self, body: bytes) -> dict[str, str]:
+        return {"content-type": "application/json", **self.signer.sign(body)}
+
     async def _post(self, url: str, body: bytes) -> httpx.Response:
-        headers = {"content-type": "application/json", **self.signer.sign(body)}
         async with self.pool.client(url) as client:
+            # signed once a connection is ours: the wait for one (all of this app's in
+            # use) must not eat into the app's short replay window (protocol.md §3)
             try:
-                return await client.post(url, content=body, headers=headers)
+                return await client.post(url, content=body, headers=self._headers(body))
             except httpx.RemoteProtocolError:
                 # The peer closed a kept-alive connection without answering (servers cap
-                # requests per connection): send once more on a fresh connection. Should
-                # the app have run the call anyway, replay makes that harmless: steps
-                # are recorded once and run at least once.
-                return await client.post(url, content=body, headers=headers)
+                # requests per connection): send once more on a fresh connection, signed
+                # afresh. Should the app have seen the first (same call id), it refuses
+                # this one as a replay (409): a failed delivery, retried under a new
+                # claim. Replay makes a re-run harmless: steps are recorded once.
+                return await client.post(url, content=body, headers=self._headers(body))
 
     async def exchange(self, url: str, message: Mapping[str, Any]) -> Any:
         """Send a signed request, verify the signed answer, return it decoded.
@@ -101,6 +112,9 @@ class Invoker:
 
     async def invoke(self, url: str, body: bytes, call_id: str) -> Outcome:
         """Deliver one invoke request; never raises for what the app or network did."""
+        bad = self.misconfigured.get(url)
+        if bad is not None:
+            return Failed(f"not sent: the app is misconfigured ({bad[0]})", misconfigured=True)
         try:
             resp = await self._post(url, body)
         except httpx.ConnectTimeout:
@@ -109,6 +123,8 @@ class Invoker:
             return Failed(f"no answer within {self.timeout}s", timed_out=True)
         except httpx.HTTPError as exc:
             return Failed(f"connection failed: {type(exc).__name__}: {exc}")
+        if resp.status_code == 401:  # the app does not accept our signature
+            return self._misconfigured(url, f"app answered HTTP 401: {resp.text[:300]}")
         if resp.status_code != 200:
             return Failed(
                 f"app answered HTTP {resp.status_code}: {resp.text[:300]}",
@@ -120,10 +136,16 @@ class Invoker:
             self.signer.verify(resp.content, resp.headers)
         except p.SignatureError as exc:
             log.warning("discarded an answer to %s from %s: %s", call_id, url, exc)
-            return Failed(f"answer discarded: {exc}")
+            return self._misconfigured(url, f"answer discarded: {exc}")
         try:
             answer = p.validate_answer(p.loads(resp.content), call_id)
         except (ValueError, p.ProtocolError) as exc:
             log.warning("discarded a malformed answer to %s from %s: %s", call_id, url, exc)
             return Failed(f"malformed answer: {exc}")
         return Delivered(answer)
+
+    def _misconfigured(self, url: str, reason: str) -> Failed:
+        log.warning("app at %s is misconfigured (%s): no call is sent to it until a probe "
+                    "verifies", url, reason)
+        self.misconfigured[url] = (reason, time.time())
+        return Failed(reason, misconfigured=True)

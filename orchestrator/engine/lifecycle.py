@@ -32,6 +32,12 @@ class Effects:
     """Workflow runs being advanced in this transaction (guards re-entry)."""
     deadline: float | None = None
     """The earliest run deadline (timeout) this transaction set."""
+    due: float | None = None
+    """The earliest time a queue row this transaction scheduled falls due."""
+
+    def due_at(self, t: float) -> None:
+        if self.due is None or t < self.due:
+            self.due = t
 
     def deadline_at(self, t: float | None) -> None:
         if t is not None and (self.deadline is None or t < self.deadline):
@@ -91,6 +97,8 @@ class Hub:
             self.notifier.runs_ended(fx.ended)
         if fx.wake:
             self.notifier.wake_dispatcher()
+        elif fx.due is not None:
+            self.notifier.due_at(fx.due)
         if fx.deadline is not None and self.timers is not None:
             self.timers(fx.deadline)
 

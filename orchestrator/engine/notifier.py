@@ -9,10 +9,18 @@ from collections.abc import Iterable
 class Notifier:
     def __init__(self) -> None:
         self.work = asyncio.Event()
+        self.planned_wake = float("inf")
+        """When the idle dispatcher next looks at the queue (inf: it is not idle)."""
         self._watchers: dict[str, set[asyncio.Future[None]]] = {}
 
     def wake_dispatcher(self) -> None:
         self.work.set()
+
+    def due_at(self, t: float) -> None:
+        """A queue row falls due at ``t``: wake the dispatcher if that is before it planned
+        to look (it then plans its sleep again, to the new earliest due time)."""
+        if t < self.planned_wake:
+            self.work.set()
 
     def watch(self, run_id: str) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -18,6 +18,7 @@ from orchestrator.engine.claim import Claim
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Delivered, Failed, Outcome
 from orchestrator.engine.lifecycle import Effects, Hub, end_run, js, memo_row, opt_js
+from orchestrator.loops import supervise
 from orchestrator.store import Store, Tx
 from sdk import protocol as p
 from sdk.function import Retry
@@ -40,14 +41,14 @@ class Reducer:
         self._q.put_nowait((claim, outcome))
 
     async def run(self) -> None:
-        while True:
-            batch = [await self._q.get()]
-            while len(batch) < BATCH and not self._q.empty():
-                batch.append(self._q.get_nowait())
-            try:
-                await self.apply_batch(batch)
-            except Exception:
-                log.exception("applying a batch of %d answers failed", len(batch))
+        await supervise("reducer", self.run_once, self.store.health)
+
+    async def run_once(self) -> None:
+        """Apply the next batch of answers (one pass of the supervised loop)."""
+        batch = [await self._q.get()]
+        while len(batch) < BATCH and not self._q.empty():
+            batch.append(self._q.get_nowait())
+        await self.apply_batch(batch)
 
     async def apply_batch(self, batch: list[tuple[Claim, Outcome]]) -> None:
         try:
@@ -105,6 +106,9 @@ class Reducer:
             await self._errored(tx, c, err, now, fx)
             return
         failures = c.delivery_failures + 1
+        if f.misconfigured:  # not sent again until a probe verifies: not "unreachable"
+            await self._app_misconfigured(tx, c, f, failures, now)
+            return
         first = c.first_failure_at or now
         if now - first >= self.settings.unreachable_timeout:
             err = {"type": "DeliveryFailed", "message": f"no answer from the app since "
@@ -116,10 +120,22 @@ class Reducer:
             delay = min(f.retry_after, MAX_RETRY_AFTER)
         at = now + delay
         await tx.queue.schedule(c.run_id, at, delivery_failures=failures, first_failure_at=first)
+        fx.due_at(at)
         await tx.runs.set_waiting(
             c.run_id, js({"kind": "delivery_retry", "at": at, "reason": f.reason,
                           "failures": failures})
         )
+
+    async def _app_misconfigured(self, tx: Tx, c: Claim, f: Failed, failures: int,
+                                 now: float) -> None:
+        if c.fn is not None:
+            await tx.apps.mark_misconfigured(c.fn.url, f.reason, now + 1.0)
+        at = now + min(DELIVERY_RETRY.delay(failures), self.settings.delivery_backoff_max)
+        await tx.queue.schedule(c.run_id, at, delivery_failures=failures)
+        await tx.runs.set_waiting(
+            c.run_id, js({"kind": "app_misconfigured", "at": at, "reason": f.reason,
+                          "app": c.fn.app_id if c.fn is not None else None,
+                          "failures": failures}))
 
     async def _answered(self, tx: Tx, c: Claim, d: Delivered, now: float, fx: Effects) -> None:
         a = d.answer
@@ -160,6 +176,7 @@ class Reducer:
                 delay = min(ms / 1000.0, MAX_RETRY_AFTER)  # the app asked: within reason
             at = now + delay
             await tx.queue.schedule(c.run_id, at)
+            fx.due_at(at)
             waiting = {"kind": "retry", "at": at, "attempt": attempt,
                        "error": {"type": err.get("type"), "message": err.get("message")}}
             await tx.runs.set_attempt(c.run_id, attempt, js(waiting))
@@ -174,20 +191,23 @@ class Reducer:
         if kind == p.Op.RESUME:
             at = float(op.get("at") or now)
             await tx.queue.schedule(rid, at)
+            fx.due_at(at)
             await tx.runs.set_waiting(rid, js({"kind": "resume", "at": at}) if at > now else None)
             fx.wake = fx.wake or at <= now
         elif kind == p.Op.SLEEP:
             until = float(op["until"])
             await tx.steps.record([memo_row(rid, op, p.MemoKind.SLEEP, js(until), now, until)])
             await tx.queue.schedule(rid, until)
+            fx.due_at(until)
             await tx.runs.set_waiting(rid, js({"kind": "sleep", "step": op["id"],
                                                "until": until}))
         elif kind == p.Op.WAIT_EVENT:
-            await self._wait(tx, rid, op, now)
+            await self._wait(tx, rid, op, now, fx)
         elif kind == p.Op.SPAWN:
             await self._spawn(tx, c, op, now, fx)
 
-    async def _wait(self, tx: Tx, rid: str, op: Mapping[str, Any], now: float) -> None:
+    async def _wait(self, tx: Tx, rid: str, op: Mapping[str, Any], now: float,
+                    fx: Effects) -> None:
         match = dict(op.get("match") or {})
         timeout_at = op.get("timeout_at")
         await tx.waits.add([{
@@ -198,6 +218,7 @@ class Reducer:
         }])
         if timeout_at is not None:
             await tx.queue.schedule(rid, float(timeout_at))
+            fx.due_at(float(timeout_at))
         else:
             await tx.queue.park(rid)
         await tx.runs.set_waiting(rid, js({"kind": "event", "step": op["id"],

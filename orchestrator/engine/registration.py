@@ -4,11 +4,15 @@ clear error, never a run later."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import ipaddress
 import json
 import math
+import socket
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from orchestrator.engine import cron
 from orchestrator.errors import Invalid
@@ -16,6 +20,48 @@ from sdk import protocol as p
 from sdk.function import NAME_RE, Retry
 
 KINDS = ("task", "workflow")
+
+
+def _local_address(host: str) -> bool:
+    """Whether ``host`` (an IP literal) is loopback, private or link-local."""
+    try:
+        ip = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_private or ip.is_link_local
+
+
+async def check_app_url(url: str, *, allow_insecure: bool) -> None:
+    """Refuse a plain-http app URL unless it stays on this machine or a private network.
+
+    Requests and answers are signed, not encrypted: over plain http anyone on the path
+    reads them (inputs, step outputs) and can capture a request to replay it (see
+    docs/protocol.md, threat model). https is always accepted; http only to loopback,
+    private (RFC 1918, RFC 4193) or link-local addresses, a name under ``localhost``, or
+    a name all of whose addresses are such, unless ``allow_insecure``
+    (``--allow-insecure-apps`` / ``DURABLE_ALLOW_INSECURE_APP_URLS=1``).
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "https" or allow_insecure:
+        return
+    host = (parts.hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost") or _local_address(host):
+        return
+    if host:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(
+                host, parts.port or 80, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError):
+            infos = []
+        addrs = {str(i[4][0]) for i in infos}
+        if addrs and all(_local_address(a) for a in addrs):
+            return
+    raise Invalid(
+        f"{url} is plain http to a public address: requests would cross the network "
+        "unencrypted. Use https, or allow it explicitly (--allow-insecure-apps, "
+        "DURABLE_ALLOW_INSECURE_APP_URLS=1)", "url")
 
 
 def _fail(message: str) -> Invalid:

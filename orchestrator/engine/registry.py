@@ -90,5 +90,11 @@ class Registry:
 
     def _reloaded(self, fut: asyncio.Future[None]) -> None:
         self._reloading = None
-        if not fut.cancelled() and fut.exception() is not None:
-            log.warning("reloading the function registry failed: %r", fut.exception())
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is not None:  # the next miss or stale read tries again
+            log.warning("reloading the function registry failed: %r", exc)
+            self.store.health.failed("registry reload", exc)
+        else:
+            self.store.health.ok("registry reload")

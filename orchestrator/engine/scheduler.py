@@ -20,6 +20,7 @@ from orchestrator.engine import cron
 from orchestrator.engine.ingest import NewRun, create_runs
 from orchestrator.engine.lifecycle import Effects, Hub, cancel_run
 from orchestrator.engine.views import iso
+from orchestrator.loops import supervise
 from orchestrator.store import Store, Tx
 from sdk import protocol as p
 
@@ -49,23 +50,24 @@ class Scheduler:
             self.changed.set()
 
     async def run(self) -> None:
-        while True:
-            self.changed.clear()
-            try:
-                more = await self.tick(time.time())
-            except Exception:
-                log.exception("scheduler tick failed")
-                more = False
-            if more:
-                continue
-            async with self.store.read() as tx:
-                nxt = [t for t in (await tx.runs.next_deadline(), await tx.schedules.next_at(),
-                                   await tx.crons.next_at()) if t is not None]
-            delay = min([self.poll_interval, *(t - time.time() for t in nxt)])
-            self.next_wake = time.time() + delay
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.changed.wait(), delay)
+        await supervise("scheduler", self.run_once, self.store.health,
+                        max_delay=self.poll_interval)
+
+    async def run_once(self) -> None:
+        """Do what is due, then sleep until the next thing falls due (one pass of the
+        supervised loop: a failed read or write is retried after a backoff)."""
+        self.changed.clear()
+        self.next_wake = float("inf")  # poke_at during the tick: look again at once
+        if await self.tick(time.time()):
+            return
+        async with self.store.read() as tx:
+            nxt = [t for t in (await tx.runs.next_deadline(), await tx.schedules.next_at(),
+                               await tx.crons.next_at()) if t is not None]
+        delay = min([self.poll_interval, *(t - time.time() for t in nxt)])
+        self.next_wake = time.time() + delay
+        if delay > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.changed.wait(), delay)
 
     async def tick(self, now: float) -> bool:
         """Do what is due; True if there may be more."""

@@ -8,9 +8,14 @@ from typing import Any
 
 
 def iso(ts: float | None) -> str | None:
+    """``ts`` as ISO-8601 UTC; None for None, and for a time no date-time can show (a row
+    stored before the API checked times: it must not break every listing)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _j(text: str | None) -> Any:
@@ -44,13 +49,6 @@ def run_summary(r: Any) -> dict[str, Any]:
     }
 
 
-def run_result(r: Any) -> dict[str, Any]:
-    """A run's summary and output: what a caller waiting for it needs."""
-    out = run_summary(r)
-    out["output"] = _j(r.output_json)
-    return out
-
-
 NOT_STARTED = "not started"
 """The state of a workflow's task that has no run (yet, or ever: its workflow failed)."""
 
@@ -66,7 +64,9 @@ def workflow_tasks(declared: list[str], children: list[Any]) -> list[dict[str, A
 
 def run_detail(r: Any, steps: list[Any], children: list[Any],
                declared_tasks: list[str] | None = None) -> dict[str, Any]:
-    """``declared_tasks``: a workflow run's, listed under ``tasks`` with their state."""
+    """The one representation of a run that ``GET /runs/{id}``, ``GET /runs/{id}/wait``
+    and ``POST /runs?wait=`` answer with (lists show ``run_summary``).
+    ``declared_tasks``: a workflow run's, listed under ``tasks`` with their state."""
     out = run_summary(r)
     out["input"] = _j(r.input_json)
     out["event"] = _j(r.event_json)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+from orchestrator.loops import Health
 from orchestrator.store.apps import AppsRepo
 from orchestrator.store.db import Backend, Conn, Database
 from orchestrator.store.events import EventsRepo
@@ -45,12 +46,26 @@ class Store:
         return self.db.backend
 
     @property
+    def health(self) -> Health:
+        """The database's health and that of the loops the engine supervises."""
+        return self.db.health
+
+    def storage_problem(self) -> str | None:
+        """Why writes cannot be stored (the database is full), or None."""
+        return self.db.storage_problem()
+
+    @property
     def exclusive(self) -> bool:
         """Whether this process is the only orchestrator on this database."""
         return self.db.exclusive
 
     async def open(self) -> None:
         await self.db.create_schema()
+
+    def inject_faults(self) -> None:
+        """The test hook ``DURABLE_TEST_FAULT_RATE``: from now on, fail that share of
+        statements with a connection error (nothing unless the variable is set)."""
+        self.db.inject_faults()
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import apps, functions, triggers
@@ -36,12 +36,11 @@ class AppsRepo(Repo):
         self, app_id: str, url: str, sdk: str, configs: list[dict[str, Any]], now: float
     ) -> None:
         """Create or replace an app and its functions (and their triggers)."""
-        ins = self.backend.insert(apps).values(id=app_id, url=url, sdk=sdk, synced_at=now)
-        await self.conn.execute(
-            ins.on_conflict_do_update(
-                index_elements=["id"], set_={"url": url, "sdk": sdk, "synced_at": now}
-            )
-        )
+        # registering verified its signed introspection: it is configured right
+        values = {"url": url, "sdk": sdk, "synced_at": now, "status": "ok", "error": None,
+                  "probe_at": None, "probe_failures": 0}
+        ins = self.backend.insert(apps).values(id=app_id, **values)
+        await self.conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=values))
         old = select(functions.c.name).where(functions.c.app_id == app_id)
         await self.conn.execute(delete(triggers).where(triggers.c.function.in_(old)))
         await self.conn.execute(delete(functions).where(functions.c.app_id == app_id))
@@ -62,6 +61,26 @@ class AppsRepo(Repo):
         ]
         if trig:
             await self.conn.execute(triggers.insert(), trig)
+
+    async def mark_misconfigured(self, url: str, error: str, probe_at: float) -> None:
+        """The app at ``url`` answered with a signature that does not verify."""
+        await self.conn.execute(
+            update(apps).where(apps.c.url == url, apps.c.status != "misconfigured")
+            .values(status="misconfigured", error=error, probe_at=probe_at, probe_failures=0))
+
+    async def misconfigured(self) -> list[Any]:
+        return list(await self.conn.execute(
+            select(apps.c.id, apps.c.url, apps.c.error, apps.c.probe_at,
+                   apps.c.probe_failures).where(apps.c.status == "misconfigured")))
+
+    async def probed(self, app_id: str, error: str | None, failures: int,
+                     probe_at: float | None) -> None:
+        """Record a probe: ``error`` None means it verified (the app is ok again)."""
+        values: dict[str, Any] = (
+            {"status": "ok", "error": None, "probe_at": None, "probe_failures": 0}
+            if error is None else
+            {"error": error, "probe_at": probe_at, "probe_failures": failures})
+        await self.conn.execute(update(apps).where(apps.c.id == app_id).values(**values))
 
     async def list_apps(self) -> list[Any]:
         return list(await self.conn.execute(select(apps).order_by(apps.c.id)))

@@ -10,7 +10,10 @@ import asyncio
 import contextlib
 import fcntl
 import logging
+import os
+import random
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import IO, Any, Protocol
@@ -22,6 +25,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from orchestrator.errors import ApiError, DatabaseUnavailable, StorageFull
+from orchestrator.loops import Health, supervise
 from orchestrator.store.fastpath import PgPlan, Plan
 from orchestrator.store.models import SCHEMA_VERSION, meta, metadata
 
@@ -56,6 +61,42 @@ class Backend:
         read-then-write transactions across replicas (None: writers are already serial)."""
         return None
 
+    def failure(self, exc: BaseException) -> str | None:
+        """"unavailable" if ``exc`` says the database cannot be reached (the request may
+        be sent again later), "full" if it has no room for the write, else None."""
+        for e in _chain(exc):
+            if getattr(e, "connection_invalidated", False) or isinstance(
+                    e, ConnectionError | TimeoutError | InjectedFault):
+                return "unavailable"
+            if isinstance(e, OSError) and not isinstance(e, sqlite3.Error):
+                return "unavailable"
+        return None
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """An exception, what it wraps (SQLAlchemy's ``orig``) and its causes."""
+    out: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(out) < 10:
+        e = todo.pop()
+        if e is None or any(e is o for o in out):
+            continue
+        out.append(e)
+        todo += [getattr(e, "orig", None), e.__cause__, e.__context__]
+    return out
+
+
+def _why(exc: BaseException) -> str:
+    """The driver's reason for ``exc``, without the SQL or parameters SQLAlchemy adds."""
+    orig = getattr(exc, "orig", None) or exc
+    first = str(orig).split("\n", 1)[0][:200]
+    return f"{type(orig).__name__}: {first}"
+
+
+class InjectedFault(ConnectionResetError):
+    """A statement failed on purpose (the test hook ``DURABLE_TEST_FAULT_RATE``)."""
+
+
 class SQLiteBackend(Backend):
     name = "sqlite"
 
@@ -68,6 +109,19 @@ class SQLiteBackend(Backend):
     def prepare(self, stmt: Any) -> Any:
         return Plan.build(stmt, _SQLITE_DIALECT) or stmt
 
+    FULL = 13  # SQLITE_FULL
+    UNAVAILABLE = frozenset({10, 14})  # SQLITE_IOERR, SQLITE_CANTOPEN
+
+    def failure(self, exc: BaseException) -> str | None:
+        for e in _chain(exc):
+            code = getattr(e, "sqlite_errorcode", None)
+            if isinstance(code, int):
+                if code & 0xFF == self.FULL:
+                    return "full"
+                if code & 0xFF in self.UNAVAILABLE:
+                    return "unavailable"
+        return super().failure(exc)
+
 
 class PostgresBackend(Backend):
     name = "postgresql"
@@ -78,6 +132,18 @@ class PostgresBackend(Backend):
         # SQLAlchemy wraps the driver's error (``orig``); a plan raises asyncpg's own
         state = getattr(getattr(exc, "orig", exc), "sqlstate", None)
         return state in self.RETRYABLE
+
+    def failure(self, exc: BaseException) -> str | None:
+        for e in _chain(exc):
+            state = getattr(e, "sqlstate", None)
+            # class 08: connection exceptions; 57P01-03: the server shuts down, crashed,
+            # or is starting up
+            if isinstance(state, str) and (state.startswith("08") or state in
+                                           ("57P01", "57P02", "57P03")):
+                return "unavailable"
+            if type(e).__name__ == "InterfaceError" and "closed" in str(e):
+                return "unavailable"  # asyncpg: "connection is closed"
+        return super().failure(exc)
 
     def insert(self, table: Any) -> postgresql.Insert:
         return postgresql.insert(table)
@@ -108,6 +174,10 @@ def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -
     cur.execute("PRAGMA temp_store=MEMORY")
     # checkpoints run in the background (Database._checkpointer), not inside a commit
     cur.execute("PRAGMA wal_autocheckpoint=0")
+    # test hook (documented in docs/architecture.md): a database that fills up early
+    pages = os.environ.get("DURABLE_TEST_SQLITE_MAX_PAGES")
+    if pages:
+        cur.execute(f"PRAGMA max_page_count={int(pages)}")
     cur.close()
 
 
@@ -179,6 +249,21 @@ class PgConn:
         return await self._conn.execute(statement, parameters)
 
 
+class FaultyConn:
+    """Test hook (``DURABLE_TEST_FAULT_RATE``): a share of statements fail, before they
+    run, with a connection error, as they would while the database is unreachable."""
+
+    def __init__(self, conn: Conn, rate: float, rng: random.Random) -> None:
+        self._conn = conn
+        self._rate = rate
+        self._rng = rng
+
+    async def execute(self, statement: Any, parameters: Any = None) -> Any:
+        if self._rng.random() < self._rate:
+            raise InjectedFault("injected fault: the database connection was lost")
+        return await self._conn.execute(statement, parameters)
+
+
 class SchemaError(RuntimeError):
     """The database holds tables of another schema version."""
 
@@ -232,7 +317,15 @@ class Database:
         self._write_lock = asyncio.Lock()
         self._lock_file: IO[bytes] | None = None
         self._writes = 0  # write transactions so far (the checkpointer's cue)
+        self._checkpointed = 0
         self._checkpoints: asyncio.Task[None] | None = None
+        self.health = Health()
+        self._full_at = 0.0  # when a write last failed for want of room
+        # test hook (docs/architecture.md): statements fail at this rate once the engine
+        # has started (``inject_faults``)
+        self._fault_env = float(os.environ.get("DURABLE_TEST_FAULT_RATE") or 0)
+        self._fault_rate = 0.0
+        self._fault_rng = random.Random(int(os.environ.get("DURABLE_TEST_FAULT_SEED") or 1))
 
     @property
     def exclusive(self) -> bool:
@@ -260,7 +353,9 @@ class Database:
             with self._sync_engine.begin() as conn:
                 _create_schema(conn)
             if self._sqlite_path() is not None:
-                self._checkpoints = asyncio.create_task(self._checkpointer())
+                self._checkpoints = asyncio.create_task(
+                    supervise("checkpointer", self._checkpoint_pass, self.health),
+                    name="checkpointer")
         else:
             assert self._engine is not None
             async with self._engine.begin() as aconn:
@@ -279,22 +374,55 @@ class Database:
         finally:
             conn.close()
 
-    async def _checkpointer(self, every: float = 0.5) -> None:
-        """Copy the WAL into the database file off the event loop.
+    async def _checkpoint_pass(self, every: float = 0.5) -> None:
+        """Copy the WAL into the database file off the event loop (one pass of the
+        supervised ``checkpointer`` loop).
 
         SQLite's automatic checkpoint runs inside the commit that crosses 1,000 pages:
         every so often one transaction of a run paid milliseconds for it (the latency
         tail). A PASSIVE checkpoint in a thread (sqlite3 releases the GIL while it works)
         blocks no reader and no writer."""
-        seen = 0
-        while True:
-            await asyncio.sleep(every)
-            if self._writes != seen:
-                seen = self._writes
-                try:
-                    await asyncio.to_thread(self._checkpoint, "PASSIVE")
-                except sqlite3.Error as exc:  # busy, I/O: the next pass tries again
-                    log.warning("WAL checkpoint failed: %s", exc)
+        await asyncio.sleep(every)
+        if self._writes != self._checkpointed:
+            self._checkpointed = self._writes
+            try:
+                await asyncio.to_thread(self._checkpoint, "PASSIVE")
+            except sqlite3.Error as exc:  # busy, I/O: the next pass tries again
+                log.warning("WAL checkpoint failed: %s", exc)
+
+    def _failed(self, exc: Exception) -> None:
+        """Raise ``exc`` as DatabaseUnavailable or StorageFull if it is one of those.
+
+        What the client reads names no SQL and no data (SQLAlchemy's message carries
+        both); the driver's reason goes to the health report (``/readyz``) and the log."""
+        kind = self.backend.failure(exc)
+        if kind == "unavailable":
+            self.health.failed("database", _why(exc))
+            raise DatabaseUnavailable("the database is unavailable; retry later") from exc
+        if kind == "full":
+            self._full_at = time.monotonic()
+            self.health.failed("storage", _why(exc))
+            raise StorageFull("the database is full: no room to store this write") from exc
+
+    def storage_problem(self) -> str | None:
+        """Why writes cannot be stored now (a write failed for want of room in the last
+        30 s, or SQLite has almost no pages or disk left), or None."""
+        if self._full_at and time.monotonic() - self._full_at < 30:
+            return self.health.failing.get("storage", "the database is full")
+        path = self._sqlite_path()
+        if self._sync_engine is None or path is None:
+            self.health.ok("storage")
+            return None
+        with self._sync_engine.connect() as conn:
+            count, free, most = (conn.exec_driver_sql(f"PRAGMA {p}").scalar_one() for p in
+                                 ("page_count", "freelist_count", "max_page_count"))
+        disk = os.statvfs(os.path.dirname(os.path.abspath(path)))
+        if most - count + free < 8:
+            return f"the database is at its max_page_count ({most} pages)"
+        if disk.f_bavail * disk.f_frsize < 1 << 20:
+            return f"less than 1 MiB free on the disk of {path}"
+        self.health.ok("storage")
+        return None
 
     async def dispose(self) -> None:
         if self._checkpoints is not None:
@@ -312,25 +440,48 @@ class Database:
         if self._engine is not None:
             await self._engine.dispose()
 
+    def inject_faults(self) -> None:
+        """Start failing statements at ``DURABLE_TEST_FAULT_RATE`` (if set; a test hook)."""
+        if self._fault_env:
+            log.warning("test hook: failing %.0f%% of statements", self._fault_env * 100)
+            self._fault_rate = self._fault_env
+
+    def _conn(self, conn: Conn) -> Conn:
+        return FaultyConn(conn, self._fault_rate, self._fault_rng) if self._fault_rate else conn
+
     @asynccontextmanager
     async def write_conn(self) -> AsyncIterator[Conn]:
-        """A connection in a write transaction, committed on exit (rolled back on error)."""
-        if self._sync_engine is not None:
-            async with self._write_lock:
-                with self._sync_engine.begin() as conn:
-                    yield SyncConn(conn)
-                self._writes += 1
-        else:
-            assert self._engine is not None
-            async with self._engine.begin() as aconn:
-                yield PgConn(aconn, write=True)
+        """A connection in a write transaction, committed on exit (rolled back on error).
+        A connection failure raises DatabaseUnavailable; no room, StorageFull."""
+        try:
+            if self._sync_engine is not None:
+                async with self._write_lock:
+                    with self._sync_engine.begin() as conn:
+                        yield self._conn(SyncConn(conn))
+                    self._writes += 1
+            else:
+                assert self._engine is not None
+                async with self._engine.begin() as aconn:
+                    yield self._conn(PgConn(aconn, write=True))
+        except ApiError:
+            raise
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        self.health.ok("database")
 
     @asynccontextmanager
     async def read_conn(self) -> AsyncIterator[Conn]:
-        if self._sync_engine is not None:
-            with self._sync_engine.connect() as conn:
-                yield SyncConn(conn)
-        else:
-            assert self._engine is not None
-            async with self._engine.connect() as aconn:
-                yield PgConn(aconn, write=False)
+        try:
+            if self._sync_engine is not None:
+                with self._sync_engine.connect() as conn:
+                    yield self._conn(SyncConn(conn))
+            else:
+                assert self._engine is not None
+                async with self._engine.connect() as aconn:
+                    yield self._conn(PgConn(aconn, write=False))
+        except ApiError:
+            raise
+        except Exception as exc:
+            self._failed(exc)
+            raise

@@ -14,6 +14,13 @@ class App(SQLModel, table=True):
     url: str = Field(sa_column=Column(Text, nullable=False, unique=True))
     sdk: str = ""
     synced_at: float = 0.0
+    status: str = Field(default="ok",
+                        sa_column=Column(Text, nullable=False, default="ok"))
+    """"ok", or "misconfigured": its answers fail verification (no invoke is sent to it
+    then; it is probed with signed introspection calls until one verifies)."""
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    probe_at: float | None = None
+    probe_failures: int = 0
 
 
 class FunctionRow(SQLModel, table=True):
@@ -181,5 +188,5 @@ schedules = Schedule.__table__  # type: ignore[attr-defined]
 crons = Cron.__table__  # type: ignore[attr-defined]
 meta = Meta.__table__  # type: ignore[attr-defined]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 metadata = SQLModel.metadata

@@ -45,13 +45,39 @@ class QueueRepo(Repo):
         return list(await self.conn.execute(_CLAIM(self.backend), {
             "now": now, "limit": limit, "owner": owner, "until": lease_until}))
 
-    async def extend(self, owner: str, run_ids: list[str], lease_until: float) -> None:
-        if run_ids:
+    async def extend(self, owner: str, run_ids: list[str], lease_until: float) -> int:
+        """Renew ``owner``'s leases on these runs' rows; how many were renewed.
+
+        Lock order: a bare ``UPDATE ... WHERE run_id IN (...)`` locks rows in whatever
+        order its plan visits them, and deadlocked on PostgreSQL (under 200 clients)
+        against transactions locking the same rows in another order (the reducer's
+        ``INSERT ... ON CONFLICT DO UPDATE``). So the rows are first locked by a
+        ``SELECT ... ORDER BY run_id FOR UPDATE SKIP LOCKED`` (PostgreSQL locks in the
+        sorted order, above the sort): a renewal never waits for a row lock, so it can
+        take no part in a deadlock. A row skipped is being changed by another
+        transaction right now (its answer applied, the run woken or ended); if it is
+        still leased, the next renewal (a third of the TTL later) extends it."""
+        if not run_ids:
+            return 0
+        locked = [r.run_id for r in await self.conn.execute(
+            select(queue.c.run_id)
+            .where(queue.c.run_id.in_(sorted(set(run_ids))), queue.c.lease_owner == owner)
+            .order_by(queue.c.run_id)
+            .with_for_update(skip_locked=True))]
+        if locked:
             await self.conn.execute(
                 update(queue)
-                .where(queue.c.run_id.in_(run_ids), queue.c.lease_owner == owner)
+                .where(queue.c.run_id.in_(locked), queue.c.lease_owner == owner)
                 .values(lease_expires_at=lease_until)
             )
+        return len(locked)
+
+    async def leases(self, run_ids: list[str]) -> dict[str, tuple[str | None, float | None]]:
+        """Who holds each row's lease, until when (for tests and diagnostics)."""
+        rows = await self.conn.execute(
+            select(queue.c.run_id, queue.c.lease_owner, queue.c.lease_expires_at)
+            .where(queue.c.run_id.in_(run_ids)))
+        return {r.run_id: (r.lease_owner, r.lease_expires_at) for r in rows}
 
     async def fences(self, run_ids: list[str]) -> dict[str, tuple[str | None, int]]:
         rows = await self.conn.execute(_FENCES(self.backend), {"ids": run_ids})

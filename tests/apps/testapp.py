@@ -228,6 +228,27 @@ async def long_sleep(ctx: Context) -> str:
     return await ctx.step.run("after", lambda: "woke up")  # type: ignore[no-any-return]
 
 
+_attempt_times: dict[str, list[float]] = {}
+
+
+@task("timed-retry", retry=Retry(max_attempts=3, initial_delay=0.2, factor=2.0, jitter=0))
+async def timed_retry(ctx: Context) -> list[float]:
+    """Fails twice (retried after 0.2 s, then 0.4 s); returns when each attempt began."""
+    times = _attempt_times.setdefault(ctx.run_id, [])
+    times.append(time.time())
+    if ctx.attempt < 2:
+        raise RuntimeError(f"attempt {ctx.attempt} fails")
+    return times
+
+
+@task("slow-retry", retry=Retry(max_attempts=3, initial_delay=3.0, factor=1.0, jitter=0))
+async def slow_retry(ctx: Context) -> int:
+    """Fails once, retried 3 s later (the retry falls due during a database outage)."""
+    if ctx.attempt < 1:
+        raise RuntimeError("first attempt fails")
+    return ctx.attempt
+
+
 FUNCTIONS = [v for v in list(globals().values()) if type(v).__name__ == "Function"] + FLOWS
 
 client = Client(app_id="testapp")

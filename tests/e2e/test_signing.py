@@ -43,7 +43,7 @@ async def test_orchestrator_discards_answers_not_signed_with_its_key(
     run = None
     for _ in range(100):
         run = await client.get_run(h.id)
-        if run["waiting"] and run["waiting"]["kind"] == "delivery_retry":
+        if run["waiting"] and run["waiting"]["kind"] == "app_misconfigured":
             break
         await asyncio.sleep(0.05)
     assert run is not None and run["status"] == "running"

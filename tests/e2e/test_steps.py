@@ -143,7 +143,8 @@ async def test_event_triggers_a_run(client: Client) -> None:
 async def test_event_idempotency(client: Client, rest: httpx.AsyncClient) -> None:
     first = await client.send_event("test.trigger", {"n": 1}, id="evt-dedupe-1")
     second = await client.send_event("test.trigger", {"n": 2}, id="evt-dedupe-1")
-    assert first == second
+    assert first["ids"] == second["ids"] and first["runs"] == second["runs"]
+    assert first["duplicate"] == [False] and second["duplicate"] == [True]
     assert first["ids"] == ["evt-dedupe-1"] and len(first["runs"][0]) == 1
     runs = (await rest.get("/runs", params={"function": "triggered", "limit": 500})).json()
     mine = [r for r in runs["runs"] if r["id"] == first["runs"][0][0]]
@@ -162,6 +163,7 @@ async def test_an_event_repeated_within_one_request_starts_one_run(
     assert out["ids"] == ["evt-twice", "evt-once", "evt-twice"]
     assert out["runs"][0] == out["runs"][2] and len(out["runs"][0]) == 1
     assert len(out["runs"][1]) == 1 and out["runs"][1] != out["runs"][0]
+    assert out["duplicate"] == [False, False, True]
 
 
 async def test_run_idempotency_key(client: Client) -> None:

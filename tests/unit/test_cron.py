@@ -218,10 +218,14 @@ def test_next_fire_from_an_old_time_is_not_clamped_to_now() -> None:
     assert cron.next_fire(trigger, ts(2001, 6, 1)) == ts(2002, 1, 1)
 
 
-def test_next_fire_is_none_for_an_expression_that_never_fires() -> None:
-    """February 30th never comes: APScheduler gives up (past its last year) and says None."""
-    assert cron.next_fire(cron.parse("0 0 30 2 *"), WINTER) is None
-    assert cron.next_fire(cron.parse("0 0 0 31 4 *"), WINTER) is None  # April 31st
+def test_an_expression_that_never_fires_does_not_parse() -> None:
+    """February 30th never comes: APScheduler gives up (past its last year); such a cron is
+    refused, naming the expression, rather than stored to never fire."""
+    for expr in ("0 0 30 2 *", "0 0 0 31 4 *"):  # April 31st
+        with pytest.raises(cron.CronError, match="never fires") as info:
+            cron.parse(expr)
+        assert info.value.field == "expression"
+    assert cron.next_fire(cron.parse("0 0 29 2 *"), WINTER) is not None  # leap years
 
 
 def test_a_repeated_local_time_does_not_fire_twice() -> None:

@@ -58,7 +58,7 @@ def test_forged_signature_with_a_wrong_key_is_refused() -> None:
 def test_garbage_signature_is_refused() -> None:
     headers = p.Signer("secret").sign(BODY, now=NOW)
     headers[p.H_SIGNATURE] = "!!not base64 at all!!"
-    with pytest.raises(p.SignatureError, match="does not match"):
+    with pytest.raises(p.SignatureError, match="malformed signature"):
         p.Signer("secret").verify(BODY, headers, now=NOW)
 
 
@@ -104,7 +104,8 @@ def test_empty_header_values_are_refused() -> None:
         p.Signer("secret").verify(BODY, {p.H_TIMESTAMP: "", p.H_SIGNATURE: ""}, now=NOW)
 
 
-@pytest.mark.parametrize("ts", ["yesterday", "1.7e9", "1700000000.5", "0x10"])
+@pytest.mark.parametrize("ts", ["yesterday", "1.7e9", "1700000000.5", "0x10", "9" * 400,
+                                "-" + "9" * 400, "-1", "+1700000000"])
 def test_malformed_timestamp_is_refused(ts: str) -> None:
     signer = p.Signer("secret")
     headers = signer.sign(BODY, now=NOW)
@@ -457,3 +458,26 @@ def test_match_key_survives_the_wire() -> None:
     assert p.event_match_key(wire(EVENT), p.match_fields(decoded["match"])) == p.match_key(
         "order.paid", match
     )
+
+
+# -- dumps_value: the JSON values the orchestrator takes -------------------------------------
+
+
+def _nested(depth: int) -> object:
+    v: object = 1
+    for _ in range(depth):
+        v = {"a": [v]} if depth % 2 else [v]
+    return v
+
+
+def test_dumps_value_refuses_what_the_api_refuses() -> None:
+    assert p.dumps_value(_nested(p.MAX_JSON_DEPTH)) == p.dumps(_nested(p.MAX_JSON_DEPTH))
+    for bad in (_nested(p.MAX_JSON_DEPTH + 1), _nested(5000), {"x": float("nan")},
+                [float("inf")], {"s": "\udc00"}):
+        with pytest.raises(ValueError):
+            p.dumps_value(bad)
+    # many brackets, little depth: accepted (the depth walk only runs when needed)
+    wide = [[{"k": []} for _ in range(100)]]
+    assert p.dumps_value(wide) == p.dumps(wide)
+    assert p.json_problem(wide) is None
+    assert p.json_problem(_nested(p.MAX_JSON_DEPTH + 1)) == "nests deeper than 64 levels"

@@ -735,6 +735,36 @@ async def test_a_non_json_step_output_fails_the_step() -> None:
     assert answer["steps"][0]["status"] == "failed"
 
 
+async def test_a_step_or_run_output_nesting_too_deep_is_refused() -> None:
+    """The orchestrator's API refuses values deeper than MAX_JSON_DEPTH: the SDK does not
+    store one in a memo (or as a run's output) either, even one too deep to encode."""
+    def deep(depth: int) -> object:
+        v: object = 0
+        for _ in range(depth):
+            v = [v]
+        return v
+
+    @task("deep-step")
+    async def deep_step(ctx: Context) -> list[str]:
+        out = []
+        for depth in (p.MAX_JSON_DEPTH + 1, 100_000):
+            try:
+                await ctx.step.run(f"s{depth}", lambda depth=depth: deep(depth))
+            except StepError as exc:
+                out.append(exc.error_type)
+        return out
+
+    answer = await call(deep_step)
+    assert answer["output"] == ["SerializationError", "SerializationError"]
+
+    @task("deep-run")
+    async def deep_run(ctx: Context) -> object:
+        return deep(p.MAX_JSON_DEPTH + 1)
+
+    answer = await call(deep_run)
+    assert answer["status"] == "error" and answer["error"]["type"] == "SerializationError"
+
+
 async def test_an_oversized_run_output_is_a_final_error() -> None:
     @task("big-run-output")
     async def big_run_output(ctx: Context) -> str:

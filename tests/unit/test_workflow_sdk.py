@@ -636,7 +636,8 @@ async def test_handle_runs_a_task_and_the_on_failure_task() -> None:
     answer = await _handle(h, task_request(wf, "extract", {}, input=[1]))
     assert answer["status"] == "complete" and answer["output"] == [1]
     failure = {"task": "extract", "status": "failed"}
-    answer = await _handle(h, task_request(wf, "alert", {}, failure=failure))
+    answer = await _handle(h, task_request(wf, "alert", {}, failure=failure,
+                                                call_id="call-alert-1"))
     assert answer["output"] == {"failure": failure, "task": "alert"}
     assert calls == {"extract": 1, "alert": 1}
 

@@ -1,0 +1,48 @@
+"""A full database: writes answer 507 (not 500) and /readyz says why."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import procs
+
+MAX_PAGES = 120  # 4 KiB pages: the schema fits, a few runs with big inputs do not
+
+
+@pytest.fixture
+def small_db(tmp_path: Path) -> Iterator[str]:
+    """An orchestrator whose SQLite file may grow to MAX_PAGES pages (the test hook
+    DURABLE_TEST_SQLITE_MAX_PAGES: PRAGMA max_page_count on every connection)."""
+    orch, base = procs.orchestrator(
+        tmp_path, extra_env={"DURABLE_TEST_SQLITE_MAX_PAGES": str(MAX_PAGES)})
+    orch.start()
+    try:
+        yield base
+    finally:
+        orch.stop()
+
+
+def test_full_database_answers_507_and_readyz_says_why(small_db: str) -> None:
+    headers = {"authorization": f"Bearer {procs.API_KEY}"}
+    with httpx.Client(base_url=small_db, headers=headers, timeout=30) as http:
+        assert http.get("/readyz").status_code == 200
+        # events need no app, and are stored: ~100 KB each fill the file
+        big = "x" * 100_000
+        statuses = []
+        for _ in range(20):
+            r = http.post("/api/v1/events", json=[{"name": "fill", "data": {"b": big}}])
+            statuses.append(r.status_code)
+            if r.status_code != 202:
+                break
+        assert statuses[-1] == 507, (statuses, r.text)
+        assert r.json()["error"]["code"] == "storage_full"
+        assert "xxxxxxxx" not in r.text and "INSERT" not in r.text  # no data, no SQL
+        ready = http.get("/readyz")
+        assert ready.status_code == 503, ready.text
+        assert "storage" in ready.json()["problems"], ready.text
+        # reads still work
+        assert http.get("/api/v1/runs").status_code == 200
