@@ -14,13 +14,26 @@ REQUEST = (b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
 
 
 def _answer(sock: socket.socket) -> bytes:
+    """One whole response: its head, then ``content-length`` bytes of body (a body may
+    arrive in a later segment than its head)."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(65536)
         if not chunk:
             return data
         data += chunk
-    return data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return head + b"\r\n\r\n" + body
 
 
 def test_an_idle_connection_outlives_httpx_keep_alive_expiry(tmp_path: Path) -> None:
