@@ -63,7 +63,9 @@ class Backend:
 
     def failure(self, exc: BaseException) -> str | None:
         """"unavailable" if ``exc`` says the database cannot be reached (the request may
-        be sent again later), "full" if it has no room for the write, else None."""
+        be sent again later), "busy" if another process kept it locked past the busy
+        timeout (the same for the caller), "full" if it has no room for the write, else
+        None."""
         for e in _chain(exc):
             if getattr(e, "connection_invalidated", False) or isinstance(
                     e, ConnectionError | TimeoutError | InjectedFault):
@@ -111,6 +113,7 @@ class SQLiteBackend(Backend):
 
     FULL = 13  # SQLITE_FULL
     UNAVAILABLE = frozenset({10, 14})  # SQLITE_IOERR, SQLITE_CANTOPEN
+    BUSY = frozenset({5, 6})  # SQLITE_BUSY, SQLITE_LOCKED: past the busy timeout
 
     def failure(self, exc: BaseException) -> str | None:
         for e in _chain(exc):
@@ -120,6 +123,8 @@ class SQLiteBackend(Backend):
                     return "full"
                 if code & 0xFF in self.UNAVAILABLE:
                     return "unavailable"
+                if code & 0xFF in self.BUSY:
+                    return "busy"
         return super().failure(exc)
 
 
@@ -399,6 +404,10 @@ class Database:
         if kind == "unavailable":
             self.health.failed("database", _why(exc))
             raise DatabaseUnavailable("the database is unavailable; retry later") from exc
+        if kind == "busy":  # another process holds the write lock: not down, retry later
+            log.warning("the database stayed locked past the busy timeout: %s", _why(exc))
+            raise DatabaseUnavailable("the database is busy (locked by another process); "
+                                      "retry later") from exc
         if kind == "full":
             self._full_at = time.monotonic()
             self.health.failed("storage", _why(exc))

@@ -46,3 +46,28 @@ def test_full_database_answers_507_and_readyz_says_why(small_db: str) -> None:
         assert "storage" in ready.json()["problems"], ready.text
         # reads still work
         assert http.get("/api/v1/runs").status_code == 200
+
+
+def test_a_database_locked_by_another_process_answers_503(tmp_path: Path) -> None:
+    """Another process holding SQLite's write lock past the busy timeout: a write is a 503
+    with Retry-After (retry later), not a 500; reads still work (WAL)."""
+    import sqlite3
+
+    orch, base = procs.orchestrator(tmp_path)
+    orch.start()
+    headers = {"authorization": f"Bearer {procs.API_KEY}"}
+    locker = sqlite3.connect(tmp_path / "orchestrator.db", isolation_level=None)
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
+            locker.execute("BEGIN IMMEDIATE")  # SQLite's one write lock, held
+            r = http.post("/api/v1/events", json=[{"name": "locked", "data": {}}])
+            assert r.status_code == 503, r.text
+            assert r.headers.get("retry-after"), r.headers
+            assert r.json()["error"]["code"] == "database_unavailable", r.text
+            assert http.get("/api/v1/runs").status_code == 200
+            locker.execute("ROLLBACK")
+            r = http.post("/api/v1/events", json=[{"name": "locked", "data": {}}])
+            assert r.status_code == 202, r.text
+    finally:
+        locker.close()
+        orch.stop()
