@@ -28,6 +28,7 @@ from orchestrator.config import (
     private_dir,
     private_files,
 )
+from orchestrator.errors import DatabaseUnavailable
 from orchestrator.store.db import DatabaseInUse, SchemaError
 
 
@@ -225,7 +226,7 @@ async def _serve(s: Settings, dev: bool, apps: list[str], log_level: str,
             trimmer.cancel()
             if not server.started:
                 raise SystemExit(1)  # uvicorn said why (e.g. the port is in use)
-    except (DatabaseInUse, SchemaError) as exc:
+    except (DatabaseInUse, SchemaError, DatabaseUnavailable) as exc:
         raise SystemExit(f"orchestrator: {exc}") from None
 
 

@@ -41,6 +41,9 @@ class Settings:
     """Longest delay between delivery attempts to an unreachable app."""
     cron_grace: float = 60.0
     """A cron tick missed while no orchestrator ran fires once on start if this recent."""
+    db_connect_wait: float = 60.0
+    """Seconds start-up waits for a database it cannot reach yet (a PostgreSQL started
+    at the same time, say) before it gives up with the reason."""
     db_pool_size: int = 40
     """PostgreSQL connections kept by this replica, plus a quarter of that opened for peaks
     (replicas x 1.25 x this must stay under the server's ``max_connections``, 100 by
@@ -82,6 +85,7 @@ class Settings:
             delivery_backoff_max=_env_float("DURABLE_DELIVERY_BACKOFF_MAX",
                                             cls.delivery_backoff_max),
             keep_alive=_env_float("DURABLE_KEEP_ALIVE", cls.keep_alive),
+            db_connect_wait=_env_float("DURABLE_DB_CONNECT_WAIT", cls.db_connect_wait),
             db_pool_size=int(_env_float("DURABLE_DB_POOL_SIZE", cls.db_pool_size)),
             allow_insecure_app_urls=env.get("DURABLE_ALLOW_INSECURE_APP_URLS", "").lower()
             in ("1", "true", "yes"),

@@ -79,7 +79,7 @@ class Engine:
         self.ready = False
 
     async def start(self) -> None:
-        await self.store.open()
+        await self.store.open(wait=self.settings.db_connect_wait)
         if self.store.exclusive:
             # Embedded SQLite has one orchestrator (a file lock says so): leases left by
             # a previous process that died are void; take its calls over at once rather

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
+from orchestrator.errors import DatabaseUnavailable
 from orchestrator.loops import Health
 from orchestrator.store.apps import AppsRepo
 from orchestrator.store.db import Backend, Conn, Database
@@ -59,8 +61,27 @@ class Store:
         """Whether this process is the only orchestrator on this database."""
         return self.db.exclusive
 
-    async def open(self) -> None:
-        await self.db.create_schema()
+    async def open(self, wait: float = 0.0) -> None:
+        """Create or check the schema. A database that cannot be reached yet is tried
+        again (backoff 0.1 s doubling to 2 s) for ``wait`` seconds, then
+        ``DatabaseUnavailable`` says why."""
+        deadline = time.monotonic() + wait
+        delay = 0.1
+        while True:
+            try:
+                await self.db.create_schema()
+                return
+            except Exception as exc:
+                if self.db.backend.failure(exc) != "unavailable":
+                    raise
+                why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                if time.monotonic() + delay > deadline:
+                    raise DatabaseUnavailable(
+                        f"could not reach the database within {wait:g} s "
+                        f"(DURABLE_DB_CONNECT_WAIT): {why}") from exc
+                log.warning("the database cannot be reached yet (%s); retrying", why)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
 
     def inject_faults(self) -> None:
         """The test hook ``DURABLE_TEST_FAULT_RATE``: from now on, fail that share of
