@@ -13,7 +13,7 @@ from typing import TypeVar
 from orchestrator.errors import DatabaseUnavailable
 from orchestrator.loops import Health
 from orchestrator.store.apps import AppsRepo
-from orchestrator.store.db import Backend, Conn, Database
+from orchestrator.store.db import Backend, Conn, Database, DatabaseInUse, SchemaError
 from orchestrator.store.events import EventsRepo
 from orchestrator.store.queue import QueueRepo
 from orchestrator.store.runs import RunsRepo
@@ -71,6 +71,8 @@ class Store:
             try:
                 await self.db.create_schema()
                 return
+            except (DatabaseInUse, SchemaError):
+                raise  # reasons not to start, not to wait (DatabaseInUse wraps an OSError)
             except Exception as exc:
                 if self.db.backend.failure(exc) != "unavailable":
                     raise
