@@ -98,6 +98,14 @@ class Reducer:
 
     # -- outcomes ----------------------------------------------------------------------------
 
+    @staticmethod
+    async def _schedule(tx: Tx, fx: Effects, run_id: str, at: float, **queue: Any) -> None:
+        """The run's next call falls due at ``at``; the dispatcher, if it sleeps past
+        that, wakes once this commits (``Effects.due_at``)."""
+        await tx.queue.schedule(run_id, at, **queue)
+        fx.due_at(at)
+
+
     async def _delivery_failed(
         self, tx: Tx, c: Claim, f: Failed, now: float, fx: Effects
     ) -> None:
@@ -107,7 +115,7 @@ class Reducer:
             return
         failures = c.delivery_failures + 1
         if f.misconfigured:  # not sent again until a probe verifies: not "unreachable"
-            await self._app_misconfigured(tx, c, f, failures, now)
+            await self._app_misconfigured(tx, c, f, failures, now, fx)
             return
         first = c.first_failure_at or now
         if now - first >= self.settings.unreachable_timeout:
@@ -119,19 +127,19 @@ class Reducer:
         if f.retry_after is not None:  # the app asked for a delay: honour it, within reason
             delay = min(f.retry_after, MAX_RETRY_AFTER)
         at = now + delay
-        await tx.queue.schedule(c.run_id, at, delivery_failures=failures, first_failure_at=first)
-        fx.due_at(at)
+        await self._schedule(tx, fx, c.run_id, at, delivery_failures=failures,
+                             first_failure_at=first)
         await tx.runs.set_waiting(
             c.run_id, js({"kind": "delivery_retry", "at": at, "reason": f.reason,
                           "failures": failures})
         )
 
     async def _app_misconfigured(self, tx: Tx, c: Claim, f: Failed, failures: int,
-                                 now: float) -> None:
+                                 now: float, fx: Effects) -> None:
         if c.fn is not None:
             await tx.apps.mark_misconfigured(c.fn.url, f.reason, now + 1.0)
         at = now + min(DELIVERY_RETRY.delay(failures), self.settings.delivery_backoff_max)
-        await tx.queue.schedule(c.run_id, at, delivery_failures=failures)
+        await self._schedule(tx, fx, c.run_id, at, delivery_failures=failures)
         await tx.runs.set_waiting(
             c.run_id, js({"kind": "app_misconfigured", "at": at, "reason": f.reason,
                           "app": c.fn.app_id if c.fn is not None else None,
@@ -175,8 +183,7 @@ class Reducer:
             if isinstance(ms, int | float) and not isinstance(ms, bool) and 0 <= ms < 1e12:
                 delay = min(ms / 1000.0, MAX_RETRY_AFTER)  # the app asked: within reason
             at = now + delay
-            await tx.queue.schedule(c.run_id, at)
-            fx.due_at(at)
+            await self._schedule(tx, fx, c.run_id, at)
             waiting = {"kind": "retry", "at": at, "attempt": attempt,
                        "error": {"type": err.get("type"), "message": err.get("message")}}
             await tx.runs.set_attempt(c.run_id, attempt, js(waiting))
@@ -190,15 +197,13 @@ class Reducer:
         rid = c.run_id
         if kind == p.Op.RESUME:
             at = float(op.get("at") or now)
-            await tx.queue.schedule(rid, at)
-            fx.due_at(at)
+            await self._schedule(tx, fx, rid, at)
             await tx.runs.set_waiting(rid, js({"kind": "resume", "at": at}) if at > now else None)
             fx.wake = fx.wake or at <= now
         elif kind == p.Op.SLEEP:
             until = float(op["until"])
             await tx.steps.record([memo_row(rid, op, p.MemoKind.SLEEP, js(until), now, until)])
-            await tx.queue.schedule(rid, until)
-            fx.due_at(until)
+            await self._schedule(tx, fx, rid, until)
             await tx.runs.set_waiting(rid, js({"kind": "sleep", "step": op["id"],
                                                "until": until}))
         elif kind == p.Op.WAIT_EVENT:
@@ -217,8 +222,7 @@ class Reducer:
             "expires_at": timeout_at, "created_at": now, "purpose": "wait",
         }])
         if timeout_at is not None:
-            await tx.queue.schedule(rid, float(timeout_at))
-            fx.due_at(float(timeout_at))
+            await self._schedule(tx, fx, rid, float(timeout_at))
         else:
             await tx.queue.park(rid)
         await tx.runs.set_waiting(rid, js({"kind": "event", "step": op["id"],
@@ -240,7 +244,7 @@ class Reducer:
             row["error_json"] = js({"type": "FunctionNotFound",
                                     "message": f"no function named {', '.join(unknown)}"})
             await tx.steps.record([row])
-            await tx.queue.schedule(rid, now)
+            await self._schedule(tx, fx, rid, now)
             await tx.runs.set_waiting(rid, None)
             fx.wake = True
             return
@@ -259,5 +263,5 @@ class Reducer:
         else:
             out = [] if wait else ids
             await tx.steps.record([memo_row(rid, op, memo_kind, js(out), now, now)])
-            await tx.queue.schedule(rid, now)
+            await self._schedule(tx, fx, rid, now)
             await tx.runs.set_waiting(rid, None)

@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from orchestrator.store import Store
 from sdk import Client
 from tests.support import procs
 from tests.support.pg import PgCluster
@@ -70,6 +71,15 @@ def pg() -> Iterator[PgCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture
+async def store(pg: PgCluster) -> AsyncIterator[Store]:
+    """A ``Store`` opened on a fresh database of the session's PostgreSQL cluster."""
+    s = Store(pg.create_db())
+    await s.open()
+    yield s
+    await s.close()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])

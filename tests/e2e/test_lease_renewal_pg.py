@@ -4,20 +4,8 @@ part in a deadlock), and a failure of its transaction is retried, not lost."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-
-import pytest
 
 from orchestrator.store import Store
-from tests.support.pg import PgCluster
-
-
-@pytest.fixture
-async def store(pg: PgCluster) -> AsyncIterator[Store]:
-    s = Store(pg.create_db())
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def _leased(store: Store, ids: list[str], owner: str) -> None:

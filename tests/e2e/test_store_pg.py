@@ -3,7 +3,6 @@ PostgreSQL: plans give what SQLAlchemy gives, and join the write transaction."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,16 +12,7 @@ from orchestrator.store import queue as queue_mod
 from orchestrator.store import runs as runs_mod
 from orchestrator.store.db import PgConn, PostgresBackend
 from orchestrator.store.fastpath import PgPlan
-from tests.support.pg import PgCluster
 from tests.unit.test_fastpath import prepared_getters, run_row
-
-
-@pytest.fixture
-async def store(pg: PgCluster) -> AsyncIterator[Store]:
-    s = Store(pg.create_db())
-    await s.open()
-    yield s
-    await s.close()
 
 
 def test_every_prepared_statement_gets_a_plan_on_postgres() -> None:
