@@ -138,9 +138,6 @@ class Engine:
                 problems[t.get_name()] = "the loop ended"
         return problems
 
-    async def healthy(self) -> bool:
-        return not await self.health()
-
     # -- apps -------------------------------------------------------------------------------
 
     async def register_app(self, url: str) -> dict[str, Any]:
