@@ -13,7 +13,14 @@ from typing import TypeVar
 from orchestrator.errors import DatabaseUnavailable
 from orchestrator.loops import Health
 from orchestrator.store.apps import AppsRepo
-from orchestrator.store.db import Backend, Conn, Database, DatabaseInUse, SchemaError
+from orchestrator.store.db import (
+    Backend,
+    Conn,
+    Database,
+    DatabaseInUse,
+    SchemaError,
+    driver_reason,
+)
 from orchestrator.store.events import EventsRepo
 from orchestrator.store.queue import QueueRepo
 from orchestrator.store.runs import RunsRepo
@@ -76,7 +83,7 @@ class Store:
             except Exception as exc:
                 if self.db.backend.failure(exc) != "unavailable":
                     raise
-                why = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+                why = driver_reason(exc)
                 if time.monotonic() + delay > deadline:
                     raise DatabaseUnavailable(
                         f"could not reach the database within {wait:g} s "

@@ -88,7 +88,7 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
-def _why(exc: BaseException) -> str:
+def driver_reason(exc: BaseException) -> str:
     """The driver's reason for ``exc``, without the SQL or parameters SQLAlchemy adds."""
     orig = getattr(exc, "orig", None) or exc
     first = str(orig).split("\n", 1)[0][:200]
@@ -402,15 +402,15 @@ class Database:
         both); the driver's reason goes to the health report (``/readyz``) and the log."""
         kind = self.backend.failure(exc)
         if kind == "unavailable":
-            self.health.failed("database", _why(exc))
+            self.health.failed("database", driver_reason(exc))
             raise DatabaseUnavailable("the database is unavailable; retry later") from exc
         if kind == "busy":  # another process holds the write lock: not down, retry later
-            log.warning("the database stayed locked past the busy timeout: %s", _why(exc))
+            log.warning("the database stayed locked past the busy timeout: %s", driver_reason(exc))
             raise DatabaseUnavailable("the database is busy (locked by another process); "
                                       "retry later") from exc
         if kind == "full":
             self._full_at = time.monotonic()
-            self.health.failed("storage", _why(exc))
+            self.health.failed("storage", driver_reason(exc))
             raise StorageFull("the database is full: no room to store this write") from exc
 
     def storage_problem(self) -> str | None:
