@@ -38,9 +38,27 @@ class Interrupt(BaseException):
     """
 
 
-def error_info(exc: BaseException) -> dict[str, Any]:
+def _stack(exc: BaseException) -> str:
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__, limit=8))
-    return {"type": type(exc).__name__, "message": str(exc), "stack": tb[-4000:]}
+    return tb[-4000:]
+
+
+def error_info(exc: BaseException) -> p.ErrorInfo:
+    """How a memo entry records ``exc``."""
+    return p.error_info(type(exc).__name__, str(exc), _stack(exc))
+
+
+def error_body(exc: BaseException, *, retriable: bool,
+               retry_after_ms: int | p.Missing | None = None) -> p.ErrorBody:
+    """The error answer's body for ``exc``."""
+    return p.error_body(type(exc).__name__, str(exc), retriable=retriable,
+                        retry_after_ms=retry_after_ms, stack=_stack(exc))
+
+
+def recorded_failure(name: str, entry: p.MemoEntry) -> StepError:
+    """The error a replay raises for a step the memo records as failed."""
+    err: Mapping[str, Any] = entry.get("error") or {}
+    return StepError(name, err.get("type", "Error"), err.get("message", ""))
 
 
 @dataclass
@@ -50,7 +68,7 @@ class StepPlan:
     id: str
     seq: int
     name: str
-    entry: Mapping[str, Any] | None
+    entry: p.MemoEntry | None
     retry: Retry
     started_at: float = field(default_factory=time.time)
 
@@ -67,10 +85,10 @@ class StepPlan:
 class Execution:
     """The state of one invoke call of one run."""
 
-    def __init__(self, request: Mapping[str, Any], retry: Retry, request_bytes: int) -> None:
+    def __init__(self, request: p.InvokeRequest, retry: Retry, request_bytes: int) -> None:
         self.request = request
         self.retry = retry
-        self.memo_by_id: dict[str, Mapping[str, Any]] = {}
+        self.memo_by_id: dict[str, p.MemoEntry] = {}
         self.seqs: set[int] = set()
         for entry in request["memo"]:
             self.memo_by_id[entry["id"]] = entry
@@ -79,16 +97,16 @@ class Execution:
         self.assigned: set[str] = set()
         self.failure: Exception | None = None
         self.next_seq = 0
-        self.new_steps: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
-        self.op: dict[str, Any] | None = None
+        self.new_steps: list[p.MemoEntry] = []
+        self.events: list[p.AnswerEvent] = []
+        self.op: p.AnyOp | None = None
         self.memo_bytes = request_bytes
         budget_s = max(0.05, request["budget_ms"] / 1000.0)
         self.deadline = time.monotonic() + budget_s * BUDGET_FRACTION
 
     # -- ids and replay --------------------------------------------------------------------
 
-    def begin(self, name: str, kind: p.MemoKind) -> tuple[str, int, Mapping[str, Any] | None]:
+    def begin(self, name: str, kind: p.MemoKind) -> tuple[str, int, p.MemoEntry | None]:
         """Assign the next deterministic id to a step named ``name``; find its memo."""
         if not isinstance(name, str) or not name or len(name) > 256:
             raise UsageError("a step needs a non-empty string name (at most 256 characters)")
@@ -125,17 +143,17 @@ class Execution:
     def check_budget(self) -> None:
         """Yield (to be called again at once) when this call has used its time budget."""
         if self.new_steps and time.monotonic() >= self.deadline:
-            self.suspend({"op": p.Op.RESUME, "at": time.time()})
+            self.suspend(p.resume_op(time.time()))
 
-    def suspend(self, op: dict[str, Any]) -> None:
+    def suspend(self, op: p.AnyOp) -> None:
         try:
             p.dumps(op)
         except (TypeError, ValueError) as exc:
-            raise UsageError(f"{op.get('op')} {op.get('name', '')!r}: not JSON: {exc}") from None
+            raise UsageError(f"{op['op']} {op.get('name', '')!r}: not JSON: {exc}") from None
         self.op = op
         raise Interrupt()
 
-    def record(self, entry: dict[str, Any], output_bytes: int = 0) -> None:
+    def record(self, entry: p.MemoEntry, output_bytes: int = 0) -> None:
         self.memo_bytes += output_bytes
         self.new_steps.append(entry)
 
@@ -149,24 +167,17 @@ class Execution:
             if status == p.StepStatus.COMPLETED:
                 return plan
             if status == p.StepStatus.FAILED:
-                err = entry.get("error") or {}
-                raise StepError(name, err.get("type", "Error"), err.get("message", ""))
+                raise recorded_failure(name, entry)
         self.check_budget()
         plan.started_at = time.time()
         return plan
 
-    def _entry(self, plan: StepPlan, status: p.StepStatus, **extra: Any) -> dict[str, Any]:
-        return {
-            "id": plan.id,
-            "seq": plan.seq,
-            "name": plan.name,
-            "kind": p.MemoKind.STEP,
-            "status": status,
-            "attempts": plan.attempts_before + 1,
-            "started_at": plan.started_at,
-            "ended_at": time.time(),
-            **extra,
-        }
+    @staticmethod
+    def _entry(plan: StepPlan, status: p.StepStatus, output: Any = p.MISSING,
+               error: p.ErrorInfo | None = None) -> p.MemoEntry:
+        return p.memo_entry(plan.id, plan.seq, plan.name, p.MemoKind.STEP, status,
+                            attempts=plan.attempts_before + 1, output=output, error=error,
+                            started_at=plan.started_at, ended_at=time.time())
 
     def step_succeeded(self, plan: StepPlan, output: Any) -> Any:
         try:
@@ -197,12 +208,12 @@ class Execution:
         delay = exc.delay if isinstance(exc, RetryAfterError) else plan.retry.delay(attempt)
         delay = min(max(0.0, delay), 86400.0 * 365) if delay == delay else 0.0
         self.record(self._entry(plan, p.StepStatus.RETRYING, error=info))
-        self.suspend({"op": p.Op.RESUME, "at": time.time() + delay})
+        self.suspend(p.resume_op(time.time() + delay))
 
     def _fail_step(
-        self, plan: StepPlan, type_: str, message: str, info: dict[str, Any] | None = None
+        self, plan: StepPlan, type_: str, message: str, info: p.ErrorInfo | None = None
     ) -> Any:
-        error = info or {"type": type_, "message": message}
+        error = info or p.error_info(type_, message)
         self.record(self._entry(plan, p.StepStatus.FAILED, error=error))
         raise StepError(plan.name, type_, message)
 
@@ -229,10 +240,9 @@ class Execution:
             else:
                 return
         elif until <= time.time():
-            self.record({"id": step_id, "seq": seq, "name": name, "kind": p.MemoKind.SLEEP,
-                         "status": p.StepStatus.COMPLETED, "output": until})
+            self.record(p.memo_entry(step_id, seq, name, p.MemoKind.SLEEP, output=until))
             return
-        self.suspend({"op": p.Op.SLEEP, "id": step_id, "seq": seq, "name": name, "until": until})
+        self.suspend(p.sleep_op(step_id, seq, name, until))
 
     def wait_for_event(
         self,
@@ -253,26 +263,15 @@ class Execution:
             if not (value is None or isinstance(value, str | int | float | bool)):
                 raise UsageError(f"wait_for_event match values must be JSON scalars, not "
                                  f"{type(value).__name__} (not JSON)")
-        self.suspend(
-            {
-                "op": p.Op.WAIT_EVENT,
-                "id": step_id,
-                "seq": seq,
-                "name": name,
-                "event": event,
-                "match": match,
-                "timeout_at": timeout_at,
-            }
-        )
+        self.suspend(p.wait_event_op(step_id, seq, name, event, match, timeout_at))
 
-    def spawn(self, name: str, children: list[dict[str, Any]], wait: bool) -> Any:
+    def spawn(self, name: str, children: list[p.ChildSpec], wait: bool) -> Any:
         kind = p.MemoKind.CHILDREN if wait else p.MemoKind.SPAWN
         step_id, seq, entry = self.begin(name, kind)
         if entry is not None:
             out = entry.get("output") or []
             if entry.get("status") == p.StepStatus.FAILED:
-                err = entry.get("error") or {}
-                raise StepError(name, err.get("type", "Error"), err.get("message", ""))
+                raise recorded_failure(name, entry)
             if not wait:
                 return out
             if any(r.get("status") != "completed" for r in out):
@@ -285,23 +284,15 @@ class Execution:
         if size > p.MAX_STEP_OUTPUT_BYTES:
             raise UsageError(f"child inputs are {size} bytes; the limit is "
                              f"{p.MAX_STEP_OUTPUT_BYTES}")
-        self.suspend(
-            {
-                "op": p.Op.SPAWN,
-                "id": step_id,
-                "seq": seq,
-                "name": name,
-                "children": children,
-                "wait": wait,
-            }
-        )
+        self.suspend(p.spawn_op(step_id, seq, name, children, wait))
 
     def send_events(self, name: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
         step_id, seq, entry = self.begin(name, p.MemoKind.SEND_EVENT)
         if entry is not None:
             return list(entry.get("output") or [])
         self.check_budget()
-        prepared = []
+        prepared: list[p.AnswerEvent] = []
+        ids: list[str] = []
         for ev in events:
             if not isinstance(ev, Mapping) or not isinstance(ev.get("name"), str) \
                     or not p.EVENT_NAME_RE.match(ev["name"]):
@@ -309,32 +300,30 @@ class Execution:
                                  "digits, '_', '-', '.', ':'")
             if ev.get("data") is not None and not isinstance(ev.get("data"), Mapping):
                 raise UsageError("an event's 'data' must be a mapping")
-            e = {"id": ev.get("id") or uuid.uuid4().hex, "name": ev["name"],
-                 "data": ev.get("data", {})}
+            ev_id = ev.get("id") or uuid.uuid4().hex
+            e = p.answer_event(ev_id, ev["name"], ev.get("data", {}))
             try:
                 size = len(p.dumps_value(e))
             except (TypeError, ValueError) as exc:
-                raise UsageError(f"event {e['name']!r} is not JSON: {exc}") from None
+                raise UsageError(f"event {ev['name']!r} is not JSON: {exc}") from None
             if size > p.MAX_EVENT_BYTES:
-                raise UsageError(f"event {e['name']!r} exceeds {p.MAX_EVENT_BYTES} bytes")
+                raise UsageError(f"event {ev['name']!r} exceeds {p.MAX_EVENT_BYTES} bytes")
             prepared.append(e)
-        ids = [str(e["id"]) for e in prepared]
+            ids.append(str(ev_id))
         now = time.time()
-        self.record(
-            {"id": step_id, "seq": seq, "name": name, "kind": p.MemoKind.SEND_EVENT,
-             "status": p.StepStatus.COMPLETED, "output": ids, "started_at": now, "ended_at": now}
-        )
+        self.record(p.memo_entry(step_id, seq, name, p.MemoKind.SEND_EVENT, output=ids,
+                                 started_at=now, ended_at=now))
         self.events.extend(prepared)
         return ids
 
     # -- the answer -----------------------------------------------------------------------
 
-    def answer(self, status: p.Status, **fields: Any) -> dict[str, Any]:
-        return {
-            "v": p.VERSION,
-            "call_id": self.request["call_id"],
-            "status": status,
-            "steps": self.new_steps,
-            "events": self.events,
-            **fields,
-        }
+    def complete(self, output: Any, *, skipped: bool = False) -> p.CompleteAnswer:
+        return p.answer_complete(self.request["call_id"], self.new_steps, self.events, output,
+                                 skipped=skipped)
+
+    def yielded(self, op: p.AnyOp) -> p.YieldAnswer:
+        return p.answer_yield(self.request["call_id"], self.new_steps, self.events, op)
+
+    def errored(self, error: p.ErrorBody) -> p.ErrorAnswer:
+        return p.answer_error(self.request["call_id"], self.new_steps, self.events, error)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from sdk import protocol as p
 from sdk._execution import Execution
 from sdk.function import Retry
 
@@ -29,9 +30,9 @@ class Child:
     function: str | Function
     input: Any = None
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self) -> p.ChildSpec:
         fn = self.function if isinstance(self.function, str) else self.function.name
-        return {"function": fn, "input": self.input}
+        return p.child_spec(fn, self.input)
 
 
 def _seconds(d: float | timedelta) -> float:
@@ -44,8 +45,8 @@ def _epoch(at: datetime) -> float:
     return at.timestamp()
 
 
-def _children(children: Sequence[Child | Mapping[str, Any]]) -> list[dict[str, Any]]:
-    out = []
+def _children(children: Sequence[Child | Mapping[str, Any]]) -> list[p.ChildSpec]:
+    out: list[p.ChildSpec] = []
     for c in children:
         if isinstance(c, Child):
             out.append(c.to_wire())
@@ -57,7 +58,7 @@ def _children(children: Sequence[Child | Mapping[str, Any]]) -> list[dict[str, A
 
 
 class _Base:
-    def __init__(self, execution: Execution, request: Mapping[str, Any]) -> None:
+    def __init__(self, execution: Execution, request: p.InvokeRequest) -> None:
         self._ex = execution
         run = request["run"]
         self.run_id: str = run["id"]
@@ -171,7 +172,7 @@ async def _awaited(aw: Any) -> Any:
 class Context(_Base):
     """What an ``async def`` durable function receives as ``ctx``."""
 
-    def __init__(self, execution: Execution, request: Mapping[str, Any]) -> None:
+    def __init__(self, execution: Execution, request: p.InvokeRequest) -> None:
         super().__init__(execution, request)
         self.step = Steps(execution)
 
@@ -218,7 +219,7 @@ class SyncContext(_Base):
     """What a plain ``def`` durable function receives as ``ctx``."""
 
     def __init__(
-        self, execution: Execution, request: Mapping[str, Any], loop: asyncio.AbstractEventLoop
+        self, execution: Execution, request: p.InvokeRequest, loop: asyncio.AbstractEventLoop
     ) -> None:
         super().__init__(execution, request)
         self.step = SyncSteps(execution, loop)

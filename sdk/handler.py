@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdk import protocol as p
-from sdk._execution import Execution, Interrupt, error_info
+from sdk._execution import Execution, Interrupt, error_body
 from sdk._replay import ReplayCache
 from sdk.context import Context, SyncContext
 from sdk.errors import (
@@ -43,7 +43,7 @@ class Response:
 _FINAL = (NonRetriableError, NonDeterminismError, StepError, ChildRunError, InputValidationError)
 
 
-def _target(fn: Runnable, request: Mapping[str, Any]) -> tuple[Body, Retry, Any]:
+def _target(fn: Runnable, request: p.InvokeRequest) -> tuple[Body, Retry, Any]:
     """What to run for this request: the function's body, or one task of a workflow."""
     if isinstance(fn, Workflow):
         t = fn.find(request.get("task"))
@@ -54,8 +54,7 @@ def _target(fn: Runnable, request: Mapping[str, Any]) -> tuple[Body, Retry, Any]
     return fn.body, fn.retry, None
 
 
-async def execute(fn: Runnable, request: Mapping[str, Any], request_bytes: int
-                  ) -> dict[str, Any]:
+async def execute(fn: Runnable, request: p.InvokeRequest, request_bytes: int) -> p.Answer:
     """Run (replay) ``fn`` (or the requested task of a workflow) for one call; its answer."""
     body, retry, skip_if = _target(fn, request)
     ex = Execution(request, retry, request_bytes)
@@ -66,7 +65,7 @@ async def execute(fn: Runnable, request: Mapping[str, Any], request_bytes: int
         else:
             ctx = SyncContext(ex, request, asyncio.get_running_loop())
         if skip_if is not None and not request["memo"] and skip_if(ctx):
-            return ex.answer(p.Status.COMPLETE, output=None, skipped=True)
+            return ex.complete(None, skipped=True)
         if body.is_async:
             out = await (body.fn(ctx, value) if body.takes_input else body.fn(ctx))
         else:
@@ -74,36 +73,25 @@ async def execute(fn: Runnable, request: Mapping[str, Any], request_bytes: int
             out = await asyncio.to_thread(body.fn, *args)
     except Interrupt:
         if ex.failure is not None:
-            info = error_info(ex.failure)
-            info["retriable"] = False
-            return ex.answer(p.Status.ERROR, error=info)
-        return ex.answer(p.Status.YIELD, op=ex.op)
+            return ex.errored(error_body(ex.failure, retriable=False, retry_after_ms=p.MISSING))
+        assert ex.op is not None  # an Interrupt without a failure is a yield
+        return ex.yielded(ex.op)
     except Exception as exc:
-        info = error_info(exc)
-        info["retriable"] = not isinstance(exc, _FINAL)
-        info["retry_after_ms"] = (
-            int(exc.delay * 1000) if isinstance(exc, RetryAfterError) else None
-        )
-        return ex.answer(p.Status.ERROR, error=info)
+        return ex.errored(error_body(
+            exc, retriable=not isinstance(exc, _FINAL),
+            retry_after_ms=int(exc.delay * 1000) if isinstance(exc, RetryAfterError) else None))
     try:
         data = p.dumps_value(out)
     except (TypeError, ValueError) as exc:
-        return ex.answer(
-            p.Status.ERROR,
-            error=p.error_body("SerializationError", f"output is not JSON: {exc}",
-                               retriable=False),
-        )
+        return ex.errored(p.error_body("SerializationError", f"output is not JSON: {exc}",
+                                       retriable=False))
     if len(data) > p.MAX_STEP_OUTPUT_BYTES:
-        return ex.answer(
-            p.Status.ERROR,
-            error=p.error_body(
-                p.ErrorCode.OUTPUT_TOO_LARGE,
-                f"the run's output is {len(data)} bytes; the limit is "
-                f"{p.MAX_STEP_OUTPUT_BYTES}",
-                retriable=False,
-            ),
-        )
-    return ex.answer(p.Status.COMPLETE, output=p.loads(data))
+        return ex.errored(p.error_body(
+            p.ErrorCode.OUTPUT_TOO_LARGE,
+            f"the run's output is {len(data)} bytes; the limit is {p.MAX_STEP_OUTPUT_BYTES}",
+            retriable=False,
+        ))
+    return ex.complete(p.loads(data))
 
 
 class Handler:
@@ -166,7 +154,7 @@ class Handler:
             log.warning("refused a request: %s", exc)
             return self._refuse(401, str(exc))
         try:
-            request = p.validate_request(p.loads(body))
+            request = p.parse_request(p.loads(body))
         except (ValueError, p.ProtocolError) as exc:
             return self._refuse(400, f"malformed request: {exc}")
         if request["kind"] == p.Kind.INTROSPECT:  # runs no user code: replays are harmless
@@ -179,15 +167,11 @@ class Handler:
         if isinstance(fn, Workflow) and fn.find(request.get("task")) is None:
             fn = None
         if fn is None:
-            return self._signed(200, {
-                "v": p.VERSION, "call_id": request["call_id"], "status": p.Status.ERROR,
-                "steps": [], "events": [],
-                "error": p.error_body(
-                    p.ErrorCode.FUNCTION_NOT_FOUND,
-                    f"this app has no function {request['function']!r}"
-                    + (f" with a task {request['task']!r}" if request.get("task") else ""),
-                    retriable=False,
-                ),
-            })
+            return self._signed(200, p.answer_error(request["call_id"], [], [], p.error_body(
+                p.ErrorCode.FUNCTION_NOT_FOUND,
+                f"this app has no function {request['function']!r}"
+                + (f" with a task {request['task']!r}" if request.get("task") else ""),
+                retriable=False,
+            )))
         answer = await execute(fn, request, len(body))
         return self._signed(200, answer)

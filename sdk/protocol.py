@@ -7,6 +7,13 @@ shapes, size limits, JSON encoding and the HMAC signing of every message.
 Messages are JSON objects. The orchestrator POSTs a *request* to the app's endpoint and
 the app answers in the HTTP response body. Both bodies are signed: see ``Signer``.
 The full contract is described in ``docs/protocol.md``.
+
+Every message and its parts are ``TypedDict`` types (plain JSON dicts at run time, so
+they cost nothing to build, encode or decode: ``bench/wire.py``), each with one builder
+(``memo_entry``, ``sleep_op``, ``answer_yield`` ...) and, for what arrives over the wire,
+one parser (``parse_request``, ``parse_answer``, ``parse_memo_entry`` ...) that checks
+the shape, raises ``ProtocolError`` and returns the same dict, typed. No other module
+spells a message by hand.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, Literal, NotRequired, TypeAlias, TypedDict, cast
 
 from itsdangerous import Signer as _ItsSigner
 from itsdangerous.signer import HMACAlgorithm
@@ -195,12 +202,14 @@ def lookup(obj: Any, path: str) -> Any:
     return cur
 
 
-class _Missing:
+class Missing:
+    """The type of ``MISSING``: a value that is absent (not a JSON null)."""
+
     def __repr__(self) -> str:
         return "MISSING"
 
 
-MISSING: Final = _Missing()
+MISSING: Final = Missing()
 
 
 def match_fields(match: Mapping[str, Any]) -> str:
@@ -307,7 +316,170 @@ class Signer:
         return ts_i
 
 
-# -- messages ----------------------------------------------------------------------------------
+# -- messages: types --------------------------------------------------------------------------
+# The tag of each union (an op's ``op``, an answer's ``status``, a request's ``kind``) is
+# typed as the enum member so that mypy narrows on ``== Op.SLEEP``; decoded from JSON it is
+# the equal ``str``. Memo kinds and step statuses are ``str``: they come from JSON and store
+# rows (values of ``MemoKind`` / ``StepStatus``).
+
+
+class ErrorInfo(TypedDict):
+    """An error as a memo entry records it (a step's final or retried error)."""
+
+    type: str
+    message: str
+    stack: NotRequired[str]
+
+
+class ErrorBody(ErrorInfo):
+    """The error of an ``error`` answer: may the orchestrator call again (absent: yes),
+    and when. The parser checks only ``message``."""
+
+    retriable: NotRequired[bool]
+    retry_after_ms: NotRequired[int | None]
+
+
+class MemoEntry(TypedDict):
+    """One recorded step of a run (docs/protocol.md §5), in a request or an answer."""
+
+    id: str
+    seq: int
+    name: str
+    kind: str
+    status: NotRequired[str]
+    attempts: NotRequired[int]
+    output: NotRequired[Any]
+    error: NotRequired[ErrorInfo]
+    started_at: NotRequired[float]
+    ended_at: NotRequired[float]
+
+
+class RunRef(TypedDict):
+    id: str
+    attempt: int
+    parent_id: str | None
+
+
+class ParentResult(TypedDict):
+    """What a workflow task run is told of one of its parent tasks."""
+
+    status: str
+    output: NotRequired[Any]
+    error: NotRequired[Any]
+
+
+class TaskFailure(TypedDict):
+    """What a workflow's on_failure task is told of the task that failed."""
+
+    task: str
+    status: str
+    error: Any
+
+
+class InvokeRequest(TypedDict):
+    v: int
+    kind: Literal[Kind.INVOKE]
+    call_id: str
+    function: str
+    run: RunRef
+    input: Any
+    event: Any
+    memo: list[MemoEntry]
+    budget_ms: int
+    task: NotRequired[str]
+    parents: NotRequired[dict[str, ParentResult]]
+    failure: NotRequired[TaskFailure]
+
+
+class IntrospectRequest(TypedDict):
+    v: int
+    kind: Literal[Kind.INTROSPECT]
+
+
+Request: TypeAlias = InvokeRequest | IntrospectRequest
+
+
+class SleepOp(TypedDict):
+    op: Literal[Op.SLEEP]
+    id: str
+    seq: int
+    name: str
+    until: float
+
+
+class WaitEventOp(TypedDict):
+    op: Literal[Op.WAIT_EVENT]
+    id: str
+    seq: int
+    name: str
+    event: str
+    match: NotRequired[dict[str, Any]]
+    timeout_at: NotRequired[float | None]
+
+
+class ChildSpec(TypedDict):
+    function: str
+    input: NotRequired[Any]
+
+
+class SpawnOp(TypedDict):
+    op: Literal[Op.SPAWN]
+    id: str
+    seq: int
+    name: str
+    children: list[ChildSpec]
+    wait: NotRequired[bool]
+
+
+class ResumeOp(TypedDict):
+    op: Literal[Op.RESUME]
+    at: NotRequired[float | None]
+
+
+AnyOp: TypeAlias = SleepOp | WaitEventOp | SpawnOp | ResumeOp
+
+
+class AnswerEvent(TypedDict):
+    """An event an answer sends (``id`` and ``data`` may be absent on the wire)."""
+
+    id: NotRequired[str]
+    name: str
+    data: NotRequired[dict[str, Any] | None]
+    ts: NotRequired[float]
+
+
+class CompleteAnswer(TypedDict):
+    v: int
+    call_id: str
+    status: Literal[Status.COMPLETE]
+    steps: NotRequired[list[MemoEntry]]
+    events: NotRequired[list[AnswerEvent]]
+    output: NotRequired[Any]
+    skipped: NotRequired[bool]
+
+
+class YieldAnswer(TypedDict):
+    v: int
+    call_id: str
+    status: Literal[Status.YIELD]
+    steps: NotRequired[list[MemoEntry]]
+    events: NotRequired[list[AnswerEvent]]
+    op: AnyOp
+
+
+class ErrorAnswer(TypedDict):
+    v: int
+    call_id: str
+    status: Literal[Status.ERROR]
+    steps: NotRequired[list[MemoEntry]]
+    events: NotRequired[list[AnswerEvent]]
+    error: ErrorBody
+
+
+Answer: TypeAlias = CompleteAnswer | YieldAnswer | ErrorAnswer
+
+
+# -- messages: builders ------------------------------------------------------------------------
 
 
 def invoke_request(
@@ -318,17 +490,17 @@ def invoke_request(
     attempt: int,
     input: Any,
     event: Any,
-    memo: Sequence[Mapping[str, Any]],
+    memo: Sequence[MemoEntry],
     budget_ms: int,
     parent_id: str | None = None,
     task: str | None = None,
-    parents: Mapping[str, Any] | None = None,
-    failure: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+    parents: Mapping[str, ParentResult] | None = None,
+    failure: TaskFailure | None = None,
+) -> InvokeRequest:
     """Build the body of an invoke request. A workflow's task run names its ``task`` and
     carries its ``parents`` ({task: {status, output?, error?}}); the workflow's on_failure
     task gets the ``failure`` ({task, status, error}) instead."""
-    msg = {
+    msg: InvokeRequest = {
         "v": VERSION,
         "kind": Kind.INVOKE,
         "call_id": call_id,
@@ -343,12 +515,60 @@ def invoke_request(
         msg["task"] = task
         msg["parents"] = dict(parents or {})
         if failure is not None:
-            msg["failure"] = dict(failure)
+            msg["failure"] = failure
     return msg
 
 
-def introspect_request() -> dict[str, Any]:
+def introspect_request() -> IntrospectRequest:
     return {"v": VERSION, "kind": Kind.INTROSPECT}
+
+
+def parent_result(status: str, output: Any = MISSING) -> ParentResult:
+    """A parent task's result as a task run sees it: its status, and its output if any."""
+    r: ParentResult = {"status": status}
+    if output is not MISSING:
+        r["output"] = output
+    return r
+
+
+def task_failure(task: str, status: str, error: Any) -> TaskFailure:
+    return {"task": task, "status": status, "error": error}
+
+
+def memo_entry(
+    id: str,
+    seq: int,
+    name: str,
+    kind: str,
+    status: str = StepStatus.COMPLETED,
+    *,
+    attempts: int | None = None,
+    output: Any = MISSING,
+    error: ErrorInfo | None = None,
+    started_at: float | None = None,
+    ended_at: float | None = None,
+) -> MemoEntry:
+    """A memo entry. ``output`` is left out unless given (``None`` is a JSON null); so are
+    ``attempts``, ``error`` and the times unless not None."""
+    e: MemoEntry = {"id": id, "seq": seq, "name": name, "kind": kind, "status": status}
+    if attempts is not None:
+        e["attempts"] = attempts
+    if started_at is not None:
+        e["started_at"] = started_at
+    if ended_at is not None:
+        e["ended_at"] = ended_at
+    if output is not MISSING:
+        e["output"] = output
+    if error is not None:
+        e["error"] = error
+    return e
+
+
+def error_info(type_: str, message: str, stack: str | None = None) -> ErrorInfo:
+    e: ErrorInfo = {"type": type_, "message": message}
+    if stack is not None:
+        e["stack"] = stack
+    return e
 
 
 def error_body(
@@ -356,14 +576,70 @@ def error_body(
     message: str,
     *,
     retriable: bool = True,
-    retry_after_ms: int | None = None,
-) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "message": message,
-        "retriable": retriable,
-        "retry_after_ms": retry_after_ms,
-    }
+    retry_after_ms: int | Missing | None = None,
+    stack: str | None = None,
+) -> ErrorBody:
+    """The error of an error answer; ``retry_after_ms=MISSING`` leaves that key out."""
+    e: ErrorBody = {"type": type_, "message": message, "retriable": retriable}
+    if stack is not None:
+        e["stack"] = stack
+    if not isinstance(retry_after_ms, Missing):
+        e["retry_after_ms"] = retry_after_ms
+    return e
+
+
+def sleep_op(id: str, seq: int, name: str, until: float) -> SleepOp:
+    return {"op": Op.SLEEP, "id": id, "seq": seq, "name": name, "until": until}
+
+
+def wait_event_op(id: str, seq: int, name: str, event: str, match: dict[str, Any],
+                  timeout_at: float | None) -> WaitEventOp:
+    return {"op": Op.WAIT_EVENT, "id": id, "seq": seq, "name": name, "event": event,
+            "match": match, "timeout_at": timeout_at}
+
+
+def child_spec(function: str, input: Any) -> ChildSpec:
+    return {"function": function, "input": input}
+
+
+def spawn_op(id: str, seq: int, name: str, children: list[ChildSpec], wait: bool) -> SpawnOp:
+    return {"op": Op.SPAWN, "id": id, "seq": seq, "name": name, "children": children,
+            "wait": wait}
+
+
+def resume_op(at: float) -> ResumeOp:
+    return {"op": Op.RESUME, "at": at}
+
+
+def answer_event(id: str, name: str, data: dict[str, Any] | None) -> AnswerEvent:
+    return {"id": id, "name": name, "data": data}
+
+
+def answer_complete(call_id: str, steps: list[MemoEntry], events: list[AnswerEvent],
+                    output: Any, *, skipped: bool = False) -> CompleteAnswer:
+    """The function returned ``output`` (a workflow task ``skipped`` by its condition
+    returns None); ``skipped`` is sent only when true."""
+    a: CompleteAnswer = {"v": VERSION, "call_id": call_id, "status": Status.COMPLETE,
+                         "steps": steps, "events": events, "output": output}
+    if skipped:
+        a["skipped"] = True
+    return a
+
+
+def answer_yield(call_id: str, steps: list[MemoEntry], events: list[AnswerEvent],
+                 op: AnyOp) -> YieldAnswer:
+    return {"v": VERSION, "call_id": call_id, "status": Status.YIELD, "steps": steps,
+            "events": events, "op": op}
+
+
+def answer_error(call_id: str, steps: list[MemoEntry], events: list[AnswerEvent],
+                 error: ErrorBody) -> ErrorAnswer:
+    return {"v": VERSION, "call_id": call_id, "status": Status.ERROR, "steps": steps,
+            "events": events, "error": error}
+
+
+# -- messages: parsers --------------------------------------------------------------------------
+# Each checks the shape of what arrived and returns the same object, typed (no copy).
 
 
 def _require(cond: bool, what: str) -> None:
@@ -378,12 +654,12 @@ def check_version(msg: Any) -> Mapping[str, Any]:
     return msg
 
 
-def validate_request(raw: Any) -> Mapping[str, Any]:
+def parse_request(raw: Any) -> Request:
     """Check the shape of a request the app received; return it."""
     msg = check_version(raw)
     kind = msg.get("kind")
     if kind == Kind.INTROSPECT:
-        return msg
+        return cast(IntrospectRequest, msg)
     _require(kind == Kind.INVOKE, f"unknown request kind {kind!r}")
     _require(isinstance(msg.get("function"), str), "request.function must be a string")
     _require(isinstance(msg.get("call_id"), str), "request.call_id must be a string")
@@ -392,13 +668,13 @@ def validate_request(raw: Any) -> Mapping[str, Any]:
     _require(isinstance(run.get("attempt"), int), "request.run.attempt must be an integer")
     _require(isinstance(msg.get("memo"), list), "request.memo must be a list")
     for e in msg["memo"]:
-        validate_memo_entry(e)
+        parse_memo_entry(e)
     _require(isinstance(msg.get("budget_ms"), int), "request.budget_ms must be an integer")
     _require(msg.get("task") is None or isinstance(msg["task"], str), "request.task: string")
     _require(isinstance(msg.get("parents", {}), Mapping), "request.parents must be an object")
     _require(msg.get("failure") is None or isinstance(msg["failure"], Mapping),
              "request.failure must be an object")
-    return msg
+    return cast(InvokeRequest, msg)
 
 
 _MEMO_KINDS = frozenset(MemoKind)
@@ -410,15 +686,55 @@ def _is_time(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v < 1e12
 
 
-def validate_memo_entry(e: Any) -> None:
+def parse_memo_entry(e: Any) -> MemoEntry:
     _require(isinstance(e, Mapping), "memo entry must be an object")
     _require(isinstance(e.get("id"), str) and e["id"] != "", "memo entry id must be a string")
     _require(isinstance(e.get("seq"), int), "memo entry seq must be an integer")
     _require(e.get("kind") in _MEMO_KINDS, f"unknown memo kind {e.get('kind')!r}")
     _require(isinstance(e.get("name"), str), "memo entry name must be a string")
+    return cast(MemoEntry, e)
 
 
-def validate_answer(raw: Any, call_id: str) -> Mapping[str, Any]:
+def parse_answer_event(ev: Any) -> AnswerEvent:
+    _require(isinstance(ev, Mapping) and isinstance(ev.get("name"), str) and ev["name"],
+             "an answer event needs a name")
+    _require(ev.get("data") is None or isinstance(ev["data"], Mapping),
+             "an answer event's data must be an object")
+    return cast(AnswerEvent, ev)
+
+
+def parse_op(op: Any) -> AnyOp:
+    """Check the op of a yield answer; return it."""
+    _require(isinstance(op, Mapping) and op.get("op") in _OPS, "answer.op is invalid")
+    kind = op["op"]
+    if kind != Op.RESUME:
+        _require(isinstance(op.get("id"), str), "answer.op.id must be a string")
+        _require(isinstance(op.get("seq"), int), "answer.op.seq must be an integer")
+    if kind == Op.SLEEP:
+        _require(_is_time(op.get("until")), "sleep op needs until (epoch seconds)")
+    elif kind == Op.RESUME:
+        _require(op.get("at") is None or _is_time(op["at"]), "resume op: at")
+    elif kind == Op.WAIT_EVENT:
+        _require(isinstance(op.get("event"), str) and op["event"] != "",
+                 "wait_event op needs an event name")
+        match: Any = op.get("match", {})
+        _require(isinstance(match, Mapping), "wait_event match must be an object")
+        _require(all(isinstance(k, str) and k and "," not in k for k in match),
+                 "wait_event match keys must be dotted paths")
+        _require(op.get("timeout_at") is None or _is_time(op["timeout_at"]),
+                 "wait_event timeout_at must be epoch seconds")
+    else:  # Op.SPAWN
+        children: Any = op.get("children")
+        _require(isinstance(children, list), "spawn op needs children")
+        for c in children:
+            _require(
+                isinstance(c, Mapping) and isinstance(c.get("function"), str),
+                "spawn child needs a function",
+            )
+    return cast(AnyOp, op)
+
+
+def parse_answer(raw: Any, call_id: str) -> Answer:
     """Check an invoke answer the orchestrator received; return it."""
     msg = check_version(raw)
     _require(msg.get("call_id") == call_id, "answer is not for this call")
@@ -427,42 +743,18 @@ def validate_answer(raw: Any, call_id: str) -> Mapping[str, Any]:
     steps = msg.get("steps", [])
     _require(isinstance(steps, list), "answer.steps must be a list")
     for e in steps:
-        validate_memo_entry(e)
+        parse_memo_entry(e)
     events = msg.get("events", [])
     _require(isinstance(events, list), "answer.events must be a list")
     for ev in events:
-        _require(isinstance(ev, Mapping) and isinstance(ev.get("name"), str) and ev["name"],
-                 "an answer event needs a name")
-        _require(ev.get("data") is None or isinstance(ev["data"], Mapping),
-                 "an answer event's data must be an object")
+        parse_answer_event(ev)
     if status == Status.YIELD:
-        op: Any = msg.get("op")
-        _require(isinstance(op, Mapping) and op.get("op") in _OPS, "answer.op is invalid")
-        if op["op"] != Op.RESUME:
-            _require(isinstance(op.get("id"), str), "answer.op.id must be a string")
-            _require(isinstance(op.get("seq"), int), "answer.op.seq must be an integer")
-        if op["op"] == Op.SLEEP:
-            _require(_is_time(op.get("until")), "sleep op needs until (epoch seconds)")
-        elif op["op"] == Op.RESUME:
-            _require(op.get("at") is None or _is_time(op["at"]), "resume op: at")
-        elif op["op"] == Op.WAIT_EVENT:
-            _require(isinstance(op.get("event"), str) and op["event"] != "",
-                     "wait_event op needs an event name")
-            match: Any = op.get("match", {})
-            _require(isinstance(match, Mapping), "wait_event match must be an object")
-            _require(all(isinstance(k, str) and k and "," not in k for k in match),
-                     "wait_event match keys must be dotted paths")
-            _require(op.get("timeout_at") is None or _is_time(op["timeout_at"]),
-                     "wait_event timeout_at must be epoch seconds")
-        elif op["op"] == Op.SPAWN:
-            children: Any = op.get("children")
-            _require(isinstance(children, list), "spawn op needs children")
-            for c in children:
-                _require(
-                    isinstance(c, Mapping) and isinstance(c.get("function"), str),
-                    "spawn child needs a function",
-                )
+        parse_op(msg.get("op"))
     elif status == Status.ERROR:
         err = msg.get("error")
         _require(isinstance(err, Mapping) and isinstance(err.get("message"), str), "error")
-    return msg
+    return cast(Answer, msg)
+
+
+validate_answer = parse_answer
+"""The name the orchestrator's invoker calls (``parse_answer``)."""

@@ -40,12 +40,12 @@ class LocalRun:
 
     status: str  # "completed", "failed" or "skipped"
     output: Any = None
-    error: dict[str, Any] | None = None
-    steps: list[dict[str, Any]] = field(default_factory=list)
+    error: Mapping[str, Any] | None = None
+    steps: list[p.MemoEntry] = field(default_factory=list)
     """The memo, in order: what the orchestrator would show as the run's timeline."""
     calls: int = 0
     """How many calls the function needed (a call ends at each sleep, wait, spawn...)."""
-    sent_events: list[dict[str, Any]] = field(default_factory=list)
+    sent_events: list[p.AnswerEvent] = field(default_factory=list)
     tasks: dict[str, LocalRun] = field(default_factory=dict)
     """For a workflow: each task's own run."""
 
@@ -112,12 +112,12 @@ async def run_local(
 
 
 async def _run(fn: Runnable, input: Any, event: Mapping[str, Any] | None, world: _World,
-               task: str | None, parents: Mapping[str, Any] | None,
-               failure: Mapping[str, Any] | None = None) -> LocalRun:
+               task: str | None, parents: Mapping[str, p.ParentResult] | None,
+               failure: p.TaskFailure | None = None) -> LocalRun:
     if isinstance(fn, Workflow) and task is None:
         return await _workflow(fn, input, event, world)
     run_id = uuid.uuid4().hex
-    memo: dict[str, dict[str, Any]] = {}
+    memo: dict[str, p.MemoEntry] = {}
     out = LocalRun(status="running")
     attempt = 0
     retry = fn.retry
@@ -132,10 +132,11 @@ async def _run(fn: Runnable, input: Any, event: Mapping[str, Any] | None, world:
             memo=sorted(memo.values(), key=lambda e: e["seq"]), budget_ms=30_000,
             task=task, parents=parents, failure=failure)
         answer = await execute(fn, req, len(p.dumps(req)))
-        for e in answer["steps"]:
-            if memo.get(e["id"], {}).get("status") in (None, p.StepStatus.RETRYING):
+        for e in answer.get("steps", []):
+            recorded = memo.get(e["id"])
+            if (recorded and recorded.get("status")) in (None, p.StepStatus.RETRYING):
                 memo[e["id"]] = e
-        out.sent_events += answer["events"]
+        out.sent_events += answer.get("events", [])
         out.steps = sorted(memo.values(), key=lambda e: e["seq"])
         if answer["status"] == p.Status.COMPLETE:
             out.status = "skipped" if answer.get("skipped") else "completed"
@@ -149,27 +150,25 @@ async def _run(fn: Runnable, input: Any, event: Mapping[str, Any] | None, world:
             out.status, out.error = "failed", err
             return out
         op = answer["op"]
-        entry = {"id": op.get("id"), "seq": op.get("seq"), "name": op.get("name"),
-                 "status": p.StepStatus.COMPLETED}
+        if op["op"] == p.Op.RESUME:  # budget spent, step retry: just call again
+            continue
+        output: Any
         if op["op"] == p.Op.SLEEP:
-            memo[op["id"]] = {**entry, "kind": p.MemoKind.SLEEP, "output": 0}  # time flies
+            kind, output = p.MemoKind.SLEEP, 0  # time flies
         elif op["op"] == p.Op.WAIT_EVENT:
-            ev = world.take_event(op["event"], op.get("match") or {})
-            memo[op["id"]] = {**entry, "kind": p.MemoKind.WAIT, "output": ev}
-        elif op["op"] == p.Op.SPAWN:
-            if op.get("wait", True):
-                results = [await world.child(c["function"], c.get("input"))
-                           for c in op["children"]]
-                for i, r in enumerate(results):
-                    r["run_id"] = f"{run_id}-child-{op['id']}-{i}"
-                memo[op["id"]] = {**entry, "kind": p.MemoKind.CHILDREN, "output": results}
-            else:
-                ids = []
-                for i, c in enumerate(op["children"]):
-                    await world.child(c["function"], c.get("input"))
-                    ids.append(f"{run_id}-child-{op['id']}-{i}")
-                memo[op["id"]] = {**entry, "kind": p.MemoKind.SPAWN, "output": ids}
-        # RESUME (budget spent, step retry): just call again
+            kind, output = p.MemoKind.WAIT, world.take_event(op["event"], op.get("match") or {})
+        elif op.get("wait", True):
+            results = [await world.child(c["function"], c.get("input")) for c in op["children"]]
+            for i, r in enumerate(results):
+                r["run_id"] = f"{run_id}-child-{op['id']}-{i}"
+            kind, output = p.MemoKind.CHILDREN, results
+        else:
+            output = []
+            for i, c in enumerate(op["children"]):
+                await world.child(c["function"], c.get("input"))
+                output.append(f"{run_id}-child-{op['id']}-{i}")
+            kind = p.MemoKind.SPAWN
+        memo[op["id"]] = p.memo_entry(op["id"], op["seq"], op["name"], kind, output=output)
     raise RuntimeError(f"{fn.name}: no end after {world.max_calls} calls")
 
 
@@ -190,15 +189,15 @@ async def _workflow(wf: Workflow, input: Any, event: Mapping[str, Any] | None,
             if t.parents and all(done[q.name].status == "skipped" for q in t.parents):
                 done[t.name] = LocalRun(status="skipped")
                 continue
-            view = {q.name: {"status": done[q.name].status,
-                             **({"output": done[q.name].output}
-                                if done[q.name].status == "completed" else {})}
+            view = {q.name: p.parent_result(done[q.name].status,
+                                            done[q.name].output
+                                            if done[q.name].status == "completed" else p.MISSING)
                     for q in t.parents}
             run = await _run(wf, input, event, world, t.name, view)
             done[t.name] = run
             out.calls += run.calls
             if run.status == "failed":
-                failure = {"task": t.name, "status": "failed", "error": run.error}
+                failure = p.task_failure(t.name, "failed", run.error)
                 if wf.failure_task is not None:
                     done[wf.failure_task.name] = await _run(
                         wf, input, event, world, wf.failure_task.name, {}, failure)

@@ -33,14 +33,12 @@ log = logging.getLogger("orchestrator.dispatcher")
 TERMINAL = p.TERMINAL
 
 
-def memo_entry(row: Any) -> dict[str, Any]:
-    e: dict[str, Any] = {"id": row.step_id, "seq": row.seq, "name": row.name, "kind": row.kind,
-                         "status": row.status, "attempts": row.attempts}
-    if row.output_json is not None:
-        e["output"] = json.loads(row.output_json)
-    if row.error_json is not None:
-        e["error"] = json.loads(row.error_json)
-    return e
+def memo_entry(row: Any) -> p.MemoEntry:
+    """The wire memo entry of a stored step row (a null output is sent as absent)."""
+    return p.memo_entry(
+        row.step_id, row.seq, row.name, row.kind, row.status, attempts=row.attempts,
+        output=p.MISSING if row.output_json is None else json.loads(row.output_json),
+        error=None if row.error_json is None else json.loads(row.error_json))
 
 
 def _waits_for_event(run: Any) -> bool:

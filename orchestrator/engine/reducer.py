@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from orchestrator.config import Settings
 from orchestrator.engine import views
@@ -146,24 +146,23 @@ class Reducer:
                           "failures": failures}))
 
     async def _answered(self, tx: Tx, c: Claim, d: Delivered, now: float, fx: Effects) -> None:
-        a = d.answer
+        a = cast(p.Answer, d.answer)  # the invoker made it with p.parse_answer
         if getattr(c.run, "start_timeout_at", None) is not None:
             await tx.runs.started(c.run_id)
         # (its steps are recorded: _apply_all records every answer's at once)
         if a.get("events"):
             await ingest_events(tx, a["events"], now, fx)  # sets fx.wake if work fell due
-        status = a["status"]
-        if status == p.Status.COMPLETE:
+        if a["status"] == p.Status.COMPLETE:
             skipped = a.get("skipped") is True and c.run.task is not None  # workflow tasks
             done = p.RunStatus.SKIPPED if skipped else p.RunStatus.COMPLETED
             await end_run(tx, c.run, done, js(a.get("output")), None, now, fx)
-        elif status == p.Status.ERROR:
+        elif a["status"] == p.Status.ERROR:
             await self._errored(tx, c, a["error"], now, fx)
         else:
             await self._yielded(tx, c, a["op"], now, fx)
 
     @staticmethod
-    def _step_row(run_id: str, e: Mapping[str, Any]) -> dict[str, Any]:
+    def _step_row(run_id: str, e: p.MemoEntry) -> dict[str, Any]:
         return {
             "run_id": run_id, "step_id": e["id"], "seq": e["seq"], "name": e["name"],
             "kind": e["kind"], "status": e.get("status", p.StepStatus.COMPLETED),
@@ -191,27 +190,26 @@ class Reducer:
         await end_run(tx, c.run, p.RunStatus.FAILED, None, js(dict(err)), now, fx)
 
     async def _yielded(
-        self, tx: Tx, c: Claim, op: Mapping[str, Any], now: float, fx: Effects
+        self, tx: Tx, c: Claim, op: p.AnyOp, now: float, fx: Effects
     ) -> None:
-        kind = op["op"]
         rid = c.run_id
-        if kind == p.Op.RESUME:
+        if op["op"] == p.Op.RESUME:
             at = float(op.get("at") or now)
             await self._schedule(tx, fx, rid, at)
             await tx.runs.set_waiting(rid, js({"kind": "resume", "at": at}) if at > now else None)
             fx.wake = fx.wake or at <= now
-        elif kind == p.Op.SLEEP:
+        elif op["op"] == p.Op.SLEEP:
             until = float(op["until"])
             await tx.steps.record([memo_row(rid, op, p.MemoKind.SLEEP, js(until), now, until)])
             await self._schedule(tx, fx, rid, until)
             await tx.runs.set_waiting(rid, js({"kind": "sleep", "step": op["id"],
                                                "until": until}))
-        elif kind == p.Op.WAIT_EVENT:
+        elif op["op"] == p.Op.WAIT_EVENT:
             await self._wait(tx, rid, op, now, fx)
-        elif kind == p.Op.SPAWN:
+        else:
             await self._spawn(tx, c, op, now, fx)
 
-    async def _wait(self, tx: Tx, rid: str, op: Mapping[str, Any], now: float,
+    async def _wait(self, tx: Tx, rid: str, op: p.WaitEventOp, now: float,
                     fx: Effects) -> None:
         match = dict(op.get("match") or {})
         timeout_at = op.get("timeout_at")
@@ -230,7 +228,7 @@ class Reducer:
                                            "timeout_at": timeout_at}))
 
     async def _spawn(
-        self, tx: Tx, c: Claim, op: Mapping[str, Any], now: float, fx: Effects
+        self, tx: Tx, c: Claim, op: p.SpawnOp, now: float, fx: Effects
     ) -> None:
         rid = c.run_id
         children = op["children"]

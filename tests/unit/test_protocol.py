@@ -216,11 +216,11 @@ def test_invoke_request_shape() -> None:
     }
 
 
-def test_validate_request_accepts_good_messages() -> None:
+def test_parse_request_accepts_good_messages() -> None:
     req = wire(good_request())
-    assert p.validate_request(req) is req
+    assert p.parse_request(req) is req
     intro = wire(p.introspect_request())
-    assert p.validate_request(intro) is intro
+    assert p.parse_request(intro) is intro
 
 
 def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
@@ -251,9 +251,9 @@ def _without(d: dict[str, Any], key: str) -> dict[str, Any]:
         ({"v": 2, "kind": "introspect"}, "version"),
     ],
 )
-def test_validate_request_refuses_bad_messages(msg: Any, what: str) -> None:
+def test_parse_request_refuses_bad_messages(msg: Any, what: str) -> None:
     with pytest.raises(p.ProtocolError, match=what):
-        p.validate_request(wire(msg))
+        p.parse_request(wire(msg))
 
 
 # -- answers ------------------------------------------------------------------------------------
@@ -293,9 +293,9 @@ GOOD_ANSWERS = [
 
 
 @pytest.mark.parametrize("msg", GOOD_ANSWERS)
-def test_validate_answer_accepts_good_messages(msg: dict[str, Any]) -> None:
+def test_parse_answer_accepts_good_messages(msg: dict[str, Any]) -> None:
     decoded = wire(msg)
-    assert p.validate_answer(decoded, "call-1") is decoded
+    assert p.parse_answer(decoded, "call-1") is decoded
 
 
 def _memo_without(key: str) -> dict[str, Any]:
@@ -352,9 +352,9 @@ BAD_ANSWERS = [
 
 
 @pytest.mark.parametrize(("msg", "what"), BAD_ANSWERS)
-def test_validate_answer_refuses_bad_messages(msg: Any, what: str) -> None:
+def test_parse_answer_refuses_bad_messages(msg: Any, what: str) -> None:
     with pytest.raises(p.ProtocolError, match=what):
-        p.validate_answer(wire(msg), "call-1")
+        p.parse_answer(wire(msg), "call-1")
 
 
 def test_protocol_error_is_a_value_error() -> None:
