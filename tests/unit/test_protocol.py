@@ -481,3 +481,164 @@ def test_dumps_value_refuses_what_the_api_refuses() -> None:
     assert p.dumps_value(wide) == p.dumps(wide)
     assert p.json_problem(wide) is None
     assert p.json_problem(_nested(p.MAX_JSON_DEPTH + 1)) == "nests deeper than 64 levels"
+
+
+# -- builders round-trip through the parsers ----------------------------------------------------
+
+
+def test_validate_answer_is_parse_answer() -> None:
+    # the orchestrator's invoker calls it by its old name
+    assert p.validate_answer is p.parse_answer
+
+
+def test_memo_entry_leaves_out_what_is_not_given() -> None:
+    assert p.memo_entry("a", 0, "a", p.MemoKind.SLEEP) == {
+        "id": "a", "seq": 0, "name": "a", "kind": "sleep", "status": "completed"}
+    full = p.memo_entry("a:1", 3, "a", p.MemoKind.STEP, p.StepStatus.FAILED, attempts=2,
+                        output=None, error=p.error_info("E", "m", "tb"), started_at=1.0,
+                        ended_at=2.0)
+    assert full == {"id": "a:1", "seq": 3, "name": "a", "kind": "step", "status": "failed",
+                    "attempts": 2, "output": None, "error": {"type": "E", "message": "m",
+                                                             "stack": "tb"},
+                    "started_at": 1.0, "ended_at": 2.0}
+    assert "output" in full  # a JSON null is an output; MISSING (the default) is none
+
+
+@pytest.mark.parametrize("kind", list(p.MemoKind))
+def test_memo_entries_round_trip(kind: p.MemoKind) -> None:
+    e = p.memo_entry("x", 1, "x", kind, output=[1], attempts=0)
+    decoded = wire(e)
+    assert p.parse_memo_entry(decoded) is decoded
+    assert decoded == e
+
+
+OPS: list[p.AnyOp] = [
+    p.sleep_op("nap", 1, "nap", NOW),
+    p.wait_event_op("w", 2, "w", "order.paid", {"data.id": 1}, None),
+    p.wait_event_op("w", 2, "w", "order.paid", {}, NOW + 5),
+    p.spawn_op("kids", 3, "kids", [p.child_spec("double", 2), p.child_spec("f", None)], True),
+    p.spawn_op("bg", 4, "bg", [], False),
+    p.resume_op(NOW),
+]
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: str(op["op"]))
+def test_ops_round_trip_through_a_yield_answer(op: p.AnyOp) -> None:
+    steps = [p.memo_entry("a", 0, "a", p.MemoKind.STEP, attempts=1, output=1)]
+    events = [p.answer_event("e1", "order.paid", {"id": 1})]
+    msg = p.answer_yield("call-1", steps, events, op)
+    decoded = wire(msg)
+    a = p.parse_answer(decoded, "call-1")
+    assert a is decoded and a == msg
+    assert a["status"] == p.Status.YIELD
+    assert a["op"] == op and p.parse_op(wire(op)) == op
+
+
+def test_sleep_op_shape() -> None:
+    assert p.sleep_op("s", 1, "n", NOW) == {"op": "sleep", "id": "s", "seq": 1, "name": "n",
+                                             "until": NOW}
+    assert p.resume_op(NOW) == {"op": "resume", "at": NOW}
+
+
+def test_complete_and_error_answers_round_trip() -> None:
+    done = p.answer_complete("call-1", [], [], {"ok": True})
+    assert done == {"v": p.VERSION, "call_id": "call-1", "status": "complete", "steps": [],
+                    "events": [], "output": {"ok": True}}  # no "skipped" unless true
+    assert p.parse_answer(wire(done), "call-1") == done
+    skipped = p.answer_complete("call-1", [], [], None, skipped=True)
+    assert p.parse_answer(wire(skipped), "call-1")["skipped"] is True  # type: ignore[typeddict-item]
+    err = p.answer_error("call-1", [], [], p.error_body("X", "m", retriable=False))
+    assert p.parse_answer(wire(err), "call-1") == err
+    assert err["error"] == {"type": "X", "message": "m", "retriable": False,
+                            "retry_after_ms": None}
+
+
+def test_error_body_can_leave_out_retry_after_and_carry_a_stack() -> None:
+    e = p.error_body("X", "m", retriable=False, retry_after_ms=p.MISSING, stack="tb")
+    assert e == {"type": "X", "message": "m", "retriable": False, "stack": "tb"}
+    assert p.error_info("X", "m") == {"type": "X", "message": "m"}
+
+
+def test_requests_round_trip() -> None:
+    memo = [p.memo_entry("a", 0, "a", p.MemoKind.STEP, attempts=1, output={"n": 1})]
+    req = p.invoke_request(
+        call_id="c", function="wf", run_id="r", attempt=0, input=None, event=None, memo=memo,
+        budget_ms=5, task="load", parents={"extract": p.parent_result("completed", 3),
+                                           "maybe": p.parent_result("skipped")},
+        failure=p.task_failure("extract", "failed", {"type": "E", "message": "m"}))
+    decoded = wire(req)
+    parsed = p.parse_request(decoded)
+    assert parsed is decoded and parsed == req
+    assert parsed["kind"] == p.Kind.INVOKE and parsed["memo"] == memo
+    assert parsed["parents"] == {"extract": {"status": "completed", "output": 3},
+                                 "maybe": {"status": "skipped"}}
+    assert parsed["failure"] == {"task": "extract", "status": "failed",
+                                 "error": {"type": "E", "message": "m"}}
+    intro = wire(p.introspect_request())
+    assert p.parse_request(intro) == {"v": p.VERSION, "kind": "introspect"}
+
+
+# -- each parser refuses each malformed shape ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("entry", "what"),
+    [
+        ("a", "must be an object"),
+        (_memo_without("id"), "id"),
+        (step_entry(id=""), "id"),
+        (step_entry(seq=1.5), "seq"),
+        (step_entry(kind=None), "unknown memo kind"),
+        (step_entry(name=1), "name"),
+    ],
+)
+def test_parse_memo_entry_refuses(entry: Any, what: str) -> None:
+    with pytest.raises(p.ProtocolError, match=what):
+        p.parse_memo_entry(wire(entry))
+
+
+@pytest.mark.parametrize(
+    ("op", "what"),
+    [
+        (None, "op is invalid"),
+        ({"op": "nap"}, "op is invalid"),
+        ({"op": "sleep", "id": 1, "seq": 1, "until": NOW}, "op.id"),
+        ({"op": "sleep", "id": "s", "seq": 1, "until": True}, "until"),
+        ({"op": "sleep", "id": "s", "seq": 1, "until": 1e13}, "until"),
+        ({"op": "resume", "at": -1}, "resume op"),
+        ({"op": "wait_event", "id": "w", "seq": 1, "event": ""}, "event name"),
+        ({"op": "wait_event", "id": "w", "seq": 1, "event": "e", "match": {"a,b": 1}},
+         "dotted paths"),
+        ({"op": "wait_event", "id": "w", "seq": 1, "event": "e", "timeout_at": "later"},
+         "timeout_at"),
+        ({"op": "spawn", "id": "k", "seq": 1, "children": ["double"]}, "function"),
+    ],
+)
+def test_parse_op_refuses(op: Any, what: str) -> None:
+    with pytest.raises(p.ProtocolError, match=what):
+        p.parse_op(wire(op))
+
+
+@pytest.mark.parametrize(
+    ("event", "what"),
+    [
+        ("x", "needs a name"),
+        ({"name": ""}, "needs a name"),
+        ({"name": 3}, "needs a name"),
+        ({"name": "e", "data": [1]}, "data must be an object"),
+    ],
+)
+def test_parse_answer_event_refuses(event: Any, what: str) -> None:
+    with pytest.raises(p.ProtocolError, match=what):
+        p.parse_answer_event(wire(event))
+
+
+def test_parse_request_refuses_a_bad_memo_entry_and_bad_workflow_fields() -> None:
+    with pytest.raises(p.ProtocolError, match="memo entry id"):
+        p.parse_request(wire(good_request(memo=[step_entry(id=None)])))
+    with pytest.raises(p.ProtocolError, match=r"request\.task"):
+        p.parse_request(wire(good_request(task=3)))
+    with pytest.raises(p.ProtocolError, match="parents"):
+        p.parse_request(wire(good_request(task="t", parents=[])))
+    with pytest.raises(p.ProtocolError, match="failure"):
+        p.parse_request(wire(good_request(task="t", failure="boom")))
