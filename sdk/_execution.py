@@ -43,13 +43,13 @@ def _stack(exc: BaseException) -> str:
     return tb[-4000:]
 
 
-def error_info(exc: BaseException) -> p.ErrorInfo:
+def exception_info(exc: BaseException) -> p.ErrorInfo:
     """How a memo entry records ``exc``."""
     return p.error_info(type(exc).__name__, str(exc), _stack(exc))
 
 
-def error_body(exc: BaseException, *, retriable: bool,
-               retry_after_ms: int | p.Missing | None = None) -> p.ErrorBody:
+def exception_body(exc: BaseException, *, retriable: bool,
+                   retry_after_ms: int | p.Missing | None = None) -> p.ErrorBody:
     """The error answer's body for ``exc``."""
     return p.error_body(type(exc).__name__, str(exc), retriable=retriable,
                         retry_after_ms=retry_after_ms, stack=_stack(exc))
@@ -202,7 +202,7 @@ class Execution:
 
     def step_failed(self, plan: StepPlan, exc: Exception) -> Any:
         attempt = plan.attempts_before + 1
-        info = error_info(exc)
+        info = exception_info(exc)
         if isinstance(exc, NonRetriableError) or attempt >= plan.retry.max_attempts:
             return self._fail_step(plan, info["type"], info["message"], info)
         delay = exc.delay if isinstance(exc, RetryAfterError) else plan.retry.delay(attempt)

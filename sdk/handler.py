@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdk import protocol as p
-from sdk._execution import Execution, Interrupt, error_body
+from sdk._execution import Execution, Interrupt, exception_body
 from sdk._replay import ReplayCache
 from sdk.context import Context, SyncContext
 from sdk.errors import (
@@ -73,11 +73,11 @@ async def execute(fn: Runnable, request: p.InvokeRequest, request_bytes: int) ->
             out = await asyncio.to_thread(body.fn, *args)
     except Interrupt:
         if ex.failure is not None:
-            return ex.errored(error_body(ex.failure, retriable=False, retry_after_ms=p.MISSING))
+            return ex.errored(exception_body(ex.failure, retriable=False, retry_after_ms=p.MISSING))
         assert ex.op is not None  # an Interrupt without a failure is a yield
         return ex.yielded(ex.op)
     except Exception as exc:
-        return ex.errored(error_body(
+        return ex.errored(exception_body(
             exc, retriable=not isinstance(exc, _FINAL),
             retry_after_ms=int(exc.delay * 1000) if isinstance(exc, RetryAfterError) else None))
     try:

@@ -368,6 +368,16 @@ class ParentResult(TypedDict):
     error: NotRequired[Any]
 
 
+class ChildResult(TypedDict):
+    """One child's end, in the output of a ``children`` memo entry."""
+
+    run_id: str
+    function: str
+    status: str
+    output: NotRequired[Any]
+    error: NotRequired[Any]
+
+
 class TaskFailure(TypedDict):
     """What a workflow's on_failure task is told of the task that failed."""
 
@@ -528,6 +538,17 @@ def parent_result(status: str, output: Any = MISSING) -> ParentResult:
     r: ParentResult = {"status": status}
     if output is not MISSING:
         r["output"] = output
+    return r
+
+
+def child_result(run_id: str, function: str, status: str, *, output: Any = MISSING,
+                 error: Any = MISSING) -> ChildResult:
+    """A child's end as a ``children`` entry records it: its output, or its error."""
+    r: ChildResult = {"run_id": run_id, "function": function, "status": status}
+    if output is not MISSING:
+        r["output"] = output
+    if error is not MISSING:
+        r["error"] = error
     return r
 
 

@@ -67,7 +67,7 @@ class _World:
                 return ev
         return None
 
-    async def child(self, function: str, input: Any) -> dict[str, Any]:
+    async def child(self, run_id: str, function: str, input: Any) -> p.ChildResult:
         stub = self.children.get(function)
         if stub is not None:
             try:
@@ -75,20 +75,17 @@ class _World:
                 if inspect.isawaitable(out):
                     out = await out
             except Exception as exc:
-                return {"function": function, "status": "failed",
-                        "error": {"type": type(exc).__name__, "message": str(exc)}}
-            return {"function": function, "status": "completed", "output": out}
+                return p.child_result(run_id, function, p.RunStatus.FAILED,
+                                      error=p.error_info(type(exc).__name__, str(exc)))
+            return p.child_result(run_id, function, p.RunStatus.COMPLETED, output=out)
         fn = self.functions.get(function)
         if fn is None:
             raise LookupError(f"no stub or function for child {function!r}: pass "
                               f"children={{{function!r}: ...}} or functions=[...]")
         run = await _run(fn, input, None, self, None, None)
-        result: dict[str, Any] = {"function": function, "status": run.status}
-        if run.status == "completed":
-            result["output"] = run.output
-        else:
-            result["error"] = run.error
-        return result
+        if run.status == p.RunStatus.COMPLETED:
+            return p.child_result(run_id, function, run.status, output=run.output)
+        return p.child_result(run_id, function, run.status, error=run.error)
 
 
 async def run_local(
@@ -157,17 +154,14 @@ async def _run(fn: Runnable, input: Any, event: Mapping[str, Any] | None, world:
             kind, output = p.MemoKind.SLEEP, 0  # time flies
         elif op["op"] == p.Op.WAIT_EVENT:
             kind, output = p.MemoKind.WAIT, world.take_event(op["event"], op.get("match") or {})
-        elif op.get("wait", True):
-            results = [await world.child(c["function"], c.get("input")) for c in op["children"]]
-            for i, r in enumerate(results):
-                r["run_id"] = f"{run_id}-child-{op['id']}-{i}"
-            kind, output = p.MemoKind.CHILDREN, results
         else:
-            output = []
-            for i, c in enumerate(op["children"]):
-                await world.child(c["function"], c.get("input"))
-                output.append(f"{run_id}-child-{op['id']}-{i}")
-            kind = p.MemoKind.SPAWN
+            ids = [f"{run_id}-child-{op['id']}-{i}" for i in range(len(op["children"]))]
+            results = [await world.child(cid, c["function"], c.get("input"))
+                       for cid, c in zip(ids, op["children"], strict=True)]
+            if op.get("wait", True):
+                kind, output = p.MemoKind.CHILDREN, results
+            else:
+                kind, output = p.MemoKind.SPAWN, ids
         memo[op["id"]] = p.memo_entry(op["id"], op["seq"], op["name"], kind, output=output)
     raise RuntimeError(f"{fn.name}: no end after {world.max_calls} calls")
 

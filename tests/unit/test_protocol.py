@@ -642,3 +642,13 @@ def test_parse_request_refuses_a_bad_memo_entry_and_bad_workflow_fields() -> Non
         p.parse_request(wire(good_request(task="t", parents=[])))
     with pytest.raises(p.ProtocolError, match="failure"):
         p.parse_request(wire(good_request(task="t", failure="boom")))
+
+
+def test_child_result_carries_an_output_or_an_error() -> None:
+    assert p.child_result("r1", "double", "completed", output=4) == {
+        "run_id": "r1", "function": "double", "status": "completed", "output": 4}
+    assert p.child_result("r2", "double", "failed", error=None) == {
+        "run_id": "r2", "function": "double", "status": "failed", "error": None}
+    entry = p.memo_entry("kids", 0, "kids", p.MemoKind.CHILDREN,
+                         output=[p.child_result("r1", "double", "completed", output=4)])
+    assert p.parse_memo_entry(wire(entry)) == entry
