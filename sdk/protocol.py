@@ -378,12 +378,10 @@ class ChildResult(TypedDict):
     error: NotRequired[Any]
 
 
-class TaskFailure(TypedDict):
+class TaskFailure(ParentResult):
     """What a workflow's on_failure task is told of the task that failed."""
 
     task: str
-    status: str
-    error: Any
 
 
 class InvokeRequest(TypedDict):
@@ -533,11 +531,14 @@ def introspect_request() -> IntrospectRequest:
     return {"v": VERSION, "kind": Kind.INTROSPECT}
 
 
-def parent_result(status: str, output: Any = MISSING) -> ParentResult:
-    """A parent task's result as a task run sees it: its status, and its output if any."""
+def parent_result(status: str, *, output: Any = MISSING, error: Any = MISSING
+                  ) -> ParentResult:
+    """A parent task's result as a task run sees it: its status, output and error if any."""
     r: ParentResult = {"status": status}
     if output is not MISSING:
         r["output"] = output
+    if error is not MISSING:
+        r["error"] = error
     return r
 
 
@@ -552,8 +553,15 @@ def child_result(run_id: str, function: str, status: str, *, output: Any = MISSI
     return r
 
 
-def task_failure(task: str, status: str, error: Any) -> TaskFailure:
-    return {"task": task, "status": status, "error": error}
+def task_failure(task: str, status: str, *, output: Any = MISSING, error: Any = MISSING
+                 ) -> TaskFailure:
+    """The task that failed, as the on_failure task sees it."""
+    f: TaskFailure = {"task": task, "status": status}
+    if output is not MISSING:
+        f["output"] = output
+    if error is not MISSING:
+        f["error"] = error
+    return f
 
 
 def memo_entry(

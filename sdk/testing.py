@@ -183,15 +183,14 @@ async def _workflow(wf: Workflow, input: Any, event: Mapping[str, Any] | None,
             if t.parents and all(done[q.name].status == "skipped" for q in t.parents):
                 done[t.name] = LocalRun(status="skipped")
                 continue
-            view = {q.name: p.parent_result(done[q.name].status,
-                                            done[q.name].output
-                                            if done[q.name].status == "completed" else p.MISSING)
+            view = {q.name: p.parent_result(done[q.name].status, output=done[q.name].output)
+                    if done[q.name].status == "completed" else p.parent_result(done[q.name].status)
                     for q in t.parents}
             run = await _run(wf, input, event, world, t.name, view)
             done[t.name] = run
             out.calls += run.calls
             if run.status == "failed":
-                failure = p.task_failure(t.name, "failed", run.error)
+                failure = p.task_failure(t.name, "failed", error=run.error)
                 if wf.failure_task is not None:
                     done[wf.failure_task.name] = await _run(
                         wf, input, event, world, wf.failure_task.name, {}, failure)

@@ -563,9 +563,9 @@ def test_requests_round_trip() -> None:
     memo = [p.memo_entry("a", 0, "a", p.MemoKind.STEP, attempts=1, output={"n": 1})]
     req = p.invoke_request(
         call_id="c", function="wf", run_id="r", attempt=0, input=None, event=None, memo=memo,
-        budget_ms=5, task="load", parents={"extract": p.parent_result("completed", 3),
+        budget_ms=5, task="load", parents={"extract": p.parent_result("completed", output=3),
                                            "maybe": p.parent_result("skipped")},
-        failure=p.task_failure("extract", "failed", {"type": "E", "message": "m"}))
+        failure=p.task_failure("extract", "failed", error={"type": "E", "message": "m"}))
     decoded = wire(req)
     parsed = p.parse_request(decoded)
     assert parsed is decoded and parsed == req
