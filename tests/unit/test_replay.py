@@ -2,7 +2,8 @@
 
 No servers: each test builds invoke requests with ``sdk.protocol.invoke_request``, runs one
 call, and checks the answer as the orchestrator would receive it (JSON round trip plus
-``validate_answer``). Memo entries are built by hand, or taken from an earlier answer's
+``parse_answer``). Memo entries are built by hand (the raw wire shape, independent of the
+builders in ``sdk.protocol``), or taken from an earlier answer's
 ``steps`` the way the orchestrator records them.
 """
 
@@ -67,7 +68,7 @@ async def call(fn: Function, **kw: Any) -> dict[str, Any]:
     req = request(fn, **kw)
     raw = await execute(fn, req, len(p.dumps(req)))
     answer = p.loads(p.dumps(raw))
-    p.validate_answer(answer, req["call_id"])
+    p.parse_answer(answer, req["call_id"])
     return answer  # type: ignore[no-any-return]
 
 
@@ -439,6 +440,20 @@ async def test_a_recorded_step_at_another_position_is_non_determinism() -> None:
     # "a" asked for at 0, where the memo records "x"; "a" itself is recorded at 1
     assert answer["error"]["type"] == "NonDeterminismError"
     assert answer["error"]["retriable"] is False
+    # the error body's keys are today's: a failure the SDK stops the run with carries no
+    # retry_after_ms (an exception raised by the function carries it, null or not)
+    assert set(answer["error"]) == {"type", "message", "stack", "retriable"}
+
+
+async def test_an_exception_error_body_has_every_key() -> None:
+    @task("raises")
+    async def raises(ctx: Context) -> None:
+        raise RuntimeError("boom")
+
+    answer = await call(raises)
+    assert answer["error"] == {"type": "RuntimeError", "message": "boom", "retriable": True,
+                               "retry_after_ms": None, "stack": answer["error"]["stack"]}
+    assert "RuntimeError: boom" in answer["error"]["stack"]
 
 
 async def test_a_step_of_another_kind_is_non_determinism() -> None:
@@ -1177,7 +1192,7 @@ async def test_handle_answers_an_unknown_function_with_a_signed_error(handler: H
     resp = await handler.handle(body, signed(body))
     assert resp.status == 200
     p.Signer(KEY).verify(resp.body, resp.headers)
-    answer = p.validate_answer(json.loads(resp.body), "call-x")
+    answer = p.parse_answer(json.loads(resp.body), "call-x")
     assert answer["status"] == "error"
     assert answer["error"]["type"] == "FunctionNotFound"
     assert answer["error"]["retriable"] is False
@@ -1191,7 +1206,7 @@ async def test_handle_runs_a_function_and_signs_the_answer(handler: Handler) -> 
     p.Signer(KEY).verify(resp.body, resp.headers)
     with pytest.raises(p.SignatureError):
         p.Signer("another-key").verify(resp.body, resp.headers)
-    answer = p.validate_answer(json.loads(resp.body), CALL_ID)
+    answer = p.parse_answer(json.loads(resp.body), CALL_ID)
     assert answer["status"] == "complete"
     assert answer["output"] == {"hello": "world"}
     assert ids(answer) == ["echo"]
@@ -1261,6 +1276,6 @@ async def test_a_non_json_match_value_is_an_error_answer_not_a_crash(handler: Ha
     resp = await h.handle(body, signed(body))  # raises TypeError today
     assert resp.status == 200
     p.Signer(KEY).verify(resp.body, resp.headers)
-    answer = p.validate_answer(json.loads(resp.body), CALL_ID)
+    answer = p.parse_answer(json.loads(resp.body), CALL_ID)
     assert answer["status"] == "error"
     assert "JSON" in answer["error"]["message"]
