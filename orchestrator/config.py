@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
@@ -25,6 +25,7 @@ ENV_FILE = ".env"
 """The ``.env`` file read from the working directory when it exists (and no other is named)."""
 ENV_FILE_VAR = "DURABLE_ENV_FILE"
 
+Port = Annotated[int, Field(ge=1, le=65535)]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
@@ -33,6 +34,9 @@ class Flag:
     """The command-line flag that sets a field (``Annotated`` metadata)."""
 
     name: str
+
+
+S = TypeVar("S", bound=BaseSettings)
 
 
 class BadSettings(Exception):
@@ -52,8 +56,7 @@ class Settings(BaseSettings):
                     "(required by `orchestrator serve`)")] = "sqlite:///.durable/dev.db"
     host: Annotated[str, Flag("--host"), Field(
         min_length=1, description="the address to listen on")] = "127.0.0.1"
-    port: Annotated[int, Flag("--port"), Field(
-        ge=1, le=65535, description="the port to listen on")] = 8288
+    port: Annotated[Port, Flag("--port"), Field(description="the port to listen on")] = 8288
     api_keys: Annotated[list[str], NoDecode, Field(
         validation_alias=AliasChoices("DURABLE_API_KEYS", "DURABLE_API_KEY"), repr=False,
         description="Bearer keys of the REST API, comma-separated (`DURABLE_API_KEY`: one "
@@ -137,14 +140,21 @@ class Settings(BaseSettings):
         """Flags (field name -> value; None: not given) over the environment over the
         ``.env`` file (``env_file``, else ``DURABLE_ENV_FILE``, else ``./.env`` if it
         exists) over the defaults. Raises ``BadSettings`` naming what was refused."""
-        # raw input (strings from argparse, say), which the model validates
-        given: dict[str, Any] = {k: v for k, v in (flags or {}).items() if v is not None}
-        path = env_file_path(env_file)
-        try:
-            return cls(_env_file=path, **given)
-        except ValidationError as exc:
-            raise BadSettings("; ".join(
-                _explain(err, given, path) for err in exc.errors())) from None
+        return validated(cls, flags, env_file_path(env_file))
+
+
+def validated(model: type[S], flags: Mapping[str, object] | None = None,
+              env_file: Path | None = None) -> S:
+    """``model`` (settings with the prefix ``DURABLE_``) from flags (field name -> value;
+    None: not given) over the environment over ``env_file`` over the defaults. Raises
+    ``BadSettings`` naming each value refused, on one line."""
+    # raw input (strings from argparse, say), which the model validates
+    given: dict[str, Any] = {k: v for k, v in (flags or {}).items() if v is not None}
+    try:
+        return model(_env_file=env_file, **given)
+    except ValidationError as exc:
+        raise BadSettings("; ".join(
+            _explain(model, err, given, env_file) for err in exc.errors())) from None
 
 
 def env_names(name: str, info: FieldInfo) -> list[str]:
@@ -152,6 +162,8 @@ def env_names(name: str, info: FieldInfo) -> list[str]:
     alias = info.validation_alias
     if isinstance(alias, AliasChoices):
         return [str(c) for c in alias.choices]
+    if isinstance(alias, str):
+        return [alias]
     return [ENV_PREFIX + name.upper()]
 
 
@@ -159,9 +171,11 @@ def flag_of(info: FieldInfo) -> str | None:
     return next((m.name for m in info.metadata if isinstance(m, Flag)), None)
 
 
-def flag_fields() -> Iterator[tuple[str, str, FieldInfo]]:
-    """(field name, flag, field) of every setting that has a flag."""
-    for name, info in Settings.model_fields.items():
+def flag_fields(model: type[BaseSettings] | None = None
+                ) -> Iterator[tuple[str, str, FieldInfo]]:
+    """(field name, flag, field) of every setting of ``model`` (``Settings``) that has a
+    flag."""
+    for name, info in (model or Settings).model_fields.items():
         flag = flag_of(info)
         if flag is not None:
             yield name, flag, info
@@ -184,12 +198,13 @@ def env_file_path(named: str | None) -> Path | None:
     return path
 
 
-def _explain(err: ErrorDetails, flags: Mapping[str, object], env_file: Path | None) -> str:
+def _explain(model: type[BaseSettings], err: ErrorDetails, flags: Mapping[str, object],
+             env_file: Path | None) -> str:
     """``DURABLE_CALL_TIMEOUT: input should be a valid number, got 'abc'``."""
     key = str(err["loc"][0]) if err["loc"] else ""
-    name = next((n for n, info in Settings.model_fields.items()
+    name = next((n for n, info in model.model_fields.items()
                  if key == n or key in env_names(n, info)), key)
-    info = Settings.model_fields.get(name)
+    info = model.model_fields.get(name)
     if info is None:
         where = key
     elif name in flags:
