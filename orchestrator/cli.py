@@ -27,8 +27,8 @@ from orchestrator.config import (
     ENV_FILE_VAR,
     BadSettings,
     Settings,
+    add_flags,
     dev_keys,
-    env_names,
     flag_fields,
     private_dir,
     private_files,
@@ -43,14 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in (("dev", "run locally on an embedded SQLite file, zero config"),
                         ("serve", "run in production against --database-url")):
         sp = sub.add_parser(name, help=help_)
-        for field, flag, info in flag_fields():  # a value is validated by Settings
-            help_ = f"{info.description} ({env_names(field, info)[0]})"
-            if info.annotation is bool:
-                sp.add_argument(flag, dest=field, action="store_true", default=None,
-                                help=help_)
-            else:
-                sp.add_argument(flag, dest=field, default=None, metavar=field.upper(),
-                                help=help_)
+        add_flags(sp)
         sp.add_argument("--env-file", default=None, metavar="PATH",
                         help=f"read settings from this file ({ENV_FILE_VAR}; default: "
                              f"{ENV_FILE} in the working directory, if there)")

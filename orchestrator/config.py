@@ -4,6 +4,7 @@ there with ``BadSettings``, one line naming the variable (or flag) and the probl
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import stat
@@ -179,6 +180,23 @@ def flag_fields(model: type[BaseSettings] | None = None
         flag = flag_of(info)
         if flag is not None:
             yield name, flag, info
+
+
+def add_flags(parser: argparse.ArgumentParser, model: type[BaseSettings] | None = None
+              ) -> list[str]:
+    """Add the flags of ``model``'s (``Settings``') fields to ``parser``, unconverted
+    (the model validates them) and None when not given; the fields' names."""
+    names = []
+    for field, flag, info in flag_fields(model):
+        help_ = f"{info.description} ({env_names(field, info)[0]})"
+        if info.annotation is bool:
+            parser.add_argument(flag, dest=field, action="store_true", default=None,
+                                help=help_)
+        else:
+            parser.add_argument(flag, dest=field, default=None, metavar=field.upper(),
+                                help=help_)
+        names.append(field)
+    return names
 
 
 def env_file_path(named: str | None) -> Path | None:

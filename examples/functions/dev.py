@@ -30,9 +30,8 @@ from orchestrator.config import (
     BadSettings,
     Flag,
     Port,
+    add_flags,
     dev_keys,
-    env_names,
-    flag_fields,
     validated,
 )
 
@@ -76,13 +75,10 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     prog = "python -m examples.functions.dev"
     ap = argparse.ArgumentParser(prog=prog)
-    fields = list(flag_fields(LauncherSettings))
-    for field, flag, info in fields:
-        ap.add_argument(flag, dest=field, default=None, metavar=field.upper(),
-                        help=f"{info.description} ({env_names(field, info)[0]})")
+    fields = add_flags(ap, LauncherSettings)
     args = ap.parse_args(argv)
     try:
-        settings = validated(LauncherSettings, {f: getattr(args, f) for f, _, _ in fields})
+        settings = validated(LauncherSettings, {f: getattr(args, f) for f in fields})
     except BadSettings as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 1
