@@ -23,8 +23,13 @@ import uvicorn
 from orchestrator.app import create_app
 from orchestrator.config import (
     DEV_KEYS_FILE,
+    ENV_FILE,
+    ENV_FILE_VAR,
+    BadSettings,
     Settings,
+    add_flags,
     dev_keys,
+    flag_fields,
     private_dir,
     private_files,
 )
@@ -38,17 +43,12 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in (("dev", "run locally on an embedded SQLite file, zero config"),
                         ("serve", "run in production against --database-url")):
         sp = sub.add_parser(name, help=help_)
-        sp.add_argument("--host", default=os.environ.get("DURABLE_HOST", "127.0.0.1"))
-        sp.add_argument("--port", type=int, default=int(os.environ.get("DURABLE_PORT", "8288")))
-        sp.add_argument("--database-url", default=None,
-                        help="sqlite:///path.db or postgresql://user:pw@host/db")
+        add_flags(sp)
+        sp.add_argument("--env-file", default=None, metavar="PATH",
+                        help=f"read settings from this file ({ENV_FILE_VAR}; default: "
+                             f"{ENV_FILE} in the working directory, if there)")
         sp.add_argument("--app", action="append", default=[], metavar="URL",
                         help="register (sync) the app served at URL on start; repeatable")
-        sp.add_argument("--lease-ttl", type=float, default=None)
-        sp.add_argument("--call-timeout", type=float, default=None)
-        sp.add_argument("--allow-insecure-apps", action="store_true", default=None,
-                        help="accept plain-http app URLs on public addresses")
-        sp.add_argument("--log-level", default=os.environ.get("DURABLE_LOG_LEVEL", "info"))
         if name == "dev":
             sp.add_argument("--show-keys", action="store_true",
                             help="print the signing key (it is kept in dev-keys.env beside "
@@ -64,12 +64,12 @@ def _sqlite_file(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    s = Settings.from_env(host=args.host, port=args.port, lease_ttl=args.lease_ttl,
-                          call_timeout=args.call_timeout,
-                          allow_insecure_app_urls=args.allow_insecure_apps)
-    if args.database_url:
-        s.database_url = args.database_url
+def _settings(args: argparse.Namespace) -> tuple[Settings, str | None]:
+    """The settings (``BadSettings`` if one is refused) and, for ``dev``, the file its
+    keys are kept in (None: made for this session)."""
+    s = Settings.load({field: getattr(args, field) for field, _, _ in flag_fields()},
+                      env_file=args.env_file)
+    keys_path: str | None = None
     if args.command == "dev":
         db_file = _sqlite_file(s.database_url)
         if db_file is not None:
@@ -82,7 +82,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             keys = dev_keys(folder)
             s.api_keys = s.api_keys or [keys["DURABLE_API_KEY"]]
             s.signing_key = s.signing_key or keys["DURABLE_SIGNING_KEY"]
-            s.dev_keys_path = str(folder / DEV_KEYS_FILE)
+            keys_path = str(folder / DEV_KEYS_FILE)
         if not s.api_keys:
             s.api_keys = ["dev-" + secrets.token_urlsafe(18)]
         if not s.signing_key:
@@ -92,14 +92,15 @@ def _settings(args: argparse.Namespace) -> Settings:
     else:
         missing = [n for n, v in (("DURABLE_API_KEY(S)", s.api_keys),
                                   ("DURABLE_SIGNING_KEY", s.signing_key)) if not v]
-        if args.database_url is None and "DURABLE_DATABASE_URL" not in os.environ:
+        if "database_url" not in s.model_fields_set:
             missing.append("--database-url / DURABLE_DATABASE_URL")
         if missing:
             raise SystemExit(f"orchestrator serve: set {', '.join(missing)}")
-    return s
+    return s, keys_path
 
 
-def _banner(s: Settings, dev: bool, show_keys: bool = False) -> None:
+def _banner(s: Settings, dev: bool, show_keys: bool = False,
+            keys_path: str | None = None) -> None:
     base = f"http://{s.host}:{s.port}"
     lines = [
         "",
@@ -111,7 +112,7 @@ def _banner(s: Settings, dev: bool, show_keys: bool = False) -> None:
         lines += [
             f"  API key         {s.api_keys[0]}",
             "  signing key     " + (s.signing_key if show_keys else
-                                     f"in {s.dev_keys_path}" if s.dev_keys_path else
+                                     f"in {keys_path}" if keys_path else
                                      "(not shown: --show-keys prints it)"),
             "",
             f"  send an event:  curl -X POST {base}/api/v1/events \\",
@@ -197,15 +198,15 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-async def _serve(s: Settings, dev: bool, apps: list[str], log_level: str,
-                 show_keys: bool = False) -> None:
+async def _serve(s: Settings, dev: bool, apps: list[str], show_keys: bool = False,
+                 keys_path: str | None = None) -> None:
     app = create_app(s)
     # The engine starts here rather than in uvicorn's lifespan, so that a reason not to
     # start (the database is in use, of another schema version) is one line, not two
     # tracebacks in uvicorn's log.
     try:
         async with app.router.lifespan_context(app):
-            config = uvicorn.Config(app, host=s.host, port=s.port, log_level=log_level,
+            config = uvicorn.Config(app, host=s.host, port=s.port, log_level=s.log_level,
                                     access_log=False, lifespan="off",
                                     timeout_keep_alive=int(s.keep_alive))
             server = _Server(config)
@@ -219,7 +220,7 @@ async def _serve(s: Settings, dev: bool, apps: list[str], log_level: str,
             gc.freeze()
             trimmer = asyncio.create_task(_trim_memory())
             if server.started:
-                _banner(s, dev, show_keys)
+                _banner(s, dev, show_keys, keys_path)
                 if apps:
                     await _register_apps(s, apps)
             await task
@@ -232,17 +233,21 @@ async def _serve(s: Settings, dev: bool, apps: list[str], log_level: str,
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
+    try:
+        s, keys_path = _settings(args)
+    except BadSettings as exc:
+        raise SystemExit(f"orchestrator: {exc}") from None
+    logging.basicConfig(level=s.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    s = _settings(args)
-    show_keys = bool(getattr(args, "show_keys", False))
+    serve = _serve(s, args.command == "dev", args.app,
+                   bool(getattr(args, "show_keys", False)), keys_path)
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a server dependency off Windows
-        asyncio.run(_serve(s, args.command == "dev", args.app, args.log_level, show_keys))
+        asyncio.run(serve)
     else:
-        uvloop.run(_serve(s, args.command == "dev", args.app, args.log_level, show_keys))
+        uvloop.run(serve)
 
 
 if __name__ == "__main__":

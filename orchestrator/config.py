@@ -1,68 +1,134 @@
-"""Settings: one object, built from arguments and the environment, passed in."""
+"""Settings: one validated model, built from flags, the environment and an optional
+``.env`` file, passed in. ``Settings.load`` is what the CLI uses; a bad value is refused
+there with ``BadSettings``, one line naming the variable (or flag) and the problem."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import secrets
 import stat
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar
 
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX = "DURABLE_"
 DEV_KEYS_FILE = "dev-keys.env"
 """Where ``orchestrator dev`` keeps its keys: beside its SQLite database."""
+ENV_FILE = ".env"
+"""The ``.env`` file read from the working directory when it exists (and no other is named)."""
+ENV_FILE_VAR = "DURABLE_ENV_FILE"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
 
-def _env_float(name: str, default: float) -> float:
-    v = os.environ.get(name)
-    return float(v) if v else default
+@dataclass(frozen=True)
+class Flag:
+    """The command-line flag that sets a field (``Annotated`` metadata)."""
+
+    name: str
 
 
-@dataclass
-class Settings:
-    database_url: str = "sqlite:///.durable/dev.db"
-    host: str = "127.0.0.1"
-    port: int = 8288
-    api_keys: list[str] = field(default_factory=list)
-    signing_key: str = ""
-    signing_key_fallback: str | None = None
-    call_timeout: float = 60.0
-    """Seconds an app may take to answer one call."""
-    lease_ttl: float = 10.0
-    """A claim's lease; renewed while the call is in flight, taken over once expired."""
-    max_inflight: int = 256
-    """Calls in flight at once from this replica."""
-    pool_per_app: int = 64
-    """Connections kept per app origin."""
-    poll_interval: float = 1.0
-    """Longest idle sleep of the dispatcher between looks at the queue."""
-    unreachable_timeout: float = 3600.0
-    """A run whose app stays unreachable this long fails."""
-    delivery_backoff_max: float = 30.0
-    """Longest delay between delivery attempts to an unreachable app."""
-    cron_grace: float = 60.0
-    """A cron tick missed while no orchestrator ran fires once on start if this recent."""
-    db_connect_wait: float = 60.0
-    """Seconds start-up waits for a database it cannot reach yet (a PostgreSQL started
-    at the same time, say) before it gives up with the reason."""
-    db_pool_size: int = 40
-    """PostgreSQL connections kept by this replica, plus a quarter of that opened for peaks
-    (replicas x 1.25 x this must stay under the server's ``max_connections``, 100 by
-    default). Requests in flight each need one at times: at 50 concurrent runs on two
-    cores, 20 gave ~190 runs/s, 40 gave 205-320/s (a connection opened and closed for a
-    peak costs ~5 ms of CPU)."""
-    keep_alive: float = 75.0
-    """Seconds an idle client connection is kept open. Longer than clients keep theirs
-    (httpx: 5 s, the SDK: 4 s), so a client never sends a request on a connection the
-    server is closing (uvicorn's default, 5 s, raced httpx's: 0.1-0.5 % of requests of
-    clients pausing about 5 s failed with a connection error; bench/keepalive.py)."""
-    max_body_bytes: int = 4 * 1024 * 1024
-    """Largest REST request body."""
-    dev_keys_path: str | None = None
-    """``orchestrator dev``: the file its keys are kept in (None: made for this session)."""
-    allow_insecure_app_urls: bool = False
-    """Accept plain-http app URLs on public addresses (loopback and private are always
-    accepted); see ``registration.check_app_url``."""
-    worker_id: str = field(default_factory=lambda: secrets.token_hex(6))
+S = TypeVar("S", bound=BaseSettings)
+
+
+class BadSettings(Exception):
+    """A setting was refused; the message is one line naming it and why."""
+
+
+class Settings(BaseSettings):
+    """Every setting of the orchestrator. A field ``x`` is read from ``DURABLE_X``
+    (``docs/configuration.md`` is generated from these fields)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_ignore_empty=True, extra="ignore", populate_by_name=True)
+
+    database_url: Annotated[str, Flag("--database-url"), Field(
+        min_length=1,
+        description="`postgresql://user:pw@host/db` or `sqlite:///path.db` "
+                    "(required by `orchestrator serve`)")] = "sqlite:///.durable/dev.db"
+    host: Annotated[str, Flag("--host"), Field(
+        min_length=1, description="the address to listen on")] = "127.0.0.1"
+    port: Annotated[Port, Flag("--port"), Field(description="the port to listen on")] = 8288
+    api_keys: Annotated[list[str], NoDecode, Field(
+        validation_alias=AliasChoices("DURABLE_API_KEYS", "DURABLE_API_KEY"), repr=False,
+        description="Bearer keys of the REST API, comma-separated (`DURABLE_API_KEY`: one "
+                    "key); required by `serve`, generated by `dev`")] = []
+    signing_key: Annotated[str, Field(
+        repr=False, description="signs requests to apps and verifies their answers; "
+                                "required by `serve`, generated by `dev`")] = ""
+    signing_key_fallback: Annotated[str | None, Field(
+        repr=False, description="a second accepted signing key, for rotation")] = None
+    call_timeout: Annotated[float, Flag("--call-timeout"), Field(
+        gt=0, description="seconds an app may take to answer one call; the app is given "
+                          "half of it as its time budget")] = 60.0
+    lease_ttl: Annotated[float, Flag("--lease-ttl"), Field(
+        gt=0, description="seconds of a claimed run's lease, renewed while its call is in "
+                          "flight; another replica takes over an expired one")] = 10.0
+    max_inflight: Annotated[int, Field(
+        ge=1, description="calls in flight at once from this replica")] = 256
+    pool_per_app: Annotated[int, Field(
+        ge=1, description="connections kept per app origin")] = 64
+    poll_interval: Annotated[float, Field(
+        gt=0, description="longest idle sleep, in seconds, of the dispatcher between looks "
+                          "at the queue")] = 1.0
+    unreachable_timeout: Annotated[float, Field(
+        gt=0, description="seconds after which a run whose app stays unreachable "
+                          "fails")] = 3600.0
+    delivery_backoff_max: Annotated[float, Field(
+        gt=0, description="longest delay, in seconds, between delivery attempts to an "
+                          "unreachable app")] = 30.0
+    cron_grace: Annotated[float, Field(
+        ge=0, description="a cron tick missed while no orchestrator ran fires once on start "
+                          "if it is at most this many seconds old")] = 60.0
+    db_connect_wait: Annotated[float, Field(
+        ge=0, description="seconds start-up waits for a database it cannot reach yet (a "
+                          "PostgreSQL started at the same time, say), retrying with "
+                          "backoff, before it exits with the reason in one line")] = 60.0
+    # Requests in flight each need a connection at times: at 50 concurrent runs on two
+    # cores, 20 gave ~190 runs/s, 40 gave 205-320/s (a connection opened and closed for a
+    # peak costs ~5 ms of CPU).
+    db_pool_size: Annotated[int, Field(
+        ge=1, description="PostgreSQL connections kept by this replica, plus a quarter of "
+                          "that opened for peaks: keep replicas x 1.25 x this under the "
+                          "server's `max_connections` (100 by default)")] = 40
+    # uvicorn's default, 5 s, raced httpx's: 0.1-0.5 % of requests of clients pausing about
+    # 5 s failed with a connection error (bench/keepalive.py).
+    keep_alive: Annotated[float, Field(
+        ge=1, description="seconds an idle client connection is kept open (whole seconds): "
+                          "longer than clients keep theirs (httpx 5 s, the SDK 4 s), so a "
+                          "request is not sent on a connection being closed")] = 75.0
+    max_body_bytes: Annotated[int, Field(
+        ge=1, description="largest REST request body, in bytes")] = 4 * 1024 * 1024
+    allow_insecure_app_urls: Annotated[bool, Flag("--allow-insecure-apps"), Field(
+        description="accept plain-http app URLs on public addresses (loopback and private "
+                    "ones are always accepted)")] = False
+    log_level: Annotated[LogLevel, Flag("--log-level"), Field(
+        description="the log level")] = "info"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _comma_separated(cls, v: object) -> object:
+        return [k for k in v.split(",") if k] if isinstance(v, str) else v
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, v: object) -> object:
+        return v.lower() if isinstance(v, str) else v
+
+    @cached_property
+    def worker_id(self) -> str:
+        """This replica's id in claims and leases: new for every process (not a setting:
+        two replicas sharing one would take each other's claims)."""
+        return secrets.token_hex(6)
 
     @property
     def budget_ms(self) -> int:
@@ -70,30 +136,106 @@ class Settings:
         return int(self.call_timeout * 1000 * 0.5)
 
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
-        env = os.environ
-        s = cls(
-            database_url=env.get("DURABLE_DATABASE_URL", cls.database_url),
-            api_keys=[k for k in env.get("DURABLE_API_KEYS", env.get("DURABLE_API_KEY", ""))
-                      .split(",") if k],
-            signing_key=env.get("DURABLE_SIGNING_KEY", ""),
-            signing_key_fallback=env.get("DURABLE_SIGNING_KEY_FALLBACK") or None,
-            call_timeout=_env_float("DURABLE_CALL_TIMEOUT", cls.call_timeout),
-            lease_ttl=_env_float("DURABLE_LEASE_TTL", cls.lease_ttl),
-            unreachable_timeout=_env_float("DURABLE_UNREACHABLE_TIMEOUT",
-                                           cls.unreachable_timeout),
-            delivery_backoff_max=_env_float("DURABLE_DELIVERY_BACKOFF_MAX",
-                                            cls.delivery_backoff_max),
-            keep_alive=_env_float("DURABLE_KEEP_ALIVE", cls.keep_alive),
-            db_connect_wait=_env_float("DURABLE_DB_CONNECT_WAIT", cls.db_connect_wait),
-            db_pool_size=int(_env_float("DURABLE_DB_POOL_SIZE", cls.db_pool_size)),
-            allow_insecure_app_urls=env.get("DURABLE_ALLOW_INSECURE_APP_URLS", "").lower()
-            in ("1", "true", "yes"),
-        )
-        for k, v in overrides.items():
-            if v is not None:
-                setattr(s, k, v)
-        return s
+    def load(cls, flags: Mapping[str, object] | None = None,
+             env_file: str | None = None) -> Settings:
+        """Flags (field name -> value; None: not given) over the environment over the
+        ``.env`` file (``env_file``, else ``DURABLE_ENV_FILE``, else ``./.env`` if it
+        exists) over the defaults. Raises ``BadSettings`` naming what was refused."""
+        return validated(cls, flags, env_file_path(env_file))
+
+
+def validated(model: type[S], flags: Mapping[str, object] | None = None,
+              env_file: Path | None = None) -> S:
+    """``model`` (settings with the prefix ``DURABLE_``) from flags (field name -> value;
+    None: not given) over the environment over ``env_file`` over the defaults. Raises
+    ``BadSettings`` naming each value refused, on one line."""
+    # raw input (strings from argparse, say), which the model validates
+    given: dict[str, Any] = {k: v for k, v in (flags or {}).items() if v is not None}
+    try:
+        return model(_env_file=env_file, **given)
+    except ValidationError as exc:
+        raise BadSettings("; ".join(
+            _explain(model, err, given, env_file) for err in exc.errors())) from None
+
+
+def env_names(name: str, info: FieldInfo) -> list[str]:
+    """The environment variables read for a field, first wins."""
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [str(c) for c in alias.choices]
+    if isinstance(alias, str):
+        return [alias]
+    return [ENV_PREFIX + name.upper()]
+
+
+def flag_of(info: FieldInfo) -> str | None:
+    return next((m.name for m in info.metadata if isinstance(m, Flag)), None)
+
+
+def flag_fields(model: type[BaseSettings] | None = None
+                ) -> Iterator[tuple[str, str, FieldInfo]]:
+    """(field name, flag, field) of every setting of ``model`` (``Settings``) that has a
+    flag."""
+    for name, info in (model or Settings).model_fields.items():
+        flag = flag_of(info)
+        if flag is not None:
+            yield name, flag, info
+
+
+def add_flags(parser: argparse.ArgumentParser, model: type[BaseSettings] | None = None
+              ) -> list[str]:
+    """Add the flags of ``model``'s (``Settings``') fields to ``parser``, unconverted
+    (the model validates them) and None when not given; the fields' names."""
+    names = []
+    for field, flag, info in flag_fields(model):
+        help_ = f"{info.description} ({env_names(field, info)[0]})"
+        if info.annotation is bool:
+            parser.add_argument(flag, dest=field, action="store_true", default=None,
+                                help=help_)
+        else:
+            parser.add_argument(flag, dest=field, default=None, metavar=field.upper(),
+                                help=help_)
+        names.append(field)
+    return names
+
+
+def env_file_path(named: str | None) -> Path | None:
+    """The ``.env`` file to read: ``named`` (``--env-file``), else ``DURABLE_ENV_FILE``,
+    which must exist; else ``./.env`` if it exists; else none."""
+    if named is None:
+        named = os.environ.get(ENV_FILE_VAR) or None
+        what = ENV_FILE_VAR
+    else:
+        what = "--env-file"
+    if named is None:
+        default = Path(ENV_FILE)
+        return default if default.is_file() else None
+    path = Path(named)
+    if not path.is_file():
+        raise BadSettings(f"{what}: no such file: {named}")
+    return path
+
+
+def _explain(model: type[BaseSettings], err: ErrorDetails, flags: Mapping[str, object],
+             env_file: Path | None) -> str:
+    """``DURABLE_CALL_TIMEOUT: input should be a valid number, got 'abc'``."""
+    key = str(err["loc"][0]) if err["loc"] else ""
+    name = next((n for n, info in model.model_fields.items()
+                 if key == n or key in env_names(n, info)), key)
+    info = model.model_fields.get(name)
+    if info is None:
+        where = key
+    elif name in flags:
+        where = flag_of(info) or name
+    else:
+        names = env_names(name, info)
+        where = next((n for n in names if os.environ.get(n)), "")
+        if not where:
+            where = f"{names[0]} (in {env_file})" if env_file else names[0]
+    msg = err["msg"]
+    if err["type"].endswith("_parsing"):  # "..., unable to parse string as a number"
+        msg = msg.split(",", 1)[0]
+    return f"{where}: {msg[:1].lower()}{msg[1:]}, got {err['input']!r}"
 
 
 def private_dir(path: Path) -> Path:

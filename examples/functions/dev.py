@@ -4,9 +4,8 @@ Starts the example app under uvicorn on :8000 and ``orchestrator dev`` on :8288 
 same signing key, registers the app, and prints where to send events. Ctrl-C or SIGTERM
 (as a process manager sends it) stops both.
 
-Options (or the environment): ``--state-dir`` / ``DURABLE_STATE_DIR`` (default
-``.durable``: the database and its keys), ``--port`` / ``DURABLE_PORT`` (8288) and
-``--app-port`` / ``APP_PORT`` (8000).
+Options (or the environment), validated as the orchestrator's settings are: see
+``LauncherSettings``.
 """
 
 from __future__ import annotations
@@ -20,10 +19,37 @@ import time
 import urllib.request
 from pathlib import Path
 from types import FrameType
+from typing import Annotated
 
-from orchestrator.config import DEV_KEYS_FILE, dev_keys
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from orchestrator.config import (
+    DEV_KEYS_FILE,
+    ENV_PREFIX,
+    BadSettings,
+    Flag,
+    Port,
+    add_flags,
+    dev_keys,
+    validated,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+class LauncherSettings(BaseSettings):
+    """``make run``'s own settings (the orchestrator it starts reads its own)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_ignore_empty=True,
+                                      extra="ignore", populate_by_name=True)
+
+    state_dir: Annotated[Path, Flag("--state-dir"), Field(
+        description="the folder of the dev database and its keys")] = ROOT / ".durable"
+    port: Annotated[Port, Flag("--port"), Field(
+        description="the orchestrator's port")] = 8288
+    app_port: Annotated[Port, Flag("--app-port"), Field(
+        validation_alias="APP_PORT", description="the example app's port")] = 8000
 
 
 class _Stop(Exception):
@@ -47,17 +73,20 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m examples.functions.dev")
-    ap.add_argument("--state-dir", default=os.environ.get("DURABLE_STATE_DIR",
-                                                          str(ROOT / ".durable")))
-    ap.add_argument("--port", default=os.environ.get("DURABLE_PORT", "8288"))
-    ap.add_argument("--app-port", default=os.environ.get("APP_PORT", "8000"))
+    prog = "python -m examples.functions.dev"
+    ap = argparse.ArgumentParser(prog=prog)
+    fields = add_flags(ap, LauncherSettings)
     args = ap.parse_args(argv)
+    try:
+        settings = validated(LauncherSettings, {f: getattr(args, f) for f in fields})
+    except BadSettings as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        return _run(args, procs)
+        return _run(settings, procs)
     except (KeyboardInterrupt, _Stop):
         return 0
     finally:
@@ -66,8 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         _stop(procs)
 
 
-def _run(args: argparse.Namespace, procs: list[subprocess.Popen[bytes]]) -> int:
-    state = Path(args.state_dir).resolve()
+def _run(args: LauncherSettings, procs: list[subprocess.Popen[bytes]]) -> int:
+    state = args.state_dir.resolve()
     env = dict(os.environ)
     # the same keys as `orchestrator dev` keeps beside its database (one code path):
     # stable across restarts, so runs in the dev database resume

@@ -175,3 +175,13 @@ def test_an_old_schema_version_says_why_in_one_line(tmp_path: Path) -> None:
         c.execute("CREATE TABLE runs (id TEXT PRIMARY KEY)")  # version 1: no meta table
     out = _refusal(tmp_path, db)
     assert "schema version 1" in out
+
+
+def test_the_launcher_refuses_a_bad_port_in_one_line(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-m", "examples.functions.dev", "--state-dir",
+                        str(tmp_path / "state")], env=_env(DURABLE_PORT="eighty"),
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1
+    assert p.stderr.strip() == ("python -m examples.functions.dev: DURABLE_PORT: input "
+                                "should be a valid integer, got 'eighty'")
+    assert not (tmp_path / "state").exists()  # nothing was started

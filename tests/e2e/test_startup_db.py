@@ -20,10 +20,21 @@ def test_waits_for_a_database_that_comes_up_later(tmp_path: Path) -> None:
     url = f"postgresql://postgres@127.0.0.1:{cluster.port}/postgres"
     orch, base = procs.orchestrator(tmp_path, db_url=url,
                                     extra_env={"DURABLE_DB_CONNECT_WAIT": "60"})
-    started = threading.Thread(target=lambda: (time.sleep(1.0), cluster.start()))
+
+    def start_once_it_waits() -> None:
+        # the database comes up once the orchestrator has found it unreachable (a fixed
+        # delay raced the orchestrator's start-up on a loaded machine)
+        deadline = time.monotonic() + 30
+        while "cannot be reached yet" not in orch.log() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        cluster.start()
+
+    orch.log_path.touch()
+    started = threading.Thread(target=start_once_it_waits)
     started.start()
     try:
-        orch.start()  # healthz answers only once the engine has started
+        # healthz answers only once the engine has started (after initdb, too)
+        orch.start(timeout=60)
         started.join()
         headers = {"authorization": f"Bearer {procs.API_KEY}"}
         r = httpx.post(f"{base}/api/v1/events", json=[{"name": "late", "data": {}}],

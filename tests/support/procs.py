@@ -48,12 +48,12 @@ class Proc:
         self.log_path = log
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Proc:
+    def start(self, timeout: float = 20.0) -> Proc:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(self.args, env=self.env, cwd=ROOT, stdout=log,
                                      stderr=subprocess.STDOUT)
         log.close()
-        wait_http(self.health, self.proc)
+        wait_http(self.health, self.proc, timeout)
         return self
 
     def kill9(self) -> None:
