@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,8 +17,8 @@ import pytest
 
 from orchestrator.engine.invoker import Delivered, Failed, Invoker
 from orchestrator.engine.pool import ClientPool
+from sdk import Client, transport
 from sdk import protocol as p
-from sdk import transport
 from sdk.transport import AppTransport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -413,3 +414,48 @@ async def test_a_call_is_sent_at_most_twice_and_only_by_the_transport(
             assert seen[3:] == [(3, _call("call-3"))]
     finally:
         await inv.close()
+
+
+# -- the SDK's client: httpx's own transport unless it opts in -----------------------------------
+
+
+async def test_the_client_bounds_an_opted_in_lean_transport_to_max_connections() -> None:
+    open_now = most = 0
+
+    async def slow_echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        try:
+            await echo_forever(r, w)
+        finally:
+            open_now -= 1
+
+    async with server(slow_echo) as (url, peers):
+        client = Client(orchestrator_url=url, transport=AppTransport(), max_connections=2)
+        try:
+            got = await asyncio.gather(*(client.get_run(f"r{i}") for i in range(6)))
+            assert got == [f"GET /api/v1/runs/r{i} HTTP/1.1|" for i in range(6)]
+            assert len(peers) <= 2 and most <= 2  # kept-alive connections, reused
+        finally:
+            await client.aclose()
+
+
+SDK_WITHOUT_HTTPTOOLS = """
+import asyncio, sys
+sys.modules["httptools"] = None  # a FaaS bundle without it
+import sdk
+assert "sdk.transport" not in sys.modules, "import sdk loaded the lean transport"
+client = sdk.Client(orchestrator_url=sys.argv[1])
+print(asyncio.run(client.get_run("r1")))
+"""
+
+
+async def test_the_client_speaks_httpx_s_own_transport_without_httptools() -> None:
+    async with server(echo_forever) as (url, _):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SDK_WITHOUT_HTTPTOOLS, url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == "GET /api/v1/runs/r1 HTTP/1.1|"
