@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sdk import Client
+from sdk.transport import AppTransport
 from tests.support import procs
 
 
@@ -43,7 +44,9 @@ def stack(database_url: str | None = None) -> Iterator[tuple[Client, str, procs.
     app.start()
     orch.start()
     try:
-        yield Client(orchestrator_url=base, api_key=procs.API_KEY), app_url, orch
+        # the SDK's lean transport, opted in: the client shares the cores it measures
+        yield (Client(orchestrator_url=base, api_key=procs.API_KEY, transport=AppTransport()),
+               app_url, orch)
     finally:
         orch.stop()
         app.stop()

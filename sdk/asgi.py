@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdk import protocol as p
+from sdk.client import Client
 from sdk.function import Runnable
 from sdk.handler import Handler, Response
-
-if TYPE_CHECKING:
-    from sdk.client import Client
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

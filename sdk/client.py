@@ -9,6 +9,17 @@ Configured from arguments or the environment:
 ``DURABLE_API_KEY``            bearer key for the orchestrator's REST API
 ``DURABLE_APP_ID``             this app's id (default "app")
 =============================  ==========================================
+
+REST calls go through one ``httpx.AsyncClient`` with httpx's own transport, at most
+``max_connections`` in flight. ``transport=`` replaces httpx's: the SDK's lean keep-alive
+transport is an opt-in, ``Client(transport=sdk.transport.AppTransport())`` (it needs
+httptools): with 200 runs triggered and awaited at once it spent a sixth of the client
+CPU of httpx's own (whose pool bookkeeping grows with concurrency, encode/httpx#3215).
+
+This module imports the runnables' modules to declare them (``Client.task``,
+``Client.workflow``); they never import it: a runnable triggers through the
+``sdk.function.TriggerClient`` protocol, and an unbound one through the default factory
+this module installs (``Client``).
 """
 
 from __future__ import annotations
@@ -24,9 +35,8 @@ from typing import Any, TypeVar
 import httpx
 
 from sdk import protocol as p
-from sdk._pool import ClientPool
 from sdk.errors import OrchestratorError, RunFailedError
-from sdk.function import Function, Runnable, task
+from sdk.function import Function, Runnable, set_default_client, task
 from sdk.workflow import Workflow
 
 T = TypeVar("T")
@@ -47,6 +57,15 @@ class RunHandle:
 
     async def get(self) -> dict[str, Any]:
         return await self.client.get_run(self.id)
+
+
+@dataclass(frozen=True)
+class _Http:
+    """A client's connections, made for the event loop they are used on."""
+
+    loop: asyncio.AbstractEventLoop
+    in_flight: asyncio.Semaphore
+    client: httpx.AsyncClient
 
 
 class Client:
@@ -75,8 +94,7 @@ class Client:
         self.timeout = timeout
         self._transport = transport
         self.max_connections = max_connections
-        self._http: ClientPool | None = None
-        self._http_loop: asyncio.AbstractEventLoop | None = None
+        self._http: _Http | None = None
         self._sync: SyncClient | None = None
 
     # -- declarations ---------------------------------------------------------------------
@@ -108,18 +126,21 @@ class Client:
 
     # -- REST -----------------------------------------------------------------------------
 
-    def _pool(self) -> ClientPool:
+    def _connection(self) -> _Http:
         loop = asyncio.get_running_loop()
-        if self._http is None or self._http_loop is not loop:
+        if self._http is None or self._http.loop is not loop:
             headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
-            self._http = ClientPool(self.max_connections, timeout=httpx.Timeout(self.timeout),
-                                    headers=headers, transport=self._transport)
-            self._http_loop = loop
+            limits = httpx.Limits(max_connections=self.max_connections,
+                                  max_keepalive_connections=self.max_connections)
+            self._http = _Http(loop, asyncio.Semaphore(self.max_connections),
+                               httpx.AsyncClient(timeout=httpx.Timeout(self.timeout),
+                                                 headers=headers, limits=limits,
+                                                 transport=self._transport))
         return self._http
 
     async def aclose(self) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.client.aclose()
             self._http = None
 
     async def _call(
@@ -127,8 +148,9 @@ class Client:
         timeout: float | None = None,
     ) -> Any:
         url = f"{self.orchestrator_url}/api/v1{path}"
-        async with self._pool().client(url) as http:
-            resp = await http.request(
+        http = self._connection()
+        async with http.in_flight:  # bounds a transport given in, as httpx bounds its own
+            resp = await http.client.request(
                 method, url, json=json, params=params,
                 timeout=timeout if timeout is not None else self.timeout,
             )
@@ -385,3 +407,6 @@ class SyncClient:
 
     def result(self, run_id: str, timeout: float | None = None) -> Any:
         return self._do(self._client.result(run_id, timeout))
+
+
+set_default_client(Client)  # what unbound runnables trigger through

@@ -2,7 +2,11 @@
 their triggers, retry policies, timeouts, crons, cancel rules and input models.
 
 Every runnable has the same trigger API: ``run``, ``run_no_wait``, ``run_many``,
-``schedule``, ``create_cron`` (async; ``.sync`` offers the same, blocking)."""
+``schedule``, ``create_cron`` (async; ``.sync`` offers the same, blocking). It delegates
+to a client seen through the ``TriggerClient`` protocol: the one the runnable is bound to,
+else one made by the default factory, which ``sdk.client`` installs as ``Client``
+(configured from the environment). This module never imports the client: the client
+declares runnables, runnables only call it back."""
 
 from __future__ import annotations
 
@@ -11,13 +15,10 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sdk.errors import InputValidationError
 from sdk.protocol import EVENT_NAME_RE
-
-if TYPE_CHECKING:
-    from sdk.client import Client, RunHandle
 
 NAME_RE = EVENT_NAME_RE
 
@@ -120,6 +121,66 @@ class Body:
         self.takes_input = len(params) >= 2
 
 
+class Handle(Protocol):
+    """A started run (``sdk.RunHandle``): its id, its status and, later, its result."""
+
+    @property
+    def id(self) -> str: ...
+
+    async def result(self, timeout: float | None = None) -> Any: ...
+
+    async def get(self) -> dict[str, Any]: ...
+
+
+class SyncTriggerClient(Protocol):
+    """The blocking triggers a runnable's ``.sync`` needs (``sdk.Client().sync``)."""
+
+    def run(self, function: Runnable, input: Any = None, **kw: Any) -> Any: ...
+
+    def run_no_wait(self, function: Runnable, input: Any = None, **kw: Any) -> str: ...
+
+    def run_many(self, function: Runnable, inputs: Sequence[Any]) -> list[str]: ...
+
+    def schedule(self, function: Runnable, at: datetime, input: Any = None
+                 ) -> dict[str, Any]: ...
+
+    def create_cron(self, function: Runnable, expression: str, **kw: Any
+                    ) -> dict[str, Any]: ...
+
+
+class TriggerClient(Protocol):
+    """What a runnable's trigger API needs of a client (``sdk.Client`` is one)."""
+
+    async def run(self, function: Runnable, input: Any = None, *,
+                  timeout: float | None = None, idempotency_key: str | None = None) -> Any: ...
+
+    async def run_no_wait(self, function: Runnable, input: Any = None, *,
+                          idempotency_key: str | None = None) -> Handle: ...
+
+    async def run_many(self, function: Runnable, inputs: Sequence[Any]
+                       ) -> Sequence[Handle]: ...
+
+    async def schedule(self, function: Runnable, at: datetime, input: Any = None
+                       ) -> dict[str, Any]: ...
+
+    async def create_cron(self, function: Runnable, expression: str, *,
+                          timezone: str = "UTC", input: Any = None) -> dict[str, Any]: ...
+
+    @property
+    def sync(self) -> SyncTriggerClient: ...
+
+
+_default_client: Callable[[], TriggerClient] | None = None
+
+
+def set_default_client(factory: Callable[[], TriggerClient]) -> None:
+    """What an unbound runnable triggers through, made on its first trigger.
+    ``sdk.client`` sets ``Client`` (configured from the environment) when it is imported,
+    which ``import sdk`` always does."""
+    global _default_client
+    _default_client = factory
+
+
 class Runnable:
     """What can be triggered: a durable task or a workflow."""
 
@@ -145,7 +206,7 @@ class Runnable:
         self.queue_timeout = _seconds(queue_timeout, "queue_timeout")
         self.crons = [c if isinstance(c, Cron) else Cron(c) for c in crons]
         self.cancel_on = list(cancel_on)
-        self._client: Client | None = None
+        self._client: TriggerClient | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
@@ -182,17 +243,19 @@ class Runnable:
 
     # -- the trigger API ----------------------------------------------------------------
 
-    def bind(self, client: Client) -> Runnable:
+    def bind(self, client: TriggerClient) -> Runnable:
         """Trigger through ``client`` (``client.task``/``client.workflow`` do this)."""
         self._client = client
         return self
 
     @property
-    def client(self) -> Client:
+    def client(self) -> TriggerClient:
+        """The bound client, else one from the default factory (made once, then kept)."""
         if self._client is None:
-            from sdk.client import Client
-
-            self._client = Client()  # configured from the environment
+            if _default_client is None:
+                raise RuntimeError(f"{self.name!r} is bound to no client: bind one "
+                                 f"(runnable.bind(client)) or import sdk.client")
+            self._client = _default_client()
         return self._client
 
     async def run(self, input: Any = None, *, timeout: float | None = None,
@@ -202,11 +265,11 @@ class Runnable:
                                      idempotency_key=idempotency_key)
 
     async def run_no_wait(self, input: Any = None, *,
-                          idempotency_key: str | None = None) -> RunHandle:
+                          idempotency_key: str | None = None) -> Handle:
         """Start a run; its handle gives the status and, later, the result."""
         return await self.client.run_no_wait(self, input, idempotency_key=idempotency_key)
 
-    async def run_many(self, inputs: Sequence[Any]) -> list[RunHandle]:
+    async def run_many(self, inputs: Sequence[Any]) -> Sequence[Handle]:
         """Start one run per input, all in one transaction."""
         return await self.client.run_many(self, inputs)
 

@@ -1,7 +1,10 @@
 """Calls apps over signed HTTP and classifies what came back.
 
-Calls go through ``sdk._pool.ClientPool``, which bounds the calls in flight per app
-origin, over ``sdk._transport.AppTransport`` (a lean keep-alive HTTP/1.1 transport).
+Calls go through ``orchestrator.engine.pool.ClientPool``, which bounds the calls in
+flight per app origin, over ``sdk.transport.AppTransport`` (a lean keep-alive HTTP/1.1
+transport). The invoker sends each call once: the transport alone re-sends a request, on
+a kept-alive connection found closed before any answer; every other failure is returned
+to the dispatcher, which retries the delivery after a backoff.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from typing import Any
 
 import httpx
 
+from orchestrator.engine.pool import ClientPool
 from sdk import protocol as p
-from sdk._pool import ClientPool
 
 log = logging.getLogger("orchestrator.invoker")
 
@@ -89,15 +92,7 @@ class Invoker:
         async with self.pool.client(url) as client:
             # signed once a connection is ours: the wait for one (all of this app's in
             # use) must not eat into the app's short replay window (protocol.md §3)
-            try:
-                return await client.post(url, content=body, headers=self._headers(body))
-            except httpx.RemoteProtocolError:
-                # The peer closed a kept-alive connection without answering (servers cap
-                # requests per connection): send once more on a fresh connection, signed
-                # afresh. Should the app have seen the first (same call id), it refuses
-                # this one as a replay (409): a failed delivery, retried under a new
-                # claim. Replay makes a re-run harmless: steps are recorded once.
-                return await client.post(url, content=body, headers=self._headers(body))
+            return await client.post(url, content=body, headers=self._headers(body))
 
     async def exchange(self, url: str, message: Mapping[str, Any]) -> Any:
         """Send a signed request, verify the signed answer, return it decoded.

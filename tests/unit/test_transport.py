@@ -1,11 +1,13 @@
-"""The SDK's lean HTTP/1.1 transport (sdk/_transport.py) against real sockets on
-127.0.0.1: raw asyncio servers that answer exactly what each case needs."""
+"""The SDK's lean HTTP/1.1 transport (sdk/transport.py), and the invoker's pool over it,
+against real sockets on 127.0.0.1: raw asyncio servers that answer exactly what each case
+needs."""
 
 from __future__ import annotations
 
 import asyncio
 import ssl
 import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,8 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from sdk import _pool, _transport
-from sdk._transport import AppTransport
+from orchestrator.engine.invoker import Delivered, Failed, Invoker
+from orchestrator.engine.pool import ClientPool
+from sdk import Client, transport
+from sdk import protocol as p
+from sdk.transport import AppTransport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -66,7 +71,7 @@ async def echo_forever(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    t = AppTransport(_pool.ssl_context)
+    t = AppTransport()
     async with httpx.AsyncClient(transport=t, timeout=5) as c:
         yield c
 
@@ -175,7 +180,7 @@ async def test_connection_close_is_honoured(client: httpx.AsyncClient) -> None:
 
 async def test_a_connection_idle_too_long_is_not_reused(
         client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_transport, "KEEPALIVE_EXPIRY", 0.2)
+    monkeypatch.setattr(transport, "KEEPALIVE_EXPIRY", 0.2)
     async with server(echo_forever) as (url, peers):
         await client.get(url)
         await client.get(url)
@@ -234,7 +239,7 @@ async def test_a_malformed_response_is_a_protocol_error(client: httpx.AsyncClien
 
 async def test_an_oversized_response_is_refused(client: httpx.AsyncClient,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_transport, "MAX_RESPONSE_BYTES", 1000)
+    monkeypatch.setattr(transport, "MAX_RESPONSE_BYTES", 1000)
 
     async def huge(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
         await read_request(r)
@@ -256,7 +261,7 @@ async def test_a_slow_answer_times_out_and_its_connection_is_dropped() -> None:
         await w.drain()
         await echo_forever(r, w)
 
-    t = AppTransport(_pool.ssl_context)
+    t = AppTransport()
     async with httpx.AsyncClient(transport=t, timeout=0.3) as c, \
             server(slow_then_fast) as (url, peers):
         with pytest.raises(httpx.ReadTimeout):
@@ -321,28 +326,136 @@ async def test_https_with_server_name_check(self_signed: tuple[Path, Path]) -> N
                 assert r.content == b"POST /tls HTTP/1.1|secret"
         assert len(peers) == 1
         # a client that does not trust the certificate refuses the server
-        async with httpx.AsyncClient(transport=AppTransport(_pool.ssl_context)) as c:
+        async with httpx.AsyncClient(transport=AppTransport()) as c:
             with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                 await c.get(url)
 
 
-def test_a_proxy_in_the_environment_means_httpx_s_own_transport(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
                  "all_proxy"):
         monkeypatch.delenv(name, raising=False)
-    assert isinstance(_pool.lean_transport(), AppTransport)
-    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
-    assert _pool.lean_transport() is None  # httpx honours the proxy, as it always did
 
 
-async def test_the_pool_falls_back_to_httpx_without_httptools(
+def test_a_proxy_in_the_environment_means_httpx_s_own_transport(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    assert isinstance(_pool.ClientPool(2, timeout=httpx.Timeout(5)).transport, AppTransport)
-    monkeypatch.setattr(_pool, "AppTransport", None)
-    pool = _pool.ClientPool(2, timeout=httpx.Timeout(5))
+    _no_proxy(monkeypatch)
+    assert isinstance(transport.lean_transport(), AppTransport)
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    assert transport.lean_transport() is None  # httpx honours the proxy, as it always did
+
+
+async def test_the_invoker_s_pool_uses_httpx_s_own_transport_under_a_proxy(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_proxy(monkeypatch)
+    assert isinstance(ClientPool(2, timeout=httpx.Timeout(5)).transport, AppTransport)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # httpx's own, and it goes direct here
+    pool = ClientPool(2, timeout=httpx.Timeout(5))
     assert pool.transport is None
     async with server(echo_forever) as (url, _):
         async with pool.client(url) as c:
             assert (await c.post(url, content=b"x")).content == b"POST / HTTP/1.1|x"
     await pool.aclose()
+
+
+# -- exactly one layer sends a POST twice --------------------------------------------------------
+
+KEY = "shared-secret"
+
+
+def _call(call_id: str) -> bytes:
+    return p.dumps(p.invoke_request(call_id=call_id, function="f", run_id="r", attempt=1,
+                                    input=None, event=None, memo=[], budget_ms=1000))
+
+
+def _signed_answer(call_id: str) -> bytes:
+    body = p.dumps({"v": p.VERSION, "call_id": call_id, "status": "complete", "output": 1,
+                    "steps": [], "events": []})
+    head = b"".join(b"%s: %s\r\n" % (k.encode(), v.encode())
+                    for k, v in p.Signer(KEY).sign(body).items())
+    return response(body, extra=head)
+
+
+async def test_a_call_is_sent_at_most_twice_and_only_by_the_transport(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one documented re-send (docs/architecture.md, "Delivery failures and retries"):
+    a kept-alive connection closed before any answer. The app here answers the first call
+    it ever sees and closes every later connection on reading the request."""
+    _no_proxy(monkeypatch)
+    seen: list[tuple[int, bytes]] = []  # (connection number, body) of every POST read
+    conns = 0
+
+    async def first_call_only(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal conns
+        conns += 1
+        me = conns
+        while True:
+            _, _, body = await read_request(r)
+            seen.append((me, body))
+            if len(seen) > 1:
+                return  # read, never answered: the connection closes
+            w.write(_signed_answer("call-1"))  # keep-alive: the connection stays open
+            await w.drain()
+
+    inv = Invoker(p.Signer(KEY), timeout=5.0)
+    try:
+        async with server(first_call_only) as (url, _):
+            assert isinstance(await inv.invoke(url, _call("call-1"), "call-1"), Delivered)
+            assert len(seen) == 1
+            # on the kept-alive connection, then once on a fresh one; then it fails
+            outcome = await inv.invoke(url, _call("call-2"), "call-2")
+            assert isinstance(outcome, Failed)
+            assert "RemoteProtocolError" in outcome.reason
+            assert seen[1:] == [(1, _call("call-2")), (2, _call("call-2"))]
+            # a fresh connection closed without an answer: sent once, never again
+            outcome = await inv.invoke(url, _call("call-3"), "call-3")
+            assert isinstance(outcome, Failed)
+            assert seen[3:] == [(3, _call("call-3"))]
+    finally:
+        await inv.close()
+
+
+# -- the SDK's client: httpx's own transport unless it opts in -----------------------------------
+
+
+async def test_the_client_bounds_an_opted_in_lean_transport_to_max_connections() -> None:
+    open_now = most = 0
+
+    async def slow_echo(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        nonlocal open_now, most
+        open_now += 1
+        most = max(most, open_now)
+        try:
+            await echo_forever(r, w)
+        finally:
+            open_now -= 1
+
+    async with server(slow_echo) as (url, peers):
+        client = Client(orchestrator_url=url, transport=AppTransport(), max_connections=2)
+        try:
+            got = await asyncio.gather(*(client.get_run(f"r{i}") for i in range(6)))
+            assert got == [f"GET /api/v1/runs/r{i} HTTP/1.1|" for i in range(6)]
+            assert len(peers) <= 2 and most <= 2  # kept-alive connections, reused
+        finally:
+            await client.aclose()
+
+
+SDK_WITHOUT_HTTPTOOLS = """
+import asyncio, sys
+sys.modules["httptools"] = None  # a FaaS bundle without it
+import sdk
+assert "sdk.transport" not in sys.modules, "import sdk loaded the lean transport"
+client = sdk.Client(orchestrator_url=sys.argv[1])
+print(asyncio.run(client.get_run("r1")))
+"""
+
+
+async def test_the_client_speaks_httpx_s_own_transport_without_httptools() -> None:
+    async with server(echo_forever) as (url, _):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", SDK_WITHOUT_HTTPTOOLS, url,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == "GET /api/v1/runs/r1 HTTP/1.1|"

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sdk import Client, Context, Function, Retry, SyncContext, Task, Workflow
+from sdk import function as function_mod
 from sdk import protocol as p
 from sdk.handler import Handler, execute
 from sdk.workflow import Workflow as WorkflowClass
@@ -687,3 +688,20 @@ def test_an_unbound_workflow_makes_one_client_lazily() -> None:
     first = wf.client
     assert isinstance(first, Client)
     assert wf.client is first  # made once, then kept
+
+
+def test_an_unbound_runnable_triggers_through_the_default_factory(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[Client] = []
+
+    def factory() -> Client:
+        made.append(Client(app_id="from-factory"))
+        return made[-1]
+
+    monkeypatch.setattr(function_mod, "_default_client", None)
+    with pytest.raises(RuntimeError, match="bound to no client"):
+        Workflow("orphan").client  # noqa: B018
+    function_mod.set_default_client(factory)
+    wf = Workflow("adopted")
+    assert wf.client is made[0] and wf.client is made[0] and len(made) == 1
+    assert Workflow("bound").bind(made[0]).client is made[0]

@@ -1,48 +1,24 @@
 """A pool of ``httpx.AsyncClient``s per origin, lent out whole: at most ``size`` requests
-in flight per origin.
+in flight per app origin. Only the invoker uses it.
 
 One shared ``AsyncClient`` with a large connection pool spends several milliseconds of
-CPU per request under concurrency on its pool bookkeeping (encode/httpx#3215). With
-httptools installed, all clients share the lean keep-alive transport of
-``sdk._transport`` (one connection per request in flight, reused); without it, each
-client owns one httpx keep-alive connection. All share one SSL context: building one
-per client is itself ~10 ms.
+CPU per request under concurrency on its pool bookkeeping (encode/httpx#3215). All
+clients share the lean keep-alive transport of ``sdk.transport`` (one connection per
+request in flight, reused); with a proxy configured in the environment, each client owns
+one httpx keep-alive connection instead. All share one SSL context: building one per
+client is itself ~10 ms. Nothing here sends a request twice.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-import urllib.request
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import httpx
 
-try:
-    from sdk._transport import AppTransport
-except ImportError:  # httptools is not installed: httpx's own transport, one per client
-    AppTransport = None  # type: ignore[assignment,misc]
-
-_SSL: ssl.SSLContext | None = None
-
-
-def ssl_context() -> ssl.SSLContext:
-    global _SSL
-    if _SSL is None:
-        _SSL = ssl.create_default_context()
-    return _SSL
-
-
-def lean_transport() -> httpx.AsyncBaseTransport | None:
-    """The lean keep-alive transport if httptools is installed and no proxy is configured
-    in the environment (it speaks to origins directly); else None: httpx's own, which
-    honours ``HTTP(S)_PROXY``/``ALL_PROXY``/``NO_PROXY`` as it always did."""
-    proxies = urllib.request.getproxies()
-    if AppTransport is None or any(proxies.get(k) for k in ("http", "https", "all")):
-        return None
-    return AppTransport(ssl_context)
+from sdk.transport import lean_transport, ssl_context
 
 
 class _OriginPool:
@@ -77,7 +53,6 @@ class ClientPool:
         self.size = size
         self.timeout = timeout
         self.headers = headers or {}
-        # all clients share one lean transport when httptools is there (sdk/_transport.py)
         self.transport = transport or lean_transport()
         self._pools: dict[str, _OriginPool] = {}
 

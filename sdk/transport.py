@@ -1,4 +1,4 @@
-"""A lean HTTP/1.1 transport for httpx, used when httptools is installed.
+"""A lean HTTP/1.1 transport for httpx (public: ``sdk.transport``; needs httptools).
 
 httpx's default transport (httpcore over anyio) spends most of a call's client-side CPU
 on layers this one does not need: anyio cancel scopes and locks around every read and
@@ -8,10 +8,16 @@ transport speaks HTTP/1.1 on an asyncio protocol with httptools' C parser (uvico
 keeps connections alive per origin, and raises httpx's own exceptions, so code above it
 (and respx, which mocks httpx above any transport) does not change.
 
-httptools is optional for the SDK (the orchestrator depends on it; web apps served by
-uvicorn usually have it): without it, ``sdk._pool`` uses httpx's default transport. It
-serves request/response exchanges with bodies held in memory, which is all the SDK and
-the invoker do; it is not a general HTTP client (no proxies, no HTTP/2, no streaming).
+The orchestrator's invoker uses it (``orchestrator.engine.pool``). ``sdk.Client`` uses
+httpx's own transport unless given this one: ``Client(transport=AppTransport())``.
+Importing this module needs httptools (the orchestrator depends on it; web apps served by
+uvicorn usually have it); ``import sdk`` does not. It serves request/response exchanges
+with bodies held in memory, which is all the SDK and the invoker do; it is not a general
+HTTP client (no proxies, no HTTP/2, no streaming).
+
+It is the one layer that sends a request twice: when a kept-alive connection turns out
+closed before any byte of an answer came back, the request is sent once more on a fresh
+connection (see "Delivery failures and retries" in docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import ssl as ssl_mod
 import time
+import urllib.request
 from collections.abc import Callable
 from typing import cast
 
@@ -31,6 +38,16 @@ KEEPALIVE_EXPIRY = 4.0
 (uvicorn: 5), and a request sent as the server closes must be sent again."""
 
 Origin = tuple[str, str, int]
+
+_SSL: ssl_mod.SSLContext | None = None
+
+
+def ssl_context() -> ssl_mod.SSLContext:
+    """One default SSL context for the process: building one is ~10 ms."""
+    global _SSL
+    if _SSL is None:
+        _SSL = ssl_mod.create_default_context()
+    return _SSL
 
 
 class _Connection(asyncio.Protocol):
@@ -148,7 +165,7 @@ class AppTransport(httpx.AsyncBaseTransport):
     that many connections open, as idle connections are reused last-in first-out.
     """
 
-    def __init__(self, ssl_context: Callable[[], ssl_mod.SSLContext]) -> None:
+    def __init__(self, ssl_context: Callable[[], ssl_mod.SSLContext] = ssl_context) -> None:
         self._ssl_context = ssl_context
         self._idle: dict[Origin, list[_Connection]] = {}
         self._busy: set[_Connection] = set()
@@ -256,3 +273,13 @@ class AppTransport(httpx.AsyncBaseTransport):
         for conn in list(self._busy):
             conn.close()
         self._busy.clear()
+
+
+def lean_transport() -> AppTransport | None:
+    """An ``AppTransport`` unless a proxy is configured in the environment (it speaks to
+    origins directly); else None: httpx's own, which honours ``HTTP(S)_PROXY``/
+    ``ALL_PROXY``/``NO_PROXY`` as it always did."""
+    proxies = urllib.request.getproxies()
+    if any(proxies.get(k) for k in ("http", "https", "all")):
+        return None
+    return AppTransport()
