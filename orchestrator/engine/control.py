@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.engine.dag import on_failure_task
 from orchestrator.engine.ingest import cancel_waits_for, deadline
 from orchestrator.engine.lifecycle import Effects, cancel_run, js
 from orchestrator.errors import Conflict, NotFound
@@ -122,7 +123,7 @@ async def replay(tx: Tx, run: Any, start: str, input_json: str | None, now: floa
                                              input_json or run.input_json, run.event_json, now))
     if workflow:
         assert info is not None
-        on_failure = (info.config.get("on_failure") or {}).get("name")
+        on_failure = on_failure_task(info.config)
         for ch in await tx.runs.children_of(run.id):
             if not ch.parent_step or "#" in ch.parent_step:
                 continue

@@ -19,6 +19,7 @@ commits.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.engine.ingest import NewRun, create_runs
@@ -29,6 +30,18 @@ from sdk import protocol as p
 OK = (p.RunStatus.COMPLETED, p.RunStatus.SKIPPED)
 FAILURE_KEY = "__failure__"
 """Where an on_failure task run keeps the failure (task names cannot start with '_')."""
+
+
+def on_failure_task(config: Mapping[str, Any]) -> str | None:
+    """The name of a workflow's on_failure task, if it declares one."""
+    name = (config.get("on_failure") or {}).get("name")
+    return str(name) if name else None
+
+
+def declared_tasks(config: Mapping[str, Any]) -> list[str]:
+    """A workflow's tasks as declared, its on_failure task last."""
+    fail = on_failure_task(config)
+    return [t["name"] for t in config.get("tasks", [])] + ([fail] if fail else [])
 
 
 def _view(run: Any) -> dict[str, Any]:
@@ -65,7 +78,7 @@ async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
         await end_run(tx, wf, p.RunStatus.FAILED, None, js(err), now, fx)
         return False
     tasks = {t["name"]: t for t in info.config.get("tasks", [])}
-    on_failure = (info.config.get("on_failure") or {}).get("name")
+    on_failure = on_failure_task(info.config)
     runs: dict[str, Any] = {}
     for ch in await tx.runs.children_of(wf_id):
         if ch.parent_step and "#" not in ch.parent_step:  # "<task>#<n>": set aside by replay

@@ -19,6 +19,7 @@ from orchestrator.engine import control, views
 from orchestrator.engine.apps import Apps
 from orchestrator.engine.checks import input_json, require_known
 from orchestrator.engine.control import RunFilter
+from orchestrator.engine.dag import declared_tasks
 from orchestrator.engine.dispatcher import Dispatcher
 from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
@@ -234,9 +235,7 @@ class Engine:
         if run.task is None:
             info = await self.registry.get(run.function)
             if info is not None and info.kind == "workflow":
-                fail = (info.config.get("on_failure") or {}).get("name")
-                declared = [t["name"] for t in info.config.get("tasks", [])] + (
-                    [fail] if fail else [])
+                declared = declared_tasks(info.config)
         return views.run_detail(run, steps, children, declared)
 
     async def list_runs(
