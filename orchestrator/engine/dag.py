@@ -9,13 +9,20 @@ Semantics (documented in docs/workflows.md):
   are never started, tasks still running are cancelled, then the ``on_failure`` task (if
   declared) runs with the failure's details, and the workflow ends ``failed``;
 - the workflow's output is ``{task: output}`` of its completed tasks.
+
+Nothing here is called back from below: ending a task run, creating a workflow run and
+replaying one put the workflow run on the transaction's worklist (``Effects``), and the
+transaction unit (``hub.Hub.transact``) drains it with ``advance_worklist`` before it
+commits.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
+from orchestrator.engine.ingest import NewRun, create_runs
 from orchestrator.engine.lifecycle import Effects, cancel_run, end_run, js
 from orchestrator.store import Tx
 from sdk import protocol as p
@@ -23,6 +30,18 @@ from sdk import protocol as p
 OK = (p.RunStatus.COMPLETED, p.RunStatus.SKIPPED)
 FAILURE_KEY = "__failure__"
 """Where an on_failure task run keeps the failure (task names cannot start with '_')."""
+
+
+def on_failure_task(config: Mapping[str, Any]) -> str | None:
+    """The name of a workflow's on_failure task, if it declares one."""
+    name = (config.get("on_failure") or {}).get("name")
+    return str(name) if name else None
+
+
+def declared_tasks(config: Mapping[str, Any]) -> list[str]:
+    """A workflow's tasks as declared, its on_failure task last."""
+    fail = on_failure_task(config)
+    return [t["name"] for t in config.get("tasks", [])] + ([fail] if fail else [])
 
 
 def _view(run: Any) -> dict[str, Any]:
@@ -34,23 +53,22 @@ def _view(run: Any) -> dict[str, Any]:
     return v
 
 
+async def advance_worklist(tx: Tx, fx: Effects) -> None:
+    """Advance the workflow runs on the worklist, first added first, until it is empty
+    (advancing one may add more: a task it cancels, the workflow run it ends)."""
+    while (item := fx.next_to_advance()) is not None:
+        await advance(tx, *item, fx)
+
+
 async def advance(tx: Tx, wf_id: str, now: float, fx: Effects) -> None:
     """Start what is ready, or end the workflow run. Idempotent; serialized per workflow
     run by a row lock (PostgreSQL) or the single writer (SQLite)."""
-    if wf_id in fx.advancing:  # re-entered through a task it just ended: the caller goes on
-        return
-    fx.advancing.add(wf_id)
-    try:
-        while await _step(tx, wf_id, now, fx):
-            pass
-    finally:
-        fx.advancing.discard(wf_id)
+    while await _step(tx, wf_id, now, fx):
+        pass
 
 
 async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
     """One look at the workflow; True if it should look again (tasks were skipped)."""
-    from orchestrator.engine.ingest import NewRun, create_runs
-
     wf = await tx.runs.lock(wf_id)
     if wf is None or wf.status in p.TERMINAL:
         return False
@@ -60,7 +78,7 @@ async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
         await end_run(tx, wf, p.RunStatus.FAILED, None, js(err), now, fx)
         return False
     tasks = {t["name"]: t for t in info.config.get("tasks", [])}
-    on_failure = (info.config.get("on_failure") or {}).get("name")
+    on_failure = on_failure_task(info.config)
     runs: dict[str, Any] = {}
     for ch in await tx.runs.children_of(wf_id):
         if ch.parent_step and "#" not in ch.parent_step:  # "<task>#<n>": set aside by replay
@@ -99,8 +117,6 @@ async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
 
 async def _fail(tx: Tx, wf: Any, runs: dict[str, Any], task: str, on_failure: str | None,
                 now: float, fx: Effects) -> None:
-    from orchestrator.engine.ingest import NewRun, create_runs
-
     failure = {"task": task, **_view(runs[task])}
     for name, r in runs.items():  # stop what still runs
         if name != on_failure and r.status not in p.TERMINAL:

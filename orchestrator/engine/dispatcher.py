@@ -19,9 +19,10 @@ from typing import Any
 from orchestrator.config import Settings
 from orchestrator.engine.claim import Claim, Lease
 from orchestrator.engine.dag import FAILURE_KEY
+from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import resolve_wait
 from orchestrator.engine.invoker import Failed, Invoker
-from orchestrator.engine.lifecycle import Hub, end_run
+from orchestrator.engine.lifecycle import end_run
 from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registry import Registry
 from orchestrator.loops import supervise
@@ -67,7 +68,6 @@ class Dispatcher:
         """Calls answered, their outcome waiting in the reducer's queue (leases renewed)."""
         self._room = asyncio.Event()  # set when a call in flight ends
         self._tasks: set[asyncio.Task[None]] = set()
-        hub.handoff = self
 
     async def run(self) -> None:
         health = self.store.health

@@ -1,10 +1,11 @@
-"""The engine's facade: what the REST API (and the CLI) may ask of the orchestrator."""
+"""The engine's facade and composition root: it builds the engine's parts, wires them
+together, and answers what the REST API (and the CLI) may ask by delegating to the module
+that owns each concept (``apps``, ``schedules``, ``control``, ``ingest``)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -14,23 +15,27 @@ from typing import Any
 import httpx
 
 from orchestrator.config import Settings
-from orchestrator.engine import cron, views
-from orchestrator.engine.control import REPLAYABLE, replay
+from orchestrator.engine import control, views
+from orchestrator.engine.apps import Apps
+from orchestrator.engine.checks import input_json, require_known
+from orchestrator.engine.control import RunFilter
+from orchestrator.engine.dag import declared_tasks
 from orchestrator.engine.dispatcher import Dispatcher
+from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Invoker
-from orchestrator.engine.lifecycle import Effects, Hub, cancel_run
+from orchestrator.engine.lifecycle import Effects
 from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.probe import Prober
 from orchestrator.engine.reducer import Reducer
-from orchestrator.engine.registration import check_app_url, validate_functions
 from orchestrator.engine.registry import Registry
 from orchestrator.engine.scheduler import Scheduler
-from orchestrator.errors import Conflict, Invalid, NotFound
-from orchestrator.ids import new_id
+from orchestrator.engine.schedules import Schedules
+from orchestrator.errors import Invalid, NotFound
 from orchestrator.store import Store, Tx
 from sdk import protocol as p
-from sdk.function import NAME_RE
+
+__all__ = ["MAX_BULK", "Engine", "RunFilter", "RunSpec"]
 
 log = logging.getLogger("orchestrator")
 
@@ -45,17 +50,6 @@ class RunSpec:
     function: str
     input: Any = None
     idempotency_key: str | None = None
-
-
-@dataclass(frozen=True)
-class RunFilter:
-    """Which runs a bulk operation applies to."""
-
-    function: str | None = None
-    statuses: tuple[str, ...] = ()
-    since: float | None = None
-    until: float | None = None
-    limit: int = 1000
 
 
 class Engine:
@@ -74,7 +68,12 @@ class Engine:
         self.dispatcher = Dispatcher(self.store, self.registry, self.invoker, self.reducer,
                                      self.hub, settings)
         self.scheduler = Scheduler(self.store, self.hub, cron_grace=settings.cron_grace)
+        self.hub.wire(handoff=self.dispatcher, timers=self.scheduler.poke_at)
         self.prober = Prober(self.store, self.invoker, settings)
+        self.apps = Apps(self.store, self.registry, self.invoker,
+                         allow_insecure=settings.allow_insecure_app_urls,
+                         crons_changed=self.scheduler.poke)
+        self.schedules = Schedules(self.store, self.registry, changed=self.scheduler.poke)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
 
@@ -141,77 +140,15 @@ class Engine:
     # -- apps -------------------------------------------------------------------------------
 
     async def register_app(self, url: str) -> dict[str, Any]:
-        await check_app_url(url, allow_insecure=self.settings.allow_insecure_app_urls)
-        try:
-            info = await self.invoker.exchange(url, p.introspect_request())
-        except httpx.HTTPError as exc:
-            raise Invalid(f"could not reach the app at {url}: {exc!r}", "url") from None
-        except p.SignatureError as exc:
-            raise Invalid(f"the app's answer is not signed with our key: {exc}", "url") from None
-        except (ValueError, p.ProtocolError) as exc:
-            raise Invalid(f"the app's introspection answer is invalid: {exc}", "url") from None
-        app_id = info.get("app_id")
-        if not isinstance(app_id, str) or not NAME_RE.match(app_id):
-            raise Invalid(f"the app reports an invalid app_id {app_id!r}", "url")
-        configs, crons = validate_functions(info.get("functions"))
-        now = time.time()
-        for c in crons:
-            c["next_fire_at"] = cron.next_fire(cron.parse(c["expression"], c["timezone"]), now)
-            c["created_at"] = now
-        names = [c["name"] for c in configs]
-        async with self.store.write() as tx:
-            await tx.apps.lock()
-            other = await tx.apps.url_owner(url)
-            if other is not None and other != app_id:
-                raise Conflict(f"{url} is registered as app {other!r}, but the app there now "
-                               f"reports the id {app_id!r}", "url")
-            owners = await tx.apps.owners(names)
-            taken = sorted(n for n, a in owners.items() if a != app_id)
-            if taken:
-                raise Conflict(f"functions already registered by another app: {taken}",
-                               "functions")
-            previous = [f.name for f in await tx.apps.list_functions() if f.app_id == app_id]
-            await tx.apps.save(app_id, url, str(info.get("sdk", "")), configs, now)
-            await tx.crons.replace_code_crons(sorted({*names, *previous}), crons)
-        await self.registry.reload()
-        self.scheduler.poke()
-        log.info("registered app %s at %s with %d functions", app_id, url, len(configs))
-        return {"id": app_id, "url": url, "sdk": info.get("sdk"), "synced_at": views.iso(now),
-                "functions": configs}
+        return await self.apps.register(url)
 
     async def list_apps(self) -> list[dict[str, Any]]:
-        async with self.store.read() as tx:
-            apps = await tx.apps.list_apps()
-            fns = await tx.apps.list_functions()
-        by_app: dict[str, list[str]] = {}
-        for f in fns:
-            by_app.setdefault(f.app_id, []).append(f.name)
-        return [{"id": a.id, "url": a.url, "sdk": a.sdk, "synced_at": views.iso(a.synced_at),
-                 "functions": by_app.get(a.id, []), "status": a.status, "error": a.error}
-                for a in apps]
+        return await self.apps.list_apps()
 
     async def list_functions(self) -> list[dict[str, Any]]:
-        async with self.store.read() as tx:
-            fns = await tx.apps.list_functions()
-        return [{**json.loads(f.config_json), "app_id": f.app_id, "url": f.url} for f in fns]
+        return await self.apps.list_functions()
 
     # -- triggers ---------------------------------------------------------------------------
-
-    async def _known(self, names: set[str], field: str = "function") -> None:
-        fns = await self.registry.get_many(names)
-        missing = sorted(names - set(fns))
-        if missing:
-            raise NotFound(f"no function named {missing[0]!r} is registered", field)
-
-    @staticmethod
-    def _input_json(value: Any, field: str = "input") -> str:
-        try:
-            data = p.dumps(value).decode()
-        except (TypeError, ValueError) as exc:
-            raise Invalid(f"input is not JSON: {exc}", field) from None
-        if len(data) > p.MAX_STEP_OUTPUT_BYTES:
-            raise Invalid(f"input exceeds {p.MAX_STEP_OUTPUT_BYTES} bytes", field)
-        return data
 
     async def start_run(
         self, function: str, input: Any, idempotency_key: str | None = None
@@ -223,8 +160,8 @@ class Engine:
         """Start many runs in one transaction (all or none)."""
         if len(specs) > MAX_BULK:
             raise Invalid(f"at most {MAX_BULK} runs per request", "runs")
-        await self._known({s.function for s in specs})
-        new = [NewRun(s.function, self._input_json(s.input, f"runs[{i}].input"),
+        await require_known(self.registry, {s.function for s in specs})
+        new = [NewRun(s.function, input_json(s.input, f"runs[{i}].input"),
                       idempotency_key=s.idempotency_key) for i, s in enumerate(specs)]
 
         async def work(tx: Tx, fx: Effects) -> list[str]:
@@ -242,133 +179,48 @@ class Engine:
     # -- control ----------------------------------------------------------------------------
 
     async def cancel_run(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
-        async def work(tx: Tx, fx: Effects) -> list[str]:
-            run = await tx.runs.lock(run_id)
-            if run is None:
-                raise NotFound(f"no run {run_id!r}", "id")
-            if run.status in TERMINAL:
-                raise Conflict(f"run {run_id} already ended {run.status}", "id")
-            return await cancel_run(tx, run, p.RunStatus.CANCELLED, {
-                "type": "Cancelled", "message": reason or "cancelled through the API"},
-                time.time(), fx)
-
-        return {"id": run_id, "cancelled": await self.hub.transact(work)}
+        cancelled = await self.hub.transact(
+            lambda tx, fx: control.cancel_one(tx, run_id, reason, time.time(), fx))
+        return {"id": run_id, "cancelled": cancelled}
 
     async def cancel_runs(self, f: RunFilter, reason: str | None = None) -> dict[str, Any]:
-        statuses = [s for s in (f.statuses or ("queued", "running")) if s not in TERMINAL]
-
-        async def work(tx: Tx, fx: Effects) -> list[str]:
-            cancelled: list[str] = []
-            now = time.time()
-            for run in await tx.runs.matching(f.function, statuses, f.since, f.until, f.limit):
-                fresh = await tx.runs.lock(run.id)
-                if fresh is None or fresh.status in TERMINAL:
-                    continue  # ended meanwhile (a parent cancelled just before, say)
-                cancelled += await cancel_run(tx, fresh, p.RunStatus.CANCELLED, {
-                    "type": "Cancelled", "message": reason or "cancelled in bulk"}, now, fx)
-            return cancelled
-
-        return {"cancelled": await self.hub.transact(work)}
+        return {"cancelled": await self.hub.transact(
+            lambda tx, fx: control.cancel_matching(tx, f, reason, time.time(), fx))}
 
     async def replay_run(self, run_id: str, start: str = "failed_step",
                          input: Any = ...) -> dict[str, Any]:
-        input_json = None if input is ... else self._input_json(input)
-
-        async def work(tx: Tx, fx: Effects) -> None:
-            run = await tx.runs.lock(run_id)
-            if run is None:
-                raise NotFound(f"no run {run_id!r}", "id")
-            if run.parent_id and run.task:
-                raise Conflict("replay the workflow run, not one of its tasks", "id")
-            await replay(tx, run, start, input_json, time.time(), fx)
-
-        await self.hub.transact(work)
+        new_input = None if input is ... else input_json(input)
+        await self.hub.transact(
+            lambda tx, fx: control.replay_one(tx, run_id, start, new_input, time.time(), fx))
         return {"id": run_id, "status": "replayed", "from": start}
 
     async def replay_runs(self, f: RunFilter, start: str = "failed_step") -> dict[str, Any]:
-        statuses = [s for s in (f.statuses or REPLAYABLE) if s in REPLAYABLE]
-
-        async def work(tx: Tx, fx: Effects) -> list[str]:
-            replayed: list[str] = []
-            now = time.time()
-            for run in await tx.runs.matching(f.function, statuses, f.since, f.until, f.limit):
-                if run.parent_id and run.task:
-                    continue  # tasks are replayed through their workflow
-                fresh = await tx.runs.lock(run.id)
-                if fresh is None or fresh.status not in REPLAYABLE:
-                    continue
-                await replay(tx, fresh, start, None, now, fx)
-                replayed.append(run.id)
-            return replayed
-
-        return {"replayed": await self.hub.transact(work)}
+        return {"replayed": await self.hub.transact(
+            lambda tx, fx: control.replay_matching(tx, f, start, time.time(), fx))}
 
     # -- schedules and crons ----------------------------------------------------------------
 
     async def create_schedule(self, function: str, at: float, input: Any) -> dict[str, Any]:
-        await self._known({function})
-        now = time.time()
-        if at < now - 1.0:
-            raise Invalid(f"'at' ({views.iso(at)}) is in the past", "at")
-        row = {"id": new_id(), "function": function, "input_json": self._input_json(input),
-               "at": at, "run_id": None, "created_at": now}
-        async with self.store.write() as tx:
-            await tx.schedules.add(row)
-        self.scheduler.poke()
-        return views.schedule_view(row)
+        return await self.schedules.create_schedule(function, at, input)
 
     async def list_schedules(self, function: str | None, limit: int) -> list[dict[str, Any]]:
-        async with self.store.read() as tx:
-            rows = await tx.schedules.pending(function, limit)
-        return [views.schedule_view(r._asdict()) for r in rows]
+        return await self.schedules.list_schedules(function, limit)
 
     async def get_schedule(self, sid: str) -> dict[str, Any]:
-        async with self.store.read() as tx:
-            row = await tx.schedules.get(sid)
-        if row is None:
-            raise NotFound(f"no schedule {sid!r}", "id")
-        return views.schedule_view(row._asdict())
+        return await self.schedules.get_schedule(sid)
 
     async def delete_schedule(self, sid: str) -> None:
-        async with self.store.write() as tx:
-            row = await tx.schedules.get(sid)
-            if row is None:
-                raise NotFound(f"no schedule {sid!r}", "id")
-            if row.run_id is not None:
-                raise Conflict(f"schedule {sid} already fired as run {row.run_id}", "id")
-            await tx.schedules.remove(sid)
+        await self.schedules.delete_schedule(sid)
 
     async def create_cron(self, function: str, expression: str, timezone: str,
                           input: Any) -> dict[str, Any]:
-        await self._known({function})
-        try:
-            trigger = cron.parse(expression, timezone)
-        except cron.CronError as exc:
-            raise Invalid(str(exc), exc.field) from None
-        now = time.time()
-        row = {"id": new_id(), "function": function, "expression": expression,
-               "timezone": timezone, "input_json": self._input_json(input), "source": "api",
-               "next_fire_at": cron.next_fire(trigger, now), "last_fire_at": None,
-               "created_at": now}
-        async with self.store.write() as tx:
-            await tx.crons.add(row)
-        self.scheduler.poke()
-        return views.cron_view(row)
+        return await self.schedules.create_cron(function, expression, timezone, input)
 
     async def list_crons(self, function: str | None) -> list[dict[str, Any]]:
-        async with self.store.read() as tx:
-            rows = await tx.crons.all(function)
-        return [views.cron_view(r._asdict()) for r in rows]
+        return await self.schedules.list_crons(function)
 
     async def delete_cron(self, cid: str) -> None:
-        async with self.store.write() as tx:
-            row = await tx.crons.get(cid)
-            if row is None:
-                raise NotFound(f"no cron {cid!r}", "id")
-            if row.source == "code":
-                raise Conflict(f"cron {cid} is declared in code: remove it there and "
-                               f"re-sync the app", "id")
-            await tx.crons.remove(cid)
+        await self.schedules.delete_cron(cid)
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -383,9 +235,7 @@ class Engine:
         if run.task is None:
             info = await self.registry.get(run.function)
             if info is not None and info.kind == "workflow":
-                fail = (info.config.get("on_failure") or {}).get("name")
-                declared = [t["name"] for t in info.config.get("tasks", [])] + (
-                    [fail] if fail else [])
+                declared = declared_tasks(info.config)
         return views.run_detail(run, steps, children, declared)
 
     async def list_runs(

@@ -42,7 +42,8 @@ class IngestResult:
     duplicate: list[bool] = field(default_factory=list)
 
 
-def _deadline(now: float, seconds: Any) -> float | None:
+def deadline(now: float, seconds: Any) -> float | None:
+    """The time ``seconds`` (a timeout, if positive) after ``now``; None without one."""
     return now + float(seconds) if isinstance(seconds, int | float) and seconds > 0 else None
 
 
@@ -51,10 +52,10 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
 
     With a lease in ``fx``, runs are created already claimed (as many as it has room
     for). A workflow run has no queue row of its own: its first tasks start at once.
-    Runs of functions that declare ``cancel_on`` events get their cancel waits.
+    Runs of functions that declare ``cancel_on`` events get their cancel waits. A new
+    workflow run goes on the transaction's worklist (its first tasks start before the
+    commit, ``hub.Hub.transact``).
     """
-    from orchestrator.engine.dag import advance
-
     infos = await fx.registry.get_many({s.function for s in specs})
     ids: list[str] = []
     rows: list[dict[str, Any]] = []
@@ -71,7 +72,7 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
         ids.append(rid)
         info = infos.get(s.function)
         timeout, queue_timeout = info.timeouts_for(s.task) if info else (None, None)
-        timeout_at, start_timeout_at = _deadline(now, timeout), _deadline(now, queue_timeout)
+        timeout_at, start_timeout_at = deadline(now, timeout), deadline(now, queue_timeout)
         row: dict[str, Any] = {
             "id": rid, "function": s.function, "status": "queued", "attempt": 0,
             "input_json": s.input_json, "event_json": s.event_json,
@@ -105,8 +106,8 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
                 "lease_expires_at": fx.lease.until if claimed and fx.lease else None,
             })
         if info is not None and s.task is None:
-            cancel_waits += _cancel_waits(rid, info.config.get("cancel_on", []),
-                                          s.input_json, s.event_json, now)
+            cancel_waits += cancel_waits_for(rid, info.config.get("cancel_on", []),
+                                              s.input_json, s.event_json, now)
     await tx.runs.insert_many([r for r in rows if r["idempotency_key"] is None])
     lost: set[str] = set()
     for r in rows:
@@ -124,11 +125,11 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
     await tx.queue.add_many(queue_rows)
     await tx.waits.add(cancel_waits)
     for wf in workflows:
-        await advance(tx, wf, now, fx)
+        fx.advance_later(wf, now)
     return ids
 
 
-def _cancel_waits(rid: str, rules: list[dict[str, Any]], input_json: str,
+def cancel_waits_for(rid: str, rules: list[dict[str, Any]], input_json: str,
                   event_json: str | None, now: float) -> list[dict[str, Any]]:
     """Waits that cancel the run: ``{"event": e, "match": {event path: run path}}``, the
     run paths read from ``{"input": ..., "event": ...}`` of the run at its creation."""

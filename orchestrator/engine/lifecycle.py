@@ -1,22 +1,21 @@
 """Ending runs, and what follows: parents woken with their children's results, workflows
-advanced, descendants cancelled. Called inside a transaction the caller holds."""
+to advance put on the transaction's worklist, descendants cancelled. Called inside a
+transaction the caller holds; ``hub.Hub.transact`` drains the worklist before it commits."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
-from orchestrator.engine.claim import Claim, Lease
-from orchestrator.engine.notifier import Notifier
+from orchestrator.engine.claim import Lease
 from orchestrator.engine.registry import Registry
-from orchestrator.store import Store, Tx
+from orchestrator.store import Tx
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.lifecycle")
-T = TypeVar("T")
 
 
 @dataclass
@@ -28,8 +27,10 @@ class Effects:
     ended: list[str] = field(default_factory=list)
     """Runs ended: their queue rows and waits are deleted before the commit."""
     wake: bool = False
-    advancing: set[str] = field(default_factory=set)
-    """Workflow runs being advanced in this transaction (guards re-entry)."""
+    to_advance: dict[str, float] = field(default_factory=dict)
+    """The worklist: workflow runs to advance before the commit (a task of theirs ended,
+    they were created or replayed), in the order first added, with the time they were
+    added at (the ``now`` their advance uses)."""
     deadline: float | None = None
     """The earliest run deadline (timeout) this transaction set."""
     due: float | None = None
@@ -43,64 +44,16 @@ class Effects:
         if t is not None and (self.deadline is None or t < self.deadline):
             self.deadline = t
 
+    def advance_later(self, wf_id: str, now: float) -> None:
+        """Put a workflow run on the worklist (once: advancing it is idempotent)."""
+        self.to_advance.setdefault(wf_id, now)
 
-class Handoff(Protocol):
-    """Where runs created already claimed go once their transaction commits."""
-
-    def lease(self) -> Lease | None: ...
-
-    def adopt(self, claims: list[Claim]) -> None: ...
-
-    def applied(self, claims: list[Claim]) -> None: ...
-
-
-class Hub:
-    """Hands out the ``Effects`` of a transaction, and settles them after it commits:
-    runs created already claimed go to the dispatcher, long-pollers learn which runs
-    ended, the dispatcher wakes if work fell due."""
-
-    def __init__(self, store: Store, registry: Registry, notifier: Notifier) -> None:
-        self.store = store
-        self.registry = registry
-        self.notifier = notifier
-        self.handoff: Handoff | None = None
-        self.timers: Callable[[float], None] | None = None
-        """Told of new run deadlines (the scheduler), so it wakes for them in time."""
-
-    async def transact(self, work: Callable[[Tx, Effects], Awaitable[T]]) -> T:
-        """Run ``work`` in a write transaction (retried when the database asks), then
-        settle the effects of the attempt that committed."""
-        fx: Effects | None = None
-
-        async def attempt(tx: Tx) -> T:
-            nonlocal fx
-            fx = self.effects()
-            result = await work(tx, fx)
-            if fx.ended:  # the queue rows and waits of the runs ended, in one go
-                await tx.queue.remove(fx.ended)
-                await tx.waits.remove(fx.ended)
-            return result
-
-        result = await self.store.transact(attempt)
-        assert fx is not None
-        self.settle(fx)
-        return result
-
-    def effects(self) -> Effects:
-        return Effects(self.registry, self.handoff.lease() if self.handoff else None)
-
-    def settle(self, fx: Effects) -> None:
-        if fx.lease is not None and fx.lease.claims and self.handoff is not None:
-            self.handoff.adopt(fx.lease.claims)
-            fx.lease.claims = []
-        if fx.ended:
-            self.notifier.runs_ended(fx.ended)
-        if fx.wake:
-            self.notifier.wake_dispatcher()
-        elif fx.due is not None:
-            self.notifier.due_at(fx.due)
-        if fx.deadline is not None and self.timers is not None:
-            self.timers(fx.deadline)
+    def next_to_advance(self) -> tuple[str, float] | None:
+        """Take the first workflow run off the worklist (None: it is empty)."""
+        if not self.to_advance:
+            return None
+        wf_id = next(iter(self.to_advance))
+        return wf_id, self.to_advance.pop(wf_id)
 
 
 def js(value: Any) -> str:
@@ -128,8 +81,8 @@ async def end_run(
     now: float, fx: Effects,
 ) -> None:
     """End a run. If its parent waits for it and it was the last child, record the
-    children's results in the parent's memo and wake it; if it is a workflow's task,
-    advance the workflow. Ending a run that has already ended changes nothing."""
+    children's results in the parent's memo and wake it; if it is a workflow's task, put
+    the workflow on the worklist. Ending a run that has already ended changes nothing."""
     if not await tx.runs.finish(run.id, status, output_json, error_json, now):
         return
     # its queue row, a pending wait and its cancel_on waits go when the transaction's
@@ -141,9 +94,7 @@ async def end_run(
             await gather(tx, run.parent_id, now)
             fx.wake = True
     elif run.parent_id and run.task:
-        from orchestrator.engine.dag import advance
-
-        await advance(tx, run.parent_id, now, fx)
+        fx.advance_later(run.parent_id, now)
 
 
 async def gather(tx: Tx, parent_id: str, now: float) -> None:

@@ -15,9 +15,10 @@ from typing import Any, cast
 from orchestrator.config import Settings
 from orchestrator.engine import views
 from orchestrator.engine.claim import Claim
+from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Delivered, Failed, Outcome
-from orchestrator.engine.lifecycle import Effects, Hub, end_run, js, memo_row, opt_js
+from orchestrator.engine.lifecycle import Effects, end_run, js, memo_row, opt_js
 from orchestrator.loops import supervise
 from orchestrator.store import Store, Tx
 from sdk import protocol as p

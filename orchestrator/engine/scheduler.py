@@ -17,8 +17,9 @@ import time
 from typing import Any
 
 from orchestrator.engine import cron
+from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import NewRun, create_runs
-from orchestrator.engine.lifecycle import Effects, Hub, cancel_run
+from orchestrator.engine.lifecycle import Effects, cancel_run
 from orchestrator.engine.views import iso
 from orchestrator.loops import supervise
 from orchestrator.store import Store, Tx
@@ -38,7 +39,6 @@ class Scheduler:
         self.cron_grace = cron_grace
         self.changed = asyncio.Event()
         self.next_wake = 0.0
-        hub.timers = self.poke_at
 
     def poke(self) -> None:
         """A schedule or cron was added or removed: look again."""
