@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from orchestrator.engine.ingest import NewRun, create_runs
-from orchestrator.engine.lifecycle import Effects, cancel_run, end_run, js
+from orchestrator.engine.lifecycle import Effects, cancel_run, end_run, js, outcome
 from orchestrator.store import Tx
 from sdk import protocol as p
 
@@ -42,15 +42,6 @@ def declared_tasks(config: Mapping[str, Any]) -> list[str]:
     """A workflow's tasks as declared, its on_failure task last."""
     fail = on_failure_task(config)
     return [t["name"] for t in config.get("tasks", [])] + ([fail] if fail else [])
-
-
-def _view(run: Any) -> dict[str, Any]:
-    v: dict[str, Any] = {"status": run.status}
-    if run.output_json is not None:
-        v["output"] = json.loads(run.output_json)
-    if run.error_json is not None:
-        v["error"] = json.loads(run.error_json)
-    return v
 
 
 async def advance_worklist(tx: Tx, fx: Effects) -> None:
@@ -102,7 +93,7 @@ async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
         if parents and all(runs[q].status == p.RunStatus.SKIPPED for q in parents):
             skipped.append(name)
             continue
-        view = {q: _view(runs[q]) for q in parents}
+        view = {q: p.parent_result(runs[q].status, **outcome(runs[q])) for q in parents}
         specs.append(NewRun(wf.function, wf.input_json, wf.event_json, parent_id=wf_id,
                             parent_step=name, task=name, parents_json=js(view)))
     if specs:
@@ -117,7 +108,7 @@ async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
 
 async def _fail(tx: Tx, wf: Any, runs: dict[str, Any], task: str, on_failure: str | None,
                 now: float, fx: Effects) -> None:
-    failure = {"task": task, **_view(runs[task])}
+    failure = p.task_failure(task, runs[task].status, **outcome(runs[task]))
     for name, r in runs.items():  # stop what still runs
         if name != on_failure and r.status not in p.TERMINAL:
             await cancel_run(tx, r, p.RunStatus.CANCELLED,

@@ -97,6 +97,17 @@ async def end_run(
         fx.advance_later(run.parent_id, now)
 
 
+def outcome(run: Any) -> dict[str, Any]:
+    """An ended run's ``output`` and ``error`` (those it has), decoded: the keyword
+    arguments of the protocol's result builders (``p.child_result``, ``p.parent_result``)."""
+    kw: dict[str, Any] = {}
+    if run.output_json is not None:
+        kw["output"] = json.loads(run.output_json)
+    if run.error_json is not None:
+        kw["error"] = json.loads(run.error_json)
+    return kw
+
+
 async def gather(tx: Tx, parent_id: str, now: float) -> None:
     parent = await tx.runs.get(parent_id)
     if parent is None or parent.status in p.TERMINAL:
@@ -106,14 +117,8 @@ async def gather(tx: Tx, parent_id: str, now: float) -> None:
     if not step:
         log.error("run %s has no children step to gather into", parent_id)
         return
-    results = []
-    for ch in await tx.runs.children_of(parent_id, step):
-        r: dict[str, Any] = {"run_id": ch.id, "function": ch.function, "status": ch.status}
-        if ch.output_json is not None:
-            r["output"] = json.loads(ch.output_json)
-        if ch.error_json is not None:
-            r["error"] = json.loads(ch.error_json)
-        results.append(r)
+    results = [p.child_result(ch.id, ch.function, ch.status, **outcome(ch))
+               for ch in await tx.runs.children_of(parent_id, step)]
     op = {"id": step, "seq": waiting["seq"], "name": waiting["name"]}
     await tx.steps.record([memo_row(parent_id, op, p.MemoKind.CHILDREN, js(results), now, now)])
     await tx.runs.set_waiting(parent_id, None)
