@@ -25,7 +25,7 @@ from orchestrator.engine.lifecycle import Hub, end_run
 from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registry import Registry
 from orchestrator.loops import supervise
-from orchestrator.store import Store, Tx
+from orchestrator.store import ClaimedRow, RunRow, StepRow, Store, Tx
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.dispatcher")
@@ -33,7 +33,7 @@ log = logging.getLogger("orchestrator.dispatcher")
 TERMINAL = p.TERMINAL
 
 
-def memo_entry(row: Any) -> dict[str, Any]:
+def memo_entry(row: StepRow) -> dict[str, Any]:
     e: dict[str, Any] = {"id": row.step_id, "seq": row.seq, "name": row.name, "kind": row.kind,
                          "status": row.status, "attempts": row.attempts}
     if row.output_json is not None:
@@ -43,8 +43,9 @@ def memo_entry(row: Any) -> dict[str, Any]:
     return e
 
 
-def _waits_for_event(run: Any) -> bool:
-    return bool(run.waiting_json) and json.loads(run.waiting_json).get("kind") == "event"
+def _waits_for_event(run: RunRow) -> bool:
+    w = run.waiting_json
+    return bool(w and json.loads(w).get("kind") == "event")
 
 
 class Dispatcher:
@@ -161,8 +162,8 @@ class Dispatcher:
         ]
 
     async def _claim(self, tx: Tx, now: float, limit: int
-                     ) -> tuple[list[Any], dict[str, Any], list[str], dict[str, list[Any]]
-                                ] | None:
+                     ) -> tuple[list[ClaimedRow], dict[str, RunRow], list[str],
+                                dict[str, list[StepRow]]] | None:
         owner = self.settings.worker_id
         rows = await tx.queue.claim(owner, now, now + self.settings.lease_ttl, limit)
         if not rows:
