@@ -14,8 +14,8 @@ default). ``Loose`` admits the ``dict[str, Any]`` that engine modules not yet an
 build; it goes once they build the TypedDicts.
 """
 
-from __future__ import annotations
-
+# no ``from __future__ import annotations``: TypedDict reads ``NotRequired`` at runtime
+# (``__required_keys__``), which string annotations hide on Python 3.11
 from dataclasses import asdict, dataclass
 from typing import Any, NotRequired, Protocol, TypedDict
 
@@ -250,9 +250,9 @@ class WaitInsert(TypedDict):
     name: str
     event: str
     match_key: str
+    match_json: str
     purpose: NotRequired[str]
     match_fields: NotRequired[str]
-    match_json: NotRequired[str]
     expires_at: NotRequired[float | None]
     created_at: NotRequired[float]
 
@@ -264,7 +264,7 @@ class EventInsert(TypedDict):
     name: str
     data_json: str
     ts: float
-    run_ids_json: NotRequired[str]
+    run_ids_json: str
 
 
 class EventRunIds(TypedDict):
