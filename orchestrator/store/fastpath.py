@@ -319,11 +319,11 @@ class PgPlan(_Built):
 
 
 def _text(stmt: Any) -> str:
-    """The statement's SQL on one line, for a log message (its repr if it has none)."""
+    """The statement's SQL on one line, for a log message (its class if it has none)."""
     try:
         return " ".join(str(stmt).split())
     except Exception:
-        return repr(stmt)
+        return f"a {type(stmt).__name__}"
 
 
 def _row_class(columns: list[str]) -> Any:
