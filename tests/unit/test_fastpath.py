@@ -27,7 +27,7 @@ import orchestrator.store as store_pkg
 from orchestrator.store import Store
 from orchestrator.store import queue as queue_mod
 from orchestrator.store import runs as runs_mod
-from orchestrator.store.db import SQLiteBackend, SyncConn
+from orchestrator.store.db import PgConn, PostgresBackend, SQLiteBackend, SyncConn
 from orchestrator.store.fastpath import PgPlan, Plan, Result
 
 
@@ -218,3 +218,29 @@ def test_the_installed_sqlalchemy_is_a_version_fastpath_was_written_for() -> Non
     assert "__[POSTCOMPILE_ids]" in c.string
     assert callable(getattr(Float(), "_cached_result_processor", None))
     assert callable(getattr(AsyncAdapt_asyncpg_connection, "_start_transaction", None))
+
+
+async def test_an_asyncpg_adapter_without_the_internals_warns_once_and_uses_sqlalchemy(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Raw:
+        dbapi_connection = object()  # no _start_transaction, _transaction, _connection
+
+    class Conn:
+        executed: list[Any] = []
+
+        async def get_raw_connection(self) -> Raw:
+            return Raw()
+
+        async def execute(self, stmt: Any, params: Any = None) -> str:
+            self.executed.append(stmt)
+            return "by sqlalchemy"
+
+    monkeypatch.setattr(PgConn, "adapter_warned", False)
+    caplog.set_level(logging.WARNING, logger="orchestrator.store")
+    plan = runs_mod._GET(PostgresBackend())
+    conn = PgConn(Conn(), write=True)  # type: ignore[arg-type]
+    assert await conn.execute(plan, {"id": "x"}) == "by sqlalchemy"
+    assert await conn.execute(plan, {"id": "y"}) == "by sqlalchemy"
+    assert Conn.executed == [plan.stmt, plan.stmt]
+    [record] = caplog.records
+    assert "lacks the internals" in record.getMessage()
