@@ -22,7 +22,7 @@ class EventsRepo(Repo):
             self.backend.insert(events).values(rows)
             .on_conflict_do_nothing(index_elements=["id"]).returning(events.c.id)
         )
-        return {str(r[0]) for r in res}
+        return {r[0] for r in res}
 
     async def run_ids(self, ids: list[str]) -> dict[str, str]:
         if not ids:
@@ -30,7 +30,7 @@ class EventsRepo(Repo):
         rows = await self.conn.execute(
             select(events.c.id, events.c.run_ids_json).where(events.c.id.in_(ids))
         )
-        return {str(r.id): str(r.run_ids_json) for r in rows}
+        return {r.id: r.run_ids_json for r in rows}
 
     async def set_run_ids(self, rows: Sequence[EventRunIds | Loose]) -> None:
         """rows of {eid, run_ids_json}."""

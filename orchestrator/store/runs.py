@@ -72,7 +72,7 @@ class RunsRepo(Repo):
                 )
             )
         ).first()
-        return str(row.id) if row else None
+        return row.id if row else None
 
     async def get(self, run_id: str) -> RunRow | None:
         return cast("RunRow | None",
