@@ -29,8 +29,23 @@ from orchestrator.store.models import Step, steps
 from orchestrator.store.steps import _MEMO
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(slots=True)
 class StepData:
+    run_id: str
+    step_id: str
+    seq: int
+    name: str
+    kind: str
+    status: str
+    attempts: int
+    output_json: str | None
+    error_json: str | None
+    started_at: float | None
+    ended_at: float | None
+
+
+@dataclass(slots=True, frozen=True)
+class FrozenStepData:
     run_id: str
     step_id: str
     seq: int
@@ -116,6 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         ("read 11 attributes: fast-path namedtuple", lambda: read_all(fast)),
         ("cast to list[StepRow], then read", lambda: read_all(cast("list[StepRow]", fast))),
         ("dataclass(slots), then read", lambda: read_all([StepData(*r) for r in fast])),
+        ("dataclass(slots, frozen), then read",
+         lambda: read_all([FrozenStepData(*r) for r in fast])),
         ("NamedTuple._make, then read", lambda: read_all([StepTuple._make(r) for r in fast])),
         ("pydantic model_construct, then read",
          lambda: read_all([StepModel.model_construct(**r._asdict()) for r in fast])),

@@ -5,7 +5,7 @@ namedtuple a fast-path plan builds (``fastpath``). Both have read-only attribute
 after the selected columns. The types below are ``Protocol``s of those attributes, one per
 shape a repository selects, and the repositories ``cast`` their results to them: the
 engine gets a checked type at no cost per row (``python -m bench.rows``: a SQLModel
-instance per row costs 50-100 us, a pydantic model 4-6 us, a frozen dataclass 3 us, a
+instance per row costs 50-100 us, a pydantic model 4-6 us, a dataclass 1-3 us, a
 NamedTuple 1 us, against 0.35 us to read a plan's row as it is; the hot path reads a
 run's whole memo on each call).
 ``tests/unit/test_rows.py`` checks every type against the columns its statements return.
@@ -99,10 +99,13 @@ class RunRow(ChildRow, RunSummaryRow, Protocol):
     """A whole ``runs`` row."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CreatedRun:
     """A ``RunRow`` not read back: the values a run is inserted with, for a run created
-    already claimed (``engine.claim.Lease``). Defaults are the table's."""
+    already claimed (``engine.claim.Lease``). Defaults are the table's. Not frozen: on
+    Python 3.11 a frozen dataclass of 23 fields took 10x as long to build (its
+    ``__init__`` goes through ``object.__setattr__``); ``RunRow`` is what makes it
+    read-only to the engine."""
 
     id: str
     function: str
