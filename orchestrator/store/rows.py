@@ -4,10 +4,11 @@ A row read from the store is whatever the connection gave: a SQLAlchemy ``Row``,
 namedtuple a fast-path plan builds (``fastpath``). Both have read-only attributes named
 after the selected columns. The types below are ``Protocol``s of those attributes, one per
 shape a repository selects, and the repositories ``cast`` their results to them: the
-engine gets a checked type at no cost per row (``python -m bench.rows``: a SQLModel
-instance per row costs 50-100 us, a pydantic model 4-6 us, a dataclass 1-3 us, a
-NamedTuple 1 us, against 0.35 us to read a plan's row as it is; the hot path reads a
-run's whole memo on each call).
+engine gets a checked type at no cost per row. Per memo row, built then read
+(``python -m bench.rows``, docs/benchmarks.md): a SQLModel table instance 50 us, a
+pydantic model 3.5-6 us, a frozen dataclass 1.9 us, a NamedTuple 1 us, a slots dataclass
+0.45 us, against 0.35 us to read a plan's row as it is; the hot path reads a run's whole
+memo on each call.
 ``tests/unit/test_rows.py`` checks every type against the columns its statements return.
 
 Inserts take TypedDicts of the table's columns (``Required`` where the table has no
