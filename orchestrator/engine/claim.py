@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import SimpleNamespace
-from typing import Any
 
 from orchestrator.engine.registry import FunctionInfo
+from orchestrator.store import CreatedRun, Loose, RunInsert, RunRow, StepRow
 
 
 @dataclass
@@ -17,9 +16,9 @@ class Claim:
     claims: int
     delivery_failures: int
     first_failure_at: float | None
-    run: Any
+    run: RunRow
     fn: FunctionInfo | None = None
-    memo: list[Any] = field(default_factory=list)
+    memo: list[StepRow] = field(default_factory=list)
     """The run's recorded steps, read with the claim (empty for a run created by it)."""
 
     @property
@@ -46,9 +45,9 @@ class Lease:
         self.room += len(self.claims) - len(kept)
         self.claims = kept
 
-    def take(self, row: dict[str, Any], fn: FunctionInfo | None) -> bool:
+    def take(self, row: RunInsert | Loose, fn: FunctionInfo | None) -> bool:
         if self.room <= 0:
             return False
         self.room -= 1
-        self.claims.append(Claim(row["id"], 1, 0, None, SimpleNamespace(**row), fn))
+        self.claims.append(Claim(row["id"], 1, 0, None, CreatedRun(**row), fn))
         return True

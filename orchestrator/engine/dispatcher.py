@@ -26,7 +26,7 @@ from orchestrator.engine.lifecycle import end_run
 from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registry import Registry
 from orchestrator.loops import supervise
-from orchestrator.store import Store, Tx
+from orchestrator.store import ClaimedRow, RunRow, StepRow, Store, Tx
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.dispatcher")
@@ -34,7 +34,7 @@ log = logging.getLogger("orchestrator.dispatcher")
 TERMINAL = p.TERMINAL
 
 
-def memo_entry(row: Any) -> p.MemoEntry:
+def memo_entry(row: StepRow) -> p.MemoEntry:
     """The wire memo entry of a stored step row (a null output is sent as absent)."""
     return p.memo_entry(
         row.step_id, row.seq, row.name, row.kind, row.status, attempts=row.attempts,
@@ -42,8 +42,9 @@ def memo_entry(row: Any) -> p.MemoEntry:
         error=None if row.error_json is None else json.loads(row.error_json))
 
 
-def _waits_for_event(run: Any) -> bool:
-    return bool(run.waiting_json) and json.loads(run.waiting_json).get("kind") == "event"
+def _waits_for_event(run: RunRow) -> bool:
+    w = run.waiting_json
+    return bool(w and json.loads(w).get("kind") == "event")
 
 
 class Dispatcher:
@@ -159,8 +160,8 @@ class Dispatcher:
         ]
 
     async def _claim(self, tx: Tx, now: float, limit: int
-                     ) -> tuple[list[Any], dict[str, Any], list[str], dict[str, list[Any]]
-                                ] | None:
+                     ) -> tuple[list[ClaimedRow], dict[str, RunRow], list[str],
+                                dict[str, list[StepRow]]] | None:
         owner = self.settings.worker_id
         rows = await tx.queue.claim(owner, now, now + self.settings.lease_ttl, limit)
         if not rows:

@@ -12,14 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
 
 import httpx
 
 from orchestrator.config import Settings
 from orchestrator.engine.invoker import Invoker
 from orchestrator.loops import supervise
-from orchestrator.store import Store
+from orchestrator.store import MisconfiguredApp, Store
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.probe")
@@ -61,7 +60,7 @@ class Prober:
         due = [r for r in rows if r.probe_at is None or r.probe_at <= now]
         await asyncio.gather(*(self.probe(r) for r in due))
 
-    async def probe(self, row: Any) -> None:
+    async def probe(self, row: MisconfiguredApp) -> None:
         try:
             info = await self.invoker.exchange(row.url, p.introspect_request())
             error = None if isinstance(info, dict) else "introspection is not an object"

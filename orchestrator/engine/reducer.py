@@ -148,7 +148,7 @@ class Reducer:
 
     async def _answered(self, tx: Tx, c: Claim, d: Delivered, now: float, fx: Effects) -> None:
         a = cast(p.Answer, d.answer)  # the invoker made it with p.parse_answer
-        if getattr(c.run, "start_timeout_at", None) is not None:
+        if c.run.start_timeout_at is not None:
             await tx.runs.started(c.run_id)
         # (its steps are recorded: _apply_all records every answer's at once)
         if a.get("events"):

@@ -23,6 +23,32 @@ from orchestrator.store.db import (
 )
 from orchestrator.store.events import EventsRepo
 from orchestrator.store.queue import QueueRepo
+from orchestrator.store.rows import (
+    AppRow,
+    ChildRow,
+    ClaimedRow,
+    CreatedRun,
+    CronInsert,
+    CronRow,
+    EventInsert,
+    EventRunIds,
+    Loose,
+    MatchedWait,
+    MisconfiguredApp,
+    QueueInsert,
+    RegisteredFunction,
+    Row,
+    RunCore,
+    RunInsert,
+    RunRow,
+    RunSummaryRow,
+    ScheduleInsert,
+    ScheduleRow,
+    StepInsert,
+    StepRow,
+    TakenWait,
+    WaitInsert,
+)
 from orchestrator.store.runs import RunsRepo
 from orchestrator.store.schedules import CronsRepo, SchedulesRepo
 from orchestrator.store.steps import StepsRepo
@@ -126,4 +152,31 @@ class Store:
             yield Tx(conn, self.db.backend)
 
 
-__all__ = ["Store", "Tx"]
+__all__ = [
+    "AppRow",
+    "ChildRow",
+    "ClaimedRow",
+    "CreatedRun",
+    "CronInsert",
+    "CronRow",
+    "EventInsert",
+    "EventRunIds",
+    "Loose",
+    "MatchedWait",
+    "MisconfiguredApp",
+    "QueueInsert",
+    "RegisteredFunction",
+    "Row",
+    "RunCore",
+    "RunInsert",
+    "RunRow",
+    "RunSummaryRow",
+    "ScheduleInsert",
+    "ScheduleRow",
+    "StepInsert",
+    "StepRow",
+    "Store",
+    "TakenWait",
+    "Tx",
+    "WaitInsert",
+]

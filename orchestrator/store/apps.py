@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import delete, select, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import apps, functions, triggers
+from orchestrator.store.rows import AppRow, MisconfiguredApp, RegisteredFunction
 
 
 class AppsRepo(Repo):
@@ -68,10 +69,10 @@ class AppsRepo(Repo):
             update(apps).where(apps.c.url == url, apps.c.status != "misconfigured")
             .values(status="misconfigured", error=error, probe_at=probe_at, probe_failures=0))
 
-    async def misconfigured(self) -> list[Any]:
-        return list(await self.conn.execute(
+    async def misconfigured(self) -> list[MisconfiguredApp]:
+        return cast("list[MisconfiguredApp]", list(await self.conn.execute(
             select(apps.c.id, apps.c.url, apps.c.error, apps.c.probe_at,
-                   apps.c.probe_failures).where(apps.c.status == "misconfigured")))
+                   apps.c.probe_failures).where(apps.c.status == "misconfigured"))))
 
     async def probed(self, app_id: str, error: str | None, failures: int,
                      probe_at: float | None) -> None:
@@ -82,16 +83,17 @@ class AppsRepo(Repo):
             {"error": error, "probe_at": probe_at, "probe_failures": failures})
         await self.conn.execute(update(apps).where(apps.c.id == app_id).values(**values))
 
-    async def list_apps(self) -> list[Any]:
-        return list(await self.conn.execute(select(apps).order_by(apps.c.id)))
+    async def list_apps(self) -> list[AppRow]:
+        return cast("list[AppRow]",
+                    list(await self.conn.execute(select(apps).order_by(apps.c.id))))
 
-    async def list_functions(self) -> list[Any]:
+    async def list_functions(self) -> list[RegisteredFunction]:
         q = (
             select(functions, apps.c.url)
             .join(apps, apps.c.id == functions.c.app_id)
             .order_by(functions.c.name)
         )
-        return list(await self.conn.execute(q))
+        return cast("list[RegisteredFunction]", list(await self.conn.execute(q)))
 
     async def triggered_by(self, event_names: list[str]) -> dict[str, list[str]]:
         """Event name -> names of the functions it triggers."""

@@ -231,6 +231,9 @@ class PgConn:
     explicit one would, and saves the BEGIN and ROLLBACK round trips.
     """
 
+    adapter_warned = False
+    """Whether the warning that plans cannot run on this adapter was logged (once)."""
+
     def __init__(self, conn: AsyncConnection, *, write: bool) -> None:
         self._conn = conn
         self._write = write
@@ -248,6 +251,11 @@ class PgConn:
                 result = await statement.run(adapted._connection, parameters)
                 if result is not None:
                     return result
+            elif not PgConn.adapter_warned:
+                PgConn.adapter_warned = True
+                log.warning("SQLAlchemy's asyncpg adapter (%s) lacks the internals the fast "
+                            "path joins its transaction with; SQLAlchemy runs every statement",
+                            type(adapted).__name__)
             statement = statement.stmt
         if parameters is None:
             return await self._conn.execute(statement)

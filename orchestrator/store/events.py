@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
 from sqlalchemy import bindparam, select, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import events
+from orchestrator.store.rows import EventInsert, EventRunIds, Loose
 
 
 class EventsRepo(Repo):
-    async def insert_new(self, rows: list[dict[str, Any]]) -> set[str]:
+    async def insert_new(self, rows: Sequence[EventInsert | Loose]) -> set[str]:
         """Insert events; return the ids that were new (the others are duplicates)."""
         if not rows:
             return set()
@@ -31,7 +32,7 @@ class EventsRepo(Repo):
         )
         return {r.id: r.run_ids_json for r in rows}
 
-    async def set_run_ids(self, rows: list[dict[str, Any]]) -> None:
+    async def set_run_ids(self, rows: Sequence[EventRunIds | Loose]) -> None:
         """rows of {eid, run_ids_json}."""
         if rows:
             await self.conn.execute(

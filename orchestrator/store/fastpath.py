@@ -13,14 +13,23 @@ and ``_asdict()``.
 
 Only what a plan can reproduce exactly takes this path: a statement with Python-side
 defaults computed at execution, literal-rendered parameters, or columns named so a row
-cannot carry them, is left to SQLAlchemy (``build`` returns None), as is a call that
-gives an empty list to an ``IN`` or leaves out a parameter the plan cannot fill.
+cannot carry them, is left to SQLAlchemy (``build`` returns None, and logs a warning
+once with the reason: every prepared statement is meant to have a plan), as is a call
+that gives an empty list to an ``IN`` or leaves out a parameter the plan cannot fill.
 Bind and result processors (float coercion, booleans) are applied as SQLAlchemy would.
+
+This module reads SQLAlchemy internals (the compiled statement's ``positiontup``,
+``binds``, ``_bind_processors``, ``_result_columns``, ``*_prefetch``,
+``literal_execute_params``, the ``__[POSTCOMPILE_x]`` rendering of expanding parameters,
+``TypeEngine._cached_result_processor``; ``db.PgConn`` the asyncpg adapter's
+``_connection``, ``_transaction``, ``_start_transaction``): pyproject.toml bounds the
+SQLAlchemy versions, and tests/unit/test_fastpath.py fails outside them.
 """
 
 from __future__ import annotations
 
 import keyword
+import logging
 import re
 import sqlite3
 from collections import namedtuple
@@ -32,6 +41,12 @@ from sqlalchemy.sql.dml import Insert
 
 _MISSING: Any = object()
 _POSTCOMPILE = re.compile(r"__\[POSTCOMPILE_(\w+)\]")
+log = logging.getLogger("orchestrator.store")
+_warned: set[tuple[str, str]] = set()  # statements whose plan failed to build, each logged once
+
+
+class Unplannable(Exception):
+    """A plan could not reproduce what SQLAlchemy does with this statement (why)."""
 
 
 class Result:
@@ -86,14 +101,21 @@ class _Slot:
 class _Built:
     @classmethod
     def build(cls, stmt: Any, dialect: Dialect) -> Self | None:
-        """The plan of ``stmt``, or None if SQLAlchemy is to run it."""
+        """The plan of ``stmt``, or None if SQLAlchemy is to run it: then a warning says
+        why, once per statement (the statement still runs, only slower)."""
         try:
             return cls._build(stmt, dialect)
-        except Exception:  # anything unforeseen: SQLAlchemy runs it, as before
+        except Exception as exc:  # unplannable, or anything unforeseen
+            why = str(exc) if isinstance(exc, Unplannable) else f"{type(exc).__name__}: {exc}"
+            sql = _text(stmt)
+            if (dialect.name, sql) not in _warned:
+                _warned.add((dialect.name, sql))
+                log.warning("no %s fast-path plan for %.200s (%s); SQLAlchemy runs it",
+                            cls.__name__, sql, why)
             return None
 
     @classmethod
-    def _build(cls, stmt: Any, dialect: Dialect) -> Self | None:
+    def _build(cls, stmt: Any, dialect: Dialect) -> Self:
         raise NotImplementedError
 
 
@@ -110,11 +132,8 @@ class Plan(_Built):
         self._expands = any(s.expanding for s in slots)
 
     @classmethod
-    def _build(cls, stmt: Any, dialect: Dialect) -> Self | None:
-        shape = _analyse(stmt, dialect)
-        if shape is None:
-            return None
-        c, slots, columns = shape
+    def _build(cls, stmt: Any, dialect: Dialect) -> Self:
+        c, slots, columns = _analyse(stmt, dialect)
         sql: str | list[str] = c.string
         if any(s.expanding for s in slots):
             # "a IN (__[POSTCOMPILE_x])": text pieces between the lists, in slot order
@@ -122,7 +141,7 @@ class Plan(_Built):
             names = _POSTCOMPILE.findall(sql)
             expanding = [n for n, s in zip(c.positiontup, slots, strict=True) if s.expanding]
             if names != expanding:
-                return None
+                raise Unplannable("its IN lists are not rendered in parameter order")
             sql = _POSTCOMPILE.split(sql)[::2]
         row: Any = None
         procs: list[Callable[[Any], Any] | None] | None = None
@@ -195,21 +214,23 @@ class Plan(_Built):
         return "".join(sql), out
 
 
-def _analyse(stmt: Any, dialect: Dialect) -> tuple[Any, list[_Slot], list[str]] | None:
-    """Compile ``stmt``; its parameter slots and result column names, or None if a plan
-    could not reproduce what SQLAlchemy does with it."""
+def _analyse(stmt: Any, dialect: Dialect) -> tuple[Any, list[_Slot], list[str]]:
+    """Compile ``stmt``; its parameter slots and result column names. ``Unplannable`` if
+    a plan could not reproduce what SQLAlchemy does with it."""
     c: Any = stmt.compile(dialect=dialect)
-    if c.insert_prefetch or c.update_prefetch or c.literal_execute_params:
-        return None
+    if c.insert_prefetch or c.update_prefetch:
+        raise Unplannable("Python-side defaults are computed at execution")
+    if c.literal_execute_params:
+        raise Unplannable("parameters are rendered as literals")
     if c.positiontup is None:
-        return None
+        raise Unplannable("the dialect's parameters are not positional")
     table = stmt.table if isinstance(stmt, Insert) else None
     processors = c._bind_processors
     slots = []
     for name in c.positiontup:
         bp = c.binds[name]
         if bp.callable is not None:
-            return None
+            raise Unplannable(f"parameter {bp.key!r} is computed by a callable")
         default = _MISSING if bp.required else bp.value
         if default is _MISSING and table is not None and bp.key in table.c:
             default = _insert_default(table.c[bp.key])
@@ -217,7 +238,7 @@ def _analyse(stmt: Any, dialect: Dialect) -> tuple[Any, list[_Slot], list[str]] 
     columns = [rc[0] for rc in c._result_columns]
     if any(not n.isidentifier() or keyword.iskeyword(n) or n.startswith("_")
            for n in columns) or len(set(columns)) != len(columns):
-        return None
+        raise Unplannable(f"result columns {columns} cannot be attributes of a row")
     return c, slots, columns
 
 
@@ -245,15 +266,13 @@ class PgPlan(_Built):
         self._returns_rows = returns_rows
 
     @classmethod
-    def _build(cls, stmt: Any, dialect: Dialect) -> Self | None:
-        shape = _analyse(stmt, dialect)
-        if shape is None:
-            return None
-        c, slots, columns = shape
+    def _build(cls, stmt: Any, dialect: Dialect) -> Self:
+        c, slots, columns = _analyse(stmt, dialect)
         for rc in c._result_columns:
             t = rc[3]
             if type(t).__name__ not in _PG_NATIVE or getattr(t, "asdecimal", False):
-                return None
+                raise Unplannable(f"asyncpg would not give column {rc[0]!r} ({t!r}) back "
+                                  f"as SQLAlchemy does")
         # SQLAlchemy numbers the plain parameters $1..$m in slot order; the lists follow
         plain = [i for i, s in enumerate(slots) if not s.expanding]
         lists = {c.positiontup[i]: i for i, s in enumerate(slots) if s.expanding}
@@ -269,7 +288,7 @@ class PgPlan(_Built):
 
         sql = _PG_IN.sub(to_any, c.string)
         if "POSTCOMPILE" in sql or len(order) != len(slots):
-            return None
+            raise Unplannable("an IN list could not be made an array parameter")
         row = _row_class(columns) if columns else None
         return cls(stmt, sql, slots, order, row, bool(columns))
 
@@ -297,6 +316,14 @@ class PgPlan(_Built):
     def _bind(self, given: Mapping[str, Any]) -> list[Any] | None:
         out = [self._slots[i].value(given) for i in self._order]
         return None if any(v is _MISSING for v in out) else out
+
+
+def _text(stmt: Any) -> str:
+    """The statement's SQL on one line, for a log message (its class if it has none)."""
+    try:
+        return " ".join(str(stmt).split())
+    except Exception:
+        return f"a {type(stmt).__name__}"
 
 
 def _row_class(columns: list[str]) -> Any:

@@ -7,12 +7,14 @@ counts claims and fences answers: an answer is applied only by the claim that ho
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from sqlalchemy import bindparam, case, delete, func, or_, select, update
 
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import queue
+from orchestrator.store.rows import ClaimedRow, Loose, QueueInsert
 
 NEVER = 1e12  # a due time that never comes (year 33658)
 
@@ -41,9 +43,10 @@ _WAKEUP = prepared(lambda b: select(func.min(case(
 
 
 class QueueRepo(Repo):
-    async def claim(self, owner: str, now: float, lease_until: float, limit: int) -> list[Any]:
-        return list(await self.conn.execute(_CLAIM(self.backend), {
-            "now": now, "limit": limit, "owner": owner, "until": lease_until}))
+    async def claim(self, owner: str, now: float, lease_until: float,
+                    limit: int) -> list[ClaimedRow]:
+        return cast("list[ClaimedRow]", list(await self.conn.execute(_CLAIM(self.backend), {
+            "now": now, "limit": limit, "owner": owner, "until": lease_until})))
 
     async def extend(self, owner: str, run_ids: list[str], lease_until: float) -> int:
         """Renew ``owner``'s leases on these runs' rows; how many were renewed.
@@ -83,7 +86,7 @@ class QueueRepo(Repo):
         rows = await self.conn.execute(_FENCES(self.backend), {"ids": run_ids})
         return {r.run_id: (r.lease_owner, r.claims) for r in rows}
 
-    async def add_many(self, rows: list[dict[str, Any]]) -> None:
+    async def add_many(self, rows: Sequence[QueueInsert | Loose]) -> None:
         """New rows for new runs: {run_id, due_at}."""
         if rows:
             await self.conn.execute(_ADD(self.backend), rows)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from sqlalchemy import bindparam, func, select, update
 
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import runs
+from orchestrator.store.rows import ChildRow, Loose, RunInsert, RunRow, RunSummaryRow
 from sdk import protocol as p
 
 TERMINAL = p.TERMINAL
@@ -36,6 +38,8 @@ _CHILD_COLUMNS = (
     runs.c.attempt, runs.c.started_at, runs.c.ended_at, runs.c.input_json, runs.c.event_json,
     runs.c.parent_id, runs.c.parent_waits, runs.c.timeout_at, runs.c.waiting_json,
 )
+_PAGE_COLUMNS = tuple(c for c in runs.c
+                      if c.name not in ("input_json", "output_json", "event_json"))
 _CHILDREN = prepared(lambda b: select(*_CHILD_COLUMNS)
                      .where(runs.c.parent_id == bindparam("parent"))
                      .order_by(runs.c.parent_step, runs.c.child_index))
@@ -46,11 +50,11 @@ _STEP_CHILDREN = prepared(lambda b: select(*_CHILD_COLUMNS)
 
 
 class RunsRepo(Repo):
-    async def insert_many(self, rows: list[dict[str, Any]]) -> None:
+    async def insert_many(self, rows: Sequence[RunInsert | Loose]) -> None:
         if rows:
             await self.conn.execute(_INSERT(self.backend), rows)
 
-    async def insert_keyed(self, row: dict[str, Any]) -> str | None:
+    async def insert_keyed(self, row: RunInsert | Loose) -> str | None:
         """Insert a run with an idempotency key; None if the key is taken (even by a
         concurrent transaction: the unique index decides, not a read before)."""
         ins = self.backend.insert(runs).values(**row)
@@ -70,13 +74,14 @@ class RunsRepo(Repo):
         ).first()
         return row.id if row else None
 
-    async def get(self, run_id: str) -> Any:
-        return (await self.conn.execute(_GET(self.backend), {"id": run_id})).first()
+    async def get(self, run_id: str) -> RunRow | None:
+        return cast("RunRow | None",
+                    (await self.conn.execute(_GET(self.backend), {"id": run_id})).first())
 
-    async def get_many(self, ids: list[str]) -> dict[str, Any]:
+    async def get_many(self, ids: list[str]) -> dict[str, RunRow]:
         if not ids:
             return {}
-        rows = await self.conn.execute(_GET_MANY(self.backend), {"ids": ids})
+        rows: list[RunRow] = (await self.conn.execute(_GET_MANY(self.backend), {"ids": ids})).all()
         return {r.id: r for r in rows}
 
     async def mark_running(self, ids: list[str], now: float) -> None:
@@ -112,9 +117,10 @@ class RunsRepo(Repo):
             "error_json": error_json, "ended_at": ended_at})
         return bool(res.rowcount)
 
-    async def lock(self, run_id: str) -> Any:
+    async def lock(self, run_id: str) -> RunRow | None:
         """The run, locked until the transaction ends (PostgreSQL; SQLite has one writer)."""
-        return (await self.conn.execute(_LOCK(self.backend), {"id": run_id})).first()
+        return cast("RunRow | None",
+                    (await self.conn.execute(_LOCK(self.backend), {"id": run_id})).first())
 
     async def active_descendants(self, run_id: str) -> list[str]:
         """Ids of the run's unfinished children, grandchildren... (breadth first)."""
@@ -128,15 +134,15 @@ class RunsRepo(Repo):
             out += frontier
         return out
 
-    async def timed_out(self, now: float, limit: int) -> list[tuple[Any, str]]:
+    async def timed_out(self, now: float, limit: int) -> list[tuple[RunRow, str]]:
         """Unfinished runs past a deadline, with which one: "run" or "queue"."""
-        over = await self.conn.execute(
+        over: list[RunRow] = (await self.conn.execute(
             select(runs).where(runs.c.timeout_at <= now, runs.c.status.not_in(TERMINAL))
-            .limit(limit))
-        late = await self.conn.execute(
+            .limit(limit))).all()
+        late: list[RunRow] = (await self.conn.execute(
             select(runs).where(runs.c.start_timeout_at <= now, runs.c.status.not_in(TERMINAL))
-            .limit(limit))
-        found: dict[str, tuple[Any, str]] = {r.id: (r, "queue") for r in late}
+            .limit(limit))).all()
+        found: dict[str, tuple[RunRow, str]] = {r.id: (r, "queue") for r in late}
         found.update({r.id: (r, "run") for r in over})
         return list(found.values())
 
@@ -147,7 +153,7 @@ class RunsRepo(Repo):
         return min(vals) if vals else None
 
     async def matching(self, function: str | None, statuses: list[str], since: float | None,
-                       until: float | None, limit: int) -> list[Any]:
+                       until: float | None, limit: int) -> list[RunRow]:
         q = select(runs)
         if function:
             q = q.where(runs.c.function == function)
@@ -157,7 +163,8 @@ class RunsRepo(Repo):
             q = q.where(runs.c.created_at >= since)
         if until is not None:
             q = q.where(runs.c.created_at < until)
-        return list(await self.conn.execute(q.order_by(runs.c.id).limit(limit)))
+        return cast("list[RunRow]",
+                    list(await self.conn.execute(q.order_by(runs.c.id).limit(limit))))
 
     async def reset(self, run_id: str, status: str, input_json: str | None, history_json: str,
                     timeout_at: float | None, start_timeout_at: float | None) -> None:
@@ -190,22 +197,24 @@ class RunsRepo(Repo):
         ).first()
         return None if row is None else int(row[0])
 
-    async def children_of(self, parent_id: str, step: str | None = None) -> list[Any]:
+    async def children_of(self, parent_id: str, step: str | None = None) -> list[ChildRow]:
         if step is None:
-            return list(await self.conn.execute(_CHILDREN(self.backend), {"parent": parent_id}))
-        return list(await self.conn.execute(_STEP_CHILDREN(self.backend),
-                                            {"parent": parent_id, "step": step}))
+            res = await self.conn.execute(_CHILDREN(self.backend), {"parent": parent_id})
+        else:
+            res = await self.conn.execute(_STEP_CHILDREN(self.backend),
+                                          {"parent": parent_id, "step": step})
+        return cast("list[ChildRow]", list(res))
 
     async def page(
         self, function: str | None, status: str | None, limit: int, cursor: str | None
-    ) -> list[Any]:
-        cols = [c for c in runs.c if c.name not in ("input_json", "output_json", "event_json")]
-        q = select(*cols)
+    ) -> list[RunSummaryRow]:
+        q = select(*_PAGE_COLUMNS)
         if function:
             q = q.where(runs.c.function == function)
         if status:
             q = q.where(runs.c.status == status)
         if cursor:
             q = q.where(runs.c.id < cursor)
-        return list(await self.conn.execute(q.order_by(runs.c.id.desc()).limit(limit)))
+        return cast("list[RunSummaryRow]",
+                    list(await self.conn.execute(q.order_by(runs.c.id.desc()).limit(limit))))
 

@@ -2,26 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from sqlalchemy import delete, func, select, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import crons, schedules
+from orchestrator.store.rows import CronInsert, CronRow, Loose, ScheduleInsert, ScheduleRow
 
 
 class SchedulesRepo(Repo):
-    async def add(self, row: dict[str, Any]) -> None:
+    async def add(self, row: ScheduleInsert | Loose) -> None:
         await self.conn.execute(schedules.insert(), [row])
 
-    async def get(self, sid: str) -> Any:
-        return (await self.conn.execute(select(schedules).where(schedules.c.id == sid))).first()
+    async def get(self, sid: str) -> ScheduleRow | None:
+        return cast("ScheduleRow | None", (await self.conn.execute(
+            select(schedules).where(schedules.c.id == sid))).first())
 
-    async def pending(self, function: str | None, limit: int) -> list[Any]:
+    async def pending(self, function: str | None, limit: int) -> list[ScheduleRow]:
         q = select(schedules).where(schedules.c.run_id.is_(None))
         if function:
             q = q.where(schedules.c.function == function)
-        return list(await self.conn.execute(q.order_by(schedules.c.at).limit(limit)))
+        return cast("list[ScheduleRow]",
+                    list(await self.conn.execute(q.order_by(schedules.c.at).limit(limit))))
 
     async def remove(self, sid: str) -> int:
         res = await self.conn.execute(
@@ -29,10 +33,10 @@ class SchedulesRepo(Repo):
         )
         return int(res.rowcount)
 
-    async def due(self, now: float, limit: int) -> list[Any]:
+    async def due(self, now: float, limit: int) -> list[ScheduleRow]:
         q = (select(schedules).where(schedules.c.run_id.is_(None), schedules.c.at <= now)
              .order_by(schedules.c.at).limit(limit).with_for_update(skip_locked=True))
-        return list(await self.conn.execute(q))
+        return cast("list[ScheduleRow]", list(await self.conn.execute(q)))
 
     async def fired(self, sid: str, run_id: str) -> None:
         await self.conn.execute(
@@ -46,23 +50,26 @@ class SchedulesRepo(Repo):
 
 
 class CronsRepo(Repo):
-    async def add(self, row: dict[str, Any]) -> None:
+    async def add(self, row: CronInsert | Loose) -> None:
         await self.conn.execute(crons.insert(), [row])
 
-    async def get(self, cid: str) -> Any:
-        return (await self.conn.execute(select(crons).where(crons.c.id == cid))).first()
+    async def get(self, cid: str) -> CronRow | None:
+        return cast("CronRow | None", (await self.conn.execute(
+            select(crons).where(crons.c.id == cid))).first())
 
-    async def all(self, function: str | None) -> list[Any]:
+    async def all(self, function: str | None) -> list[CronRow]:
         q = select(crons)
         if function:
             q = q.where(crons.c.function == function)
-        return list(await self.conn.execute(q.order_by(crons.c.function, crons.c.id)))
+        return cast("list[CronRow]",
+                    list(await self.conn.execute(q.order_by(crons.c.function, crons.c.id))))
 
     async def remove(self, cid: str) -> int:
         res = await self.conn.execute(delete(crons).where(crons.c.id == cid))
         return int(res.rowcount)
 
-    async def replace_code_crons(self, functions: list[str], rows: list[dict[str, Any]]) -> None:
+    async def replace_code_crons(self, functions: list[str],
+                                 rows: Sequence[CronInsert | Loose]) -> None:
         """Make the code-declared crons of ``functions`` exactly ``rows`` (by id), keeping
         the fire schedule of those that stay."""
         keep = {r["id"] for r in rows}
@@ -75,10 +82,10 @@ class CronsRepo(Repo):
         if new:
             await self.conn.execute(crons.insert(), new)
 
-    async def due(self, now: float, limit: int) -> list[Any]:
+    async def due(self, now: float, limit: int) -> list[CronRow]:
         q = (select(crons).where(crons.c.next_fire_at <= now).order_by(crons.c.next_fire_at)
              .limit(limit).with_for_update(skip_locked=True))
-        return list(await self.conn.execute(q))
+        return cast("list[CronRow]", list(await self.conn.execute(q)))
 
     async def advance(self, cid: str, expected: float, next_fire_at: float | None,
                       last_fire_at: float | None) -> bool:

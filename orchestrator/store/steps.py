@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -9,6 +10,7 @@ from sqlalchemy import delete, select
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.db import Backend
 from orchestrator.store.models import steps
+from orchestrator.store.rows import Loose, StepInsert, StepRow
 
 
 def _record(backend: Backend) -> Any:
@@ -32,7 +34,7 @@ _MEMO = prepared(lambda b: select(steps).where(steps.c.run_id.in_(ids_param()))
 
 
 class StepsRepo(Repo):
-    async def record(self, rows: list[dict[str, Any]]) -> None:
+    async def record(self, rows: Sequence[StepInsert | Loose]) -> None:
         """Insert memo rows; a row already final is never overwritten (a repeated call
         records nothing twice), a ``retrying`` row is updated by the next attempt."""
         if rows:
@@ -47,11 +49,11 @@ class StepsRepo(Repo):
             q = q.where(steps.c.step_id.in_(step_ids))
         await self.conn.execute(q)
 
-    async def memo(self, run_ids: list[str]) -> dict[str, list[Any]]:
+    async def memo(self, run_ids: list[str]) -> dict[str, list[StepRow]]:
         if not run_ids:
             return {}
-        rows = await self.conn.execute(_MEMO(self.backend), {"ids": run_ids})
-        out: dict[str, list[Any]] = {rid: [] for rid in run_ids}
+        rows: list[StepRow] = (await self.conn.execute(_MEMO(self.backend), {"ids": run_ids})).all()
+        out: dict[str, list[StepRow]] = {rid: [] for rid in run_ids}
         for r in rows:
             out[r.run_id].append(r)
         return out

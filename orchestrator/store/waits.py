@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, cast
 
 from sqlalchemy import delete, select
 
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import waits
+from orchestrator.store.rows import Loose, MatchedWait, TakenWait, WaitInsert
 from sdk import protocol as p
 
 _REMOVE = prepared(lambda b: delete(waits).where(waits.c.run_id.in_(ids_param())))
 
 
 class WaitsRepo(Repo):
-    async def add(self, rows: list[dict[str, Any]]) -> None:
+    async def add(self, rows: Sequence[WaitInsert | Loose]) -> None:
         if rows:
             await self.conn.execute(waits.insert(), rows)
 
-    async def take_matching(self, event: Mapping[str, Any]) -> list[Any]:
+    async def take_matching(self, event: Mapping[str, Any]) -> list[MatchedWait]:
         """Remove and return the waits this event satisfies."""
         name = event["name"]
         field_sets = await self.conn.execute(
@@ -38,9 +39,9 @@ class WaitsRepo(Repo):
             .returning(waits.c.run_id, waits.c.step_id, waits.c.seq, waits.c.name,
                        waits.c.purpose)
         )
-        return list(await self.conn.execute(stmt))
+        return cast("list[MatchedWait]", list(await self.conn.execute(stmt)))
 
-    async def take_expired(self, run_ids: list[str], now: float) -> list[Any]:
+    async def take_expired(self, run_ids: list[str], now: float) -> list[TakenWait]:
         if not run_ids:
             return []
         stmt = (
@@ -49,7 +50,7 @@ class WaitsRepo(Repo):
                    waits.c.purpose == "wait")
             .returning(waits.c.run_id, waits.c.step_id, waits.c.seq, waits.c.name)
         )
-        return list(await self.conn.execute(stmt))
+        return cast("list[TakenWait]", list(await self.conn.execute(stmt)))
 
     async def remove(self, run_ids: list[str]) -> None:
         if run_ids:

@@ -13,6 +13,7 @@ from orchestrator.store import runs as runs_mod
 from orchestrator.store.db import PgConn, PostgresBackend
 from orchestrator.store.fastpath import PgPlan
 from tests.unit.test_fastpath import prepared_getters, run_row
+from tests.unit.test_rows import check_shapes, returned
 
 
 def test_every_prepared_statement_gets_a_plan_on_postgres() -> None:
@@ -86,3 +87,8 @@ def test_asyncpg_errors_raised_by_plans_are_retryable_like_wrapped_ones() -> Non
     b = PostgresBackend()
     assert b.is_retryable(Deadlock()) and b.is_retryable(Wrapped())
     assert not b.is_retryable(ValueError())
+
+
+async def test_every_method_returns_the_columns_of_its_row_type(store: Store) -> None:
+    """The drift check of tests/unit/test_rows.py on PostgreSQL (plans and SQLAlchemy)."""
+    check_shapes(await returned(store))

@@ -5,20 +5,30 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import pkgutil
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy
+from packaging.requirements import Requirement
+from sqlalchemy import Column, Float, Integer, MetaData, Table, bindparam
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql.asyncpg import (
+    AsyncAdapt_asyncpg_connection,
+    PGDialect_asyncpg,
+)
 from sqlalchemy.exc import StatementError
 
 import orchestrator.store as store_pkg
 from orchestrator.store import Store
 from orchestrator.store import queue as queue_mod
 from orchestrator.store import runs as runs_mod
-from orchestrator.store.db import SyncConn
-from orchestrator.store.fastpath import Plan, Result
+from orchestrator.store.db import PgConn, PostgresBackend, SQLiteBackend, SyncConn
+from orchestrator.store.fastpath import PgPlan, Plan, Result
 
 
 def prepared_getters() -> list[tuple[str, Any]]:
@@ -156,3 +166,81 @@ async def test_the_wal_is_checkpointed_in_the_background_and_emptied_on_close(
         await s.close()
     wal = Path(f"{path}-wal")
     assert not wal.exists() or wal.stat().st_size == 0
+
+
+def test_a_statement_without_a_plan_warns_once_with_the_reason(
+        caplog: pytest.LogCaptureFixture) -> None:
+    md = MetaData()
+    t = Table("t_defaults", md, Column("id", Integer, primary_key=True),
+              Column("n", Integer, default=lambda: 1))  # computed at execution
+    caplog.set_level(logging.WARNING, logger="orchestrator.store")
+    stmt = t.insert().values(id=bindparam("id"))
+    for _ in range(3):
+        assert Plan.build(stmt, sqlite.dialect()) is None
+        assert PgPlan.build(stmt, PGDialect_asyncpg()) is None  # type: ignore[no-untyped-call]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2, messages  # once per statement and dialect, not per build
+    assert all("Python-side defaults" in m and "INSERT INTO t_defaults" in m
+               for m in messages)
+
+    class Odd:  # anything unforeseen: SQLAlchemy runs it, and the warning says what broke
+        def compile(self, dialect: Any) -> Any:
+            raise KeyError("positiontup")
+
+        def __str__(self) -> str:
+            return "SELECT odd"
+
+    caplog.clear()
+    assert Plan.build(Odd(), sqlite.dialect()) is None
+    assert Plan.build(Odd(), sqlite.dialect()) is None
+    [record] = caplog.records
+    assert "SELECT odd (KeyError: 'positiontup')" in record.getMessage()
+
+
+def test_the_installed_sqlalchemy_is_a_version_fastpath_was_written_for() -> None:
+    """fastpath.py (and db.PgConn) read SQLAlchemy internals: pyproject.toml bounds the
+    versions it was written and tested for. Moving the bound means checking those
+    internals again (the docstring of fastpath.py lists them), then this test."""
+    with open(Path(__file__).parents[2] / "pyproject.toml", "rb") as f:
+        project = tomllib.load(f)["project"]
+    [req] = [Requirement(r) for r in project["optional-dependencies"]["server"]
+             if Requirement(r).name == "sqlalchemy"]
+    assert any(s.operator == "<" for s in req.specifier), "SQLAlchemy needs an upper bound"
+    installed = sqlalchemy.__version__
+    assert req.specifier.contains(installed, prereleases=True), (
+        f"SQLAlchemy {installed} is outside {req.specifier}, the versions whose internals "
+        f"orchestrator/store/fastpath.py was written for: check them, then move the pin")
+    # the internals themselves, on a compiled prepared statement and the asyncpg adapter
+    c = runs_mod._GET_MANY(SQLiteBackend()).stmt.compile(dialect=sqlite.dialect())
+    for name in ("positiontup", "binds", "_bind_processors", "_result_columns",
+                 "insert_prefetch", "update_prefetch", "literal_execute_params"):
+        assert hasattr(c, name), f"SQLAlchemy's compiler no longer has {name}"
+    assert "__[POSTCOMPILE_ids]" in c.string
+    assert callable(getattr(Float(), "_cached_result_processor", None))
+    assert callable(getattr(AsyncAdapt_asyncpg_connection, "_start_transaction", None))
+
+
+async def test_an_asyncpg_adapter_without_the_internals_warns_once_and_uses_sqlalchemy(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    class Raw:
+        dbapi_connection = object()  # no _start_transaction, _transaction, _connection
+
+    class Conn:
+        executed: list[Any] = []
+
+        async def get_raw_connection(self) -> Raw:
+            return Raw()
+
+        async def execute(self, stmt: Any, params: Any = None) -> str:
+            self.executed.append(stmt)
+            return "by sqlalchemy"
+
+    monkeypatch.setattr(PgConn, "adapter_warned", False)
+    caplog.set_level(logging.WARNING, logger="orchestrator.store")
+    plan = runs_mod._GET(PostgresBackend())
+    conn = PgConn(Conn(), write=True)  # type: ignore[arg-type]
+    assert await conn.execute(plan, {"id": "x"}) == "by sqlalchemy"
+    assert await conn.execute(plan, {"id": "y"}) == "by sqlalchemy"
+    assert Conn.executed == [plan.stmt, plan.stmt]
+    [record] = caplog.records
+    assert "lacks the internals" in record.getMessage()
