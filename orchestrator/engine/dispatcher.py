@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import time
-from typing import Any
 
 from orchestrator.config import Settings
 from orchestrator.engine.claim import Claim, Lease
