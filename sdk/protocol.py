@@ -784,6 +784,3 @@ def parse_answer(raw: Any, call_id: str) -> Answer:
         _require(isinstance(err, Mapping) and isinstance(err.get("message"), str), "error")
     return cast(Answer, msg)
 
-
-validate_answer = parse_answer
-"""The name the orchestrator's invoker calls (``parse_answer``)."""

@@ -16,7 +16,7 @@ from orchestrator.engine.invoker import Invoker
 from orchestrator.engine.registration import check_app_url, validate_functions
 from orchestrator.engine.registry import Registry
 from orchestrator.errors import Conflict, Invalid
-from orchestrator.store import Store, Tx
+from orchestrator.store import CronInsert, Store, Tx
 from sdk import protocol as p
 from sdk.function import NAME_RE
 
@@ -24,7 +24,7 @@ log = logging.getLogger("orchestrator")
 
 
 async def save_app(tx: Tx, app_id: str, url: str, sdk: str, configs: list[dict[str, Any]],
-                   crons: list[dict[str, Any]], now: float) -> None:
+                   crons: list[CronInsert], now: float) -> None:
     """Save an app, its functions and its code crons (replacing those of its previous
     registration). Refused (409) if another app is registered at ``url`` or serves one of
     its functions."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.engine.registry import FunctionInfo
-from orchestrator.store import CreatedRun, Loose, RunInsert, RunRow, StepRow
+from orchestrator.store import CreatedRun, RunInsert, RunRow, StepRow
 
 
 @dataclass
@@ -45,7 +45,7 @@ class Lease:
         self.room += len(self.claims) - len(kept)
         self.claims = kept
 
-    def take(self, row: RunInsert | Loose, fn: FunctionInfo | None) -> bool:
+    def take(self, row: RunInsert, fn: FunctionInfo | None) -> bool:
         if self.room <= 0:
             return False
         self.room -= 1

@@ -12,7 +12,7 @@ from orchestrator.engine.dag import on_failure_task
 from orchestrator.engine.ingest import cancel_waits_for, deadline
 from orchestrator.engine.lifecycle import Effects, cancel_run, js
 from orchestrator.errors import Conflict, NotFound
-from orchestrator.store import Tx
+from orchestrator.store import ChildRow, RunRow, StepRow, Tx
 from sdk import protocol as p
 
 REPLAYABLE = (p.RunStatus.FAILED, p.RunStatus.CANCELLED, p.RunStatus.TIMED_OUT)
@@ -31,7 +31,7 @@ class RunFilter:
     limit: int = 1000
 
 
-async def _locked(tx: Tx, run_id: str) -> Any:
+async def _locked(tx: Tx, run_id: str) -> RunRow:
     run = await tx.runs.lock(run_id)
     if run is None:
         raise NotFound(f"no run {run_id!r}", "id")
@@ -88,7 +88,7 @@ async def replay_matching(tx: Tx, f: RunFilter, start: str, now: float,
     return replayed
 
 
-async def replay(tx: Tx, run: Any, start: str, input_json: str | None, now: float,
+async def replay(tx: Tx, run: ChildRow, start: str, input_json: str | None, now: float,
                  fx: Effects) -> None:
     """Run a failed, cancelled or timed-out run again: from its failed step (the memo of
     the steps that succeeded is kept, they do not run again) or from the start (with the
@@ -142,7 +142,7 @@ async def replay(tx: Tx, run: Any, start: str, input_json: str | None, now: floa
         fx.wake = True
 
 
-def _succeeded(m: Any) -> bool:
+def _succeeded(m: StepRow) -> bool:
     if m.status != p.StepStatus.COMPLETED:
         return False
     if m.kind == p.MemoKind.CHILDREN and m.output_json:
@@ -150,6 +150,6 @@ def _succeeded(m: Any) -> bool:
     return True
 
 
-def _step_view(m: Any) -> dict[str, Any]:
+def _step_view(m: StepRow) -> dict[str, Any]:
     return {"id": m.step_id, "kind": m.kind, "status": m.status, "attempts": m.attempts,
             "error": json.loads(m.error_json) if m.error_json else None}

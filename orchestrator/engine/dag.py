@@ -24,7 +24,7 @@ from typing import Any
 
 from orchestrator.engine.ingest import NewRun, create_runs
 from orchestrator.engine.lifecycle import Effects, cancel_run, end_run, js, outcome
-from orchestrator.store import Tx
+from orchestrator.store import ChildRow, RunRow, Tx
 from sdk import protocol as p
 
 OK = (p.RunStatus.COMPLETED, p.RunStatus.SKIPPED)
@@ -70,7 +70,7 @@ async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
         return False
     tasks = {t["name"]: t for t in info.config.get("tasks", [])}
     on_failure = on_failure_task(info.config)
-    runs: dict[str, Any] = {}
+    runs: dict[str, ChildRow] = {}
     for ch in await tx.runs.children_of(wf_id):
         if ch.parent_step and "#" not in ch.parent_step:  # "<task>#<n>": set aside by replay
             runs[ch.parent_step] = ch
@@ -106,7 +106,8 @@ async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
     return False
 
 
-async def _fail(tx: Tx, wf: Any, runs: dict[str, Any], task: str, on_failure: str | None,
+async def _fail(tx: Tx, wf: RunRow, runs: dict[str, ChildRow], task: str,
+                on_failure: str | None,
                 now: float, fx: Effects) -> None:
     failure = p.task_failure(task, runs[task].status, **outcome(runs[task]))
     for name, r in runs.items():  # stop what still runs

@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.engine.lifecycle import Effects, cancel_run, memo_row
 from orchestrator.ids import new_id
-from orchestrator.store import Tx
+from orchestrator.store import QueueInsert, RunInsert, Tx, WaitInsert
 from sdk import protocol as p
 
 
@@ -58,10 +58,10 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
     """
     infos = await fx.registry.get_many({s.function for s in specs})
     ids: list[str] = []
-    rows: list[dict[str, Any]] = []
-    queue_rows: list[dict[str, Any]] = []
+    rows: list[RunInsert] = []
+    queue_rows: list[QueueInsert] = []
     workflows: list[str] = []
-    cancel_waits: list[dict[str, Any]] = []
+    cancel_waits: list[WaitInsert] = []
     for s in specs:
         if s.idempotency_key is not None:
             existing = await tx.runs.by_idempotency(s.function, s.idempotency_key)
@@ -73,7 +73,7 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
         info = infos.get(s.function)
         timeout, queue_timeout = info.timeouts_for(s.task) if info else (None, None)
         timeout_at, start_timeout_at = deadline(now, timeout), deadline(now, queue_timeout)
-        row: dict[str, Any] = {
+        row: RunInsert = {
             "id": rid, "function": s.function, "status": "queued", "attempt": 0,
             "input_json": s.input_json, "event_json": s.event_json,
             "idempotency_key": s.idempotency_key, "parent_id": s.parent_id,
@@ -88,16 +88,16 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
             fx.deadline_at(timeout_at)
             fx.deadline_at(start_timeout_at)
         if s.skipped:
-            row.update(status=p.RunStatus.SKIPPED, started_at=now, ended_at=now,
-                       timeout_at=None, start_timeout_at=None)
+            row.update({"status": p.RunStatus.SKIPPED, "started_at": now, "ended_at": now,
+                        "timeout_at": None, "start_timeout_at": None})
             continue
         if info is not None and info.kind == "workflow" and s.task is None:
-            row.update(status=p.RunStatus.RUNNING, started_at=now, start_timeout_at=None)
+            row.update({"status": p.RunStatus.RUNNING, "started_at": now, "start_timeout_at": None})
             workflows.append(rid)
         else:
             claimed = fx.lease is not None and fx.lease.take(row, info)
             if claimed:
-                row.update(status=p.RunStatus.RUNNING, started_at=now)
+                row.update({"status": p.RunStatus.RUNNING, "started_at": now})
             else:
                 fx.wake = True  # a queue row due now: the dispatcher claims it
             queue_rows.append({
@@ -130,12 +130,12 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
 
 
 def cancel_waits_for(rid: str, rules: list[dict[str, Any]], input_json: str,
-                  event_json: str | None, now: float) -> list[dict[str, Any]]:
+                  event_json: str | None, now: float) -> list[WaitInsert]:
     """Waits that cancel the run: ``{"event": e, "match": {event path: run path}}``, the
     run paths read from ``{"input": ..., "event": ...}`` of the run at its creation."""
     run_view = {"input": json.loads(input_json),
                 "event": json.loads(event_json) if event_json else None}
-    out = []
+    out: list[WaitInsert] = []
     for i, rule in enumerate(rules):
         match = {}
         for ev_path, run_path in (rule.get("match") or {}).items():

@@ -26,7 +26,7 @@ log = logging.getLogger("orchestrator.invoker")
 
 @dataclass(frozen=True)
 class Delivered:
-    answer: Mapping[str, Any]
+    answer: p.Answer
 
 
 @dataclass(frozen=True)
@@ -133,7 +133,7 @@ class Invoker:
             log.warning("discarded an answer to %s from %s: %s", call_id, url, exc)
             return self._misconfigured(url, f"answer discarded: {exc}")
         try:
-            answer = p.validate_answer(p.loads(resp.content), call_id)
+            answer = p.parse_answer(p.loads(resp.content), call_id)
         except (ValueError, p.ProtocolError) as exc:
             log.warning("discarded a malformed answer to %s from %s: %s", call_id, url, exc)
             return Failed(f"malformed answer: {exc}")

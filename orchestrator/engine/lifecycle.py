@@ -12,7 +12,7 @@ from typing import Any
 
 from orchestrator.engine.claim import Lease
 from orchestrator.engine.registry import Registry
-from orchestrator.store import Tx
+from orchestrator.store import ChildRow, RunCore, StepInsert, Tx
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.lifecycle")
@@ -67,7 +67,9 @@ def opt_js(value: Any) -> str | None:
 def memo_row(
     rid: str, op: Mapping[str, Any], kind: p.MemoKind, output_json: str | None,
     started: float | None, ended: float,
-) -> dict[str, Any]:
+) -> StepInsert:
+    """The memo row of an op the orchestrator itself resolves (a sleep, a wait's outcome,
+    children started or gathered)."""
     return {
         "run_id": rid, "step_id": op["id"], "seq": op["seq"], "name": op["name"],
         "kind": kind, "status": p.StepStatus.COMPLETED, "attempts": 0,
@@ -77,7 +79,7 @@ def memo_row(
 
 
 async def end_run(
-    tx: Tx, run: Any, status: str, output_json: str | None, error_json: str | None,
+    tx: Tx, run: RunCore, status: str, output_json: str | None, error_json: str | None,
     now: float, fx: Effects,
 ) -> None:
     """End a run. If its parent waits for it and it was the last child, record the
@@ -97,7 +99,7 @@ async def end_run(
         fx.advance_later(run.parent_id, now)
 
 
-def outcome(run: Any) -> dict[str, Any]:
+def outcome(run: ChildRow) -> dict[str, Any]:
     """An ended run's ``output`` and ``error`` (those it has), decoded: the keyword
     arguments of the protocol's result builders (``p.child_result``, ``p.parent_result``)."""
     kw: dict[str, Any] = {}
@@ -126,7 +128,7 @@ async def gather(tx: Tx, parent_id: str, now: float) -> None:
 
 
 async def cancel_run(
-    tx: Tx, run: Any, status: str, error: Mapping[str, Any], now: float, fx: Effects
+    tx: Tx, run: RunCore, status: str, error: Mapping[str, Any], now: float, fx: Effects
 ) -> list[str]:
     """End ``run`` with ``status`` (cancelled, timed_out) and cancel its unfinished
     descendants. Its pending work, sleeps and waits are dropped; an answer in flight

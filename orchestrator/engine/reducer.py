@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
 from orchestrator.config import Settings
 from orchestrator.engine import views
@@ -20,7 +20,7 @@ from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Delivered, Failed, Outcome
 from orchestrator.engine.lifecycle import Effects, end_run, js, memo_row, opt_js
 from orchestrator.loops import supervise
-from orchestrator.store import Store, Tx
+from orchestrator.store import StepInsert, Store, Tx
 from sdk import protocol as p
 from sdk.function import Retry
 
@@ -147,7 +147,7 @@ class Reducer:
                           "failures": failures}))
 
     async def _answered(self, tx: Tx, c: Claim, d: Delivered, now: float, fx: Effects) -> None:
-        a = cast(p.Answer, d.answer)  # the invoker made it with p.parse_answer
+        a = d.answer
         if c.run.start_timeout_at is not None:
             await tx.runs.started(c.run_id)
         # (its steps are recorded: _apply_all records every answer's at once)
@@ -163,7 +163,7 @@ class Reducer:
             await self._yielded(tx, c, a["op"], now, fx)
 
     @staticmethod
-    def _step_row(run_id: str, e: p.MemoEntry) -> dict[str, Any]:
+    def _step_row(run_id: str, e: p.MemoEntry) -> StepInsert:
         return {
             "run_id": run_id, "step_id": e["id"], "seq": e["seq"], "name": e["name"],
             "kind": e["kind"], "status": e.get("status", p.StepStatus.COMPLETED),

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from orchestrator.engine import cron
 from orchestrator.errors import Invalid
+from orchestrator.store import CronInsert
 from sdk import protocol as p
 from sdk.function import NAME_RE, Retry
 
@@ -147,11 +148,11 @@ def _cycle(stuck: set[str], parents: dict[str, list[str]]) -> list[str]:
     return [*path[path.index(n):], n][::-1]
 
 
-def code_crons(name: str, specs: Any) -> list[dict[str, Any]]:
+def code_crons(name: str, specs: Any) -> list[CronInsert]:
     """Rows for the crons a function declares in code (ids stable across re-syncs)."""
     if not isinstance(specs, list):
         raise _fail(f"function {name!r}: crons must be a list")
-    rows: list[dict[str, Any]] = []
+    rows: list[CronInsert] = []
     for s in specs:
         if not isinstance(s, Mapping) or not isinstance(s.get("expression"), str):
             raise _fail(f"function {name!r}: a cron needs an expression")
@@ -171,13 +172,13 @@ def code_crons(name: str, specs: Any) -> list[dict[str, Any]]:
     return rows
 
 
-def validate_functions(configs: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def validate_functions(configs: Any) -> tuple[list[dict[str, Any]], list[CronInsert]]:
     """The app's function configs, checked; and the crons they declare."""
     if not isinstance(configs, list):
         raise Invalid("the app's introspection has no function list", "url")
     seen: set[str] = set()
     out: list[dict[str, Any]] = []
-    crons: list[dict[str, Any]] = []
+    crons: list[CronInsert] = []
     for c in configs:
         if not isinstance(c, Mapping):
             raise _fail("a function declaration must be an object")

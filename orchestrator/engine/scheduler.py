@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
 
 from orchestrator.engine import cron
 from orchestrator.engine.hub import Hub
@@ -22,7 +21,7 @@ from orchestrator.engine.ingest import NewRun, create_runs
 from orchestrator.engine.lifecycle import Effects, cancel_run
 from orchestrator.engine.views import iso
 from orchestrator.loops import supervise
-from orchestrator.store import Store, Tx
+from orchestrator.store import CronRow, Store, Tx
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.scheduler")
@@ -104,14 +103,16 @@ class Scheduler:
             await self._fire(tx, c, now, fx)
         return len(due)
 
-    async def _fire(self, tx: Tx, c: Any, now: float, fx: Effects) -> None:
+    async def _fire(self, tx: Tx, c: CronRow, now: float, fx: Effects) -> None:
+        tick = c.next_fire_at
+        if tick is None:  # not due: ``crons.due`` selects only crons with a next fire time
+            return
         try:
             trigger = cron.parse(c.expression, c.timezone)
         except cron.CronError as exc:
             log.error("cron %s no longer parses (%s): disabled", c.id, exc)
-            await tx.crons.advance(c.id, c.next_fire_at, None, None)
+            await tx.crons.advance(c.id, tick, None, None)
             return
-        tick = float(c.next_fire_at)
         # the latest tick at or before now (missed ticks are not fired one by one)
         latest = tick
         if now - tick > 1.0:
@@ -123,7 +124,7 @@ class Scheduler:
         # a local time the clocks went back over fired the first time round
         repeated = cron.repeats_wall_clock(c.last_fire_at, latest, c.timezone)
         fire = not late and not repeated
-        if not await tx.crons.advance(c.id, c.next_fire_at, nxt, latest if fire else None):
+        if not await tx.crons.advance(c.id, tick, nxt, latest if fire else None):
             return  # another replica moved it first
         if late:
             log.warning("cron %s missed its tick at %s (beyond the %ss grace): skipped",

@@ -13,7 +13,7 @@ from orchestrator.engine.checks import input_json, require_known
 from orchestrator.engine.registry import Registry
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import new_id
-from orchestrator.store import Store
+from orchestrator.store import CronInsert, ScheduleInsert, Store
 
 PAST_TOLERANCE = 1.0
 """How far in the past (seconds) a schedule's time may be: clocks differ a little."""
@@ -32,8 +32,9 @@ class Schedules:
         now = time.time()
         if at < now - PAST_TOLERANCE:
             raise Invalid(f"'at' ({views.iso(at)}) is in the past", "at")
-        row = {"id": new_id(), "function": function, "input_json": input_json(input),
-               "at": at, "run_id": None, "created_at": now}
+        row: ScheduleInsert = {"id": new_id(), "function": function,
+                               "input_json": input_json(input), "at": at, "run_id": None,
+                               "created_at": now}
         async with self.store.write() as tx:
             await tx.schedules.add(row)
         self.changed()
@@ -69,10 +70,10 @@ class Schedules:
         except cron.CronError as exc:
             raise Invalid(str(exc), exc.field) from None
         now = time.time()
-        row = {"id": new_id(), "function": function, "expression": expression,
-               "timezone": timezone, "input_json": input_json(input), "source": "api",
-               "next_fire_at": cron.next_fire(trigger, now), "last_fire_at": None,
-               "created_at": now}
+        row: CronInsert = {"id": new_id(), "function": function, "expression": expression,
+                           "timezone": timezone, "input_json": input_json(input),
+                           "source": "api", "next_fire_at": cron.next_fire(trigger, now),
+                           "last_fire_at": None, "created_at": now}
         async with self.store.write() as tx:
             await tx.crons.add(row)
         self.changed()

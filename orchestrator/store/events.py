@@ -8,11 +8,11 @@ from sqlalchemy import bindparam, select, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import events
-from orchestrator.store.rows import EventInsert, EventRunIds, Loose
+from orchestrator.store.rows import EventInsert, EventRunIds
 
 
 class EventsRepo(Repo):
-    async def insert_new(self, rows: Sequence[EventInsert | Loose]) -> set[str]:
+    async def insert_new(self, rows: Sequence[EventInsert]) -> set[str]:
         """Insert events; return the ids that were new (the others are duplicates)."""
         if not rows:
             return set()
@@ -32,7 +32,7 @@ class EventsRepo(Repo):
         )
         return {r.id: r.run_ids_json for r in rows}
 
-    async def set_run_ids(self, rows: Sequence[EventRunIds | Loose]) -> None:
+    async def set_run_ids(self, rows: Sequence[EventRunIds]) -> None:
         """rows of {eid, run_ids_json}."""
         if rows:
             await self.conn.execute(

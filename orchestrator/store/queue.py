@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, case, delete, func, or_, select, update
 
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import queue
-from orchestrator.store.rows import ClaimedRow, Loose, QueueInsert
+from orchestrator.store.rows import ClaimedRow, QueueInsert
 
 NEVER = 1e12  # a due time that never comes (year 33658)
 
@@ -86,7 +86,7 @@ class QueueRepo(Repo):
         rows = await self.conn.execute(_FENCES(self.backend), {"ids": run_ids})
         return {r.run_id: (r.lease_owner, r.claims) for r in rows}
 
-    async def add_many(self, rows: Sequence[QueueInsert | Loose]) -> None:
+    async def add_many(self, rows: Sequence[QueueInsert]) -> None:
         """New rows for new runs: {run_id, due_at}."""
         if rows:
             await self.conn.execute(_ADD(self.backend), rows)

@@ -12,18 +12,13 @@ memo on each call.
 ``tests/unit/test_rows.py`` checks every type against the columns its statements return.
 
 Inserts take TypedDicts of the table's columns (``Required`` where the table has no
-default). ``Loose`` admits the ``dict[str, Any]`` that engine modules not yet annotated
-build; it goes once they build the TypedDicts.
+default), so mypy checks every dict the engine hands the store.
 """
 
 # no ``from __future__ import annotations``: TypedDict reads ``NotRequired`` at runtime
 # (``__required_keys__``), which string annotations hide on Python 3.11
 from dataclasses import asdict, dataclass
 from typing import Any, NotRequired, Protocol, TypedDict
-
-Loose = dict[str, Any]
-"""An insert dict built untyped (transitional: the callers in ingest, lifecycle, engine
-still build ``dict[str, Any]``)."""
 
 
 class Row(Protocol):

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, func, select, update
 
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import runs
-from orchestrator.store.rows import ChildRow, Loose, RunInsert, RunRow, RunSummaryRow
+from orchestrator.store.rows import ChildRow, RunInsert, RunRow, RunSummaryRow
 from sdk import protocol as p
 
 TERMINAL = p.TERMINAL
@@ -50,11 +50,11 @@ _STEP_CHILDREN = prepared(lambda b: select(*_CHILD_COLUMNS)
 
 
 class RunsRepo(Repo):
-    async def insert_many(self, rows: Sequence[RunInsert | Loose]) -> None:
+    async def insert_many(self, rows: Sequence[RunInsert]) -> None:
         if rows:
             await self.conn.execute(_INSERT(self.backend), rows)
 
-    async def insert_keyed(self, row: RunInsert | Loose) -> str | None:
+    async def insert_keyed(self, row: RunInsert) -> str | None:
         """Insert a run with an idempotency key; None if the key is taken (even by a
         concurrent transaction: the unique index decides, not a read before)."""
         ins = self.backend.insert(runs).values(**row)

@@ -9,11 +9,11 @@ from sqlalchemy import delete, func, select, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import crons, schedules
-from orchestrator.store.rows import CronInsert, CronRow, Loose, ScheduleInsert, ScheduleRow
+from orchestrator.store.rows import CronInsert, CronRow, ScheduleInsert, ScheduleRow
 
 
 class SchedulesRepo(Repo):
-    async def add(self, row: ScheduleInsert | Loose) -> None:
+    async def add(self, row: ScheduleInsert) -> None:
         await self.conn.execute(schedules.insert(), [row])
 
     async def get(self, sid: str) -> ScheduleRow | None:
@@ -50,7 +50,7 @@ class SchedulesRepo(Repo):
 
 
 class CronsRepo(Repo):
-    async def add(self, row: CronInsert | Loose) -> None:
+    async def add(self, row: CronInsert) -> None:
         await self.conn.execute(crons.insert(), [row])
 
     async def get(self, cid: str) -> CronRow | None:
@@ -69,7 +69,7 @@ class CronsRepo(Repo):
         return int(res.rowcount)
 
     async def replace_code_crons(self, functions: list[str],
-                                 rows: Sequence[CronInsert | Loose]) -> None:
+                                 rows: Sequence[CronInsert]) -> None:
         """Make the code-declared crons of ``functions`` exactly ``rows`` (by id), keeping
         the fire schedule of those that stay."""
         keep = {r["id"] for r in rows}

@@ -10,7 +10,7 @@ from sqlalchemy import delete, select
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.db import Backend
 from orchestrator.store.models import steps
-from orchestrator.store.rows import Loose, StepInsert, StepRow
+from orchestrator.store.rows import StepInsert, StepRow
 
 
 def _record(backend: Backend) -> Any:
@@ -34,7 +34,7 @@ _MEMO = prepared(lambda b: select(steps).where(steps.c.run_id.in_(ids_param()))
 
 
 class StepsRepo(Repo):
-    async def record(self, rows: Sequence[StepInsert | Loose]) -> None:
+    async def record(self, rows: Sequence[StepInsert]) -> None:
         """Insert memo rows; a row already final is never overwritten (a repeated call
         records nothing twice), a ``retrying`` row is updated by the next attempt."""
         if rows:

@@ -9,14 +9,14 @@ from sqlalchemy import delete, select
 
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import waits
-from orchestrator.store.rows import Loose, MatchedWait, TakenWait, WaitInsert
+from orchestrator.store.rows import MatchedWait, TakenWait, WaitInsert
 from sdk import protocol as p
 
 _REMOVE = prepared(lambda b: delete(waits).where(waits.c.run_id.in_(ids_param())))
 
 
 class WaitsRepo(Repo):
-    async def add(self, rows: Sequence[WaitInsert | Loose]) -> None:
+    async def add(self, rows: Sequence[WaitInsert]) -> None:
         if rows:
             await self.conn.execute(waits.insert(), rows)
 

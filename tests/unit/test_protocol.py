@@ -486,10 +486,6 @@ def test_dumps_value_refuses_what_the_api_refuses() -> None:
 # -- builders round-trip through the parsers ----------------------------------------------------
 
 
-def test_validate_answer_is_parse_answer() -> None:
-    # the orchestrator's invoker calls it by its old name
-    assert p.validate_answer is p.parse_answer
-
 
 def test_memo_entry_leaves_out_what_is_not_given() -> None:
     assert p.memo_entry("a", 0, "a", p.MemoKind.SLEEP) == {

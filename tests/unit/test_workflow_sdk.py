@@ -52,7 +52,7 @@ async def run_task(wf: Workflow, task: str, parents: Mapping[str, Any] | None = 
     req = task_request(wf, task, parents, **kw)
     raw = await execute(wf, req, len(p.dumps(req)))
     answer = p.loads(p.dumps(raw))
-    p.validate_answer(answer, req["call_id"])
+    p.parse_answer(answer, req["call_id"])
     return answer  # type: ignore[no-any-return]
 
 
@@ -603,7 +603,7 @@ async def _handle(h: Handler, msg: Mapping[str, Any]) -> dict[str, Any]:
     resp = await h.handle(body, p.Signer(KEY).sign(body))
     assert resp.status == 200
     p.Signer(KEY).verify(resp.body, resp.headers)  # signed with the app's key
-    answer = p.validate_answer(json.loads(resp.body), msg["call_id"])
+    answer = p.parse_answer(json.loads(resp.body), msg["call_id"])
     return dict(answer)
 
 
