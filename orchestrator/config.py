@@ -19,6 +19,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from sdk import protocol as p
+
 ENV_PREFIX = "DURABLE_"
 DEV_KEYS_FILE = "dev-keys.env"
 """Where ``orchestrator dev`` keeps its keys: beside its SQLite database."""
@@ -106,6 +108,10 @@ class Settings(BaseSettings):
         ge=1, description="seconds an idle client connection is kept open (whole seconds): "
                           "longer than clients keep theirs (httpx 5 s, the SDK 4 s), so a "
                           "request is not sent on a connection being closed")] = 75.0
+    max_clock_skew: Annotated[float, Field(
+        gt=0, le=3600, description="seconds a signed message's timestamp may be off (the "
+                                   "window in which a captured call could be replayed)")] = (
+        p.MAX_CLOCK_SKEW_S)
     max_body_bytes: Annotated[int, Field(
         ge=1, description="largest REST request body, in bytes")] = 4 * 1024 * 1024
     allow_insecure_app_urls: Annotated[bool, Flag("--allow-insecure-apps"), Field(

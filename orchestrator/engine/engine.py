@@ -61,7 +61,8 @@ class Engine:
         self.notifier = Notifier()
         self.registry = Registry(self.store)
         self.hub = Hub(self.store, self.registry, self.notifier)
-        self.signer = p.Signer(settings.signing_key, settings.signing_key_fallback)
+        self.signer = p.Signer(settings.signing_key, settings.signing_key_fallback,
+                               max_skew=settings.max_clock_skew)
         self.invoker = Invoker(self.signer, timeout=settings.call_timeout,
                                pool_size=settings.pool_per_app, transport=transport)
         self.reducer = Reducer(self.store, self.hub, settings)
