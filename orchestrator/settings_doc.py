@@ -41,7 +41,8 @@ SDK_SETTINGS: tuple[tuple[str, str, str, str], ...] = (
      "Bearer key of the orchestrator's REST API, to trigger runs and register"),
     ("DURABLE_APP_ID", "string", "`app`", "this app's id (`Client(app_id=)`)"),
     ("DURABLE_MAX_CLOCK_SKEW", "number > 0, <= 3600", f"`{MAX_CLOCK_SKEW_S:g}`",
-     "seconds a signed message's timestamp may be off by the app's clock (the orchestrator's own is the setting above)"),
+     "seconds a signed message's timestamp may be off by the app's clock (the "
+     "orchestrator's own is the setting above)"),
 )
 
 

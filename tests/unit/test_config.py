@@ -64,6 +64,8 @@ def test_a_bad_number_is_named_in_one_line() -> None:
     ("DURABLE_DB_POOL_SIZE", "0", "greater than or equal to 1"),
     ("DURABLE_KEEP_ALIVE", "0.5", "greater than or equal to 1"),
     ("DURABLE_MAX_BODY_BYTES", "0", "greater than or equal to 1"),
+    ("DURABLE_MAX_CLOCK_SKEW", "0", "greater than 0"),
+    ("DURABLE_MAX_CLOCK_SKEW", "3601", "less than or equal to 3600"),
     ("DURABLE_ALLOW_INSECURE_APP_URLS", "maybe", "valid boolean"),
     ("DURABLE_LOG_LEVEL", "loud", "'info'"),
 ])
