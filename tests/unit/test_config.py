@@ -48,7 +48,7 @@ def test_a_bad_number_is_named_in_one_line() -> None:
         "DURABLE_CALL_TIMEOUT: input should be a valid number, got 'abc'")
 
 
-@pytest.mark.parametrize(("var", "value", "problem"), [
+BAD_VALUES = [
     ("DURABLE_PORT", "0", "greater than or equal to 1"),
     ("DURABLE_PORT", "65536", "less than or equal to 65535"),
     ("DURABLE_PORT", "80.5", "valid integer"),
@@ -68,7 +68,10 @@ def test_a_bad_number_is_named_in_one_line() -> None:
     ("DURABLE_MAX_CLOCK_SKEW", "3601", "less than or equal to 3600"),
     ("DURABLE_ALLOW_INSECURE_APP_URLS", "maybe", "valid boolean"),
     ("DURABLE_LOG_LEVEL", "loud", "'info'"),
-])
+]
+
+
+@pytest.mark.parametrize(("var", "value", "problem"), BAD_VALUES)
 def test_each_bound_is_refused(var: str, value: str, problem: str) -> None:
     out = _refusal(**{var: value})
     assert out.startswith(f"{var}: input should be ") and out.endswith(f", got {value!r}")
@@ -76,14 +79,10 @@ def test_each_bound_is_refused(var: str, value: str, problem: str) -> None:
 
 
 def test_every_bounded_field_is_tested() -> None:
-    tested = {"DURABLE_PORT", "DURABLE_CALL_TIMEOUT", "DURABLE_LEASE_TTL",
-              "DURABLE_MAX_INFLIGHT", "DURABLE_POOL_PER_APP", "DURABLE_POLL_INTERVAL",
-              "DURABLE_UNREACHABLE_TIMEOUT", "DURABLE_DELIVERY_BACKOFF_MAX",
-              "DURABLE_CRON_GRACE", "DURABLE_DB_CONNECT_WAIT", "DURABLE_DB_POOL_SIZE",
-              "DURABLE_KEEP_ALIVE", "DURABLE_MAX_BODY_BYTES"}
+    tested = {var for var, _, _ in BAD_VALUES}
     bounded = {env_names(n, f)[0] for n, f in Settings.model_fields.items()
                if any(hasattr(m, a) for m in f.metadata for a in ("gt", "ge", "lt", "le"))}
-    assert bounded == tested
+    assert bounded <= tested
 
 
 def test_two_bad_values_are_both_named_on_one_line() -> None:
