@@ -3,7 +3,8 @@ against and what the OpenAPI document shows (``openapi.py``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Final
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, ModelWrapValidatorHandler, model_validator
@@ -17,6 +18,7 @@ from orchestrator.api.fields import (
     MAX_KEY_CHARS,
     MAX_STR_CHARS,
     NO_NUL,
+    TIMESTAMP_SCHEMA,
     Body,
     EventData,
     EventName,
@@ -25,10 +27,10 @@ from orchestrator.api.fields import (
     JsonValue,
     Text,
     Timestamp,
-    TIMESTAMP_SCHEMA,
     check,
     clean_str,
     epoch,
+    text_check,
 )
 from orchestrator.engine.control import FROM
 from orchestrator.engine.engine import MAX_BULK
@@ -39,26 +41,28 @@ from sdk import protocol as p
 MAX_EVENTS_PER_REQUEST: Final = 1000
 STATUSES: Final = tuple(s.value for s in p.RunStatus)
 _STATUS: Final = {"enum": list(STATUSES)}
-From = Literal["failed_step", "start"]
 
 
 def _null(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def _optional_text(max_chars: int, description: str = "") -> Any:
-    """``Text`` that may be absent or null (``None``)."""
+def _maybe_text(max_chars: int) -> Callable[[Any, str], str | None]:
+    """The check of a string that may be absent or null (``None``)."""
+    required = text_check(max_chars)
+
     def text(v: Any, name: str) -> str | None:
-        if v is None:
-            return None
-        if not isinstance(v, str) or not v:
-            raise Invalid(f"'{name}' must be a non-empty string", name)
-        return clean_str(v, name, max_chars)
+        return None if v is None else required(v, name)
+    return text
+
+
+def _nullable_text(max_chars: int, description: str = "") -> Schema:
     schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": max_chars,
                               "pattern": NO_NUL}
+    out = _null(schema)
     if description:
-        schema["description"] = description
-    return Annotated[str | None, check(text), Schema(_null(schema))]
+        out["description"] = description
+    return Schema(out)
 
 
 def _optional_epoch(v: Any, name: str) -> float | None:
@@ -100,13 +104,15 @@ def _url(v: Any, name: str) -> str:
     return v
 
 
-OptionalText = _optional_text(MAX_STR_CHARS)
-OptionalKey = _optional_text(MAX_KEY_CHARS, "A key already used for this function returns "
-                                            "its run")
-OptionalEventId = _optional_text(
+OptionalText = Annotated[str | None, check(_maybe_text(MAX_STR_CHARS)),
+                         _nullable_text(MAX_STR_CHARS)]
+OptionalKey = Annotated[str | None, check(_maybe_text(MAX_KEY_CHARS)), _nullable_text(
+    MAX_KEY_CHARS, "A key already used for this function returns its run")]
+OptionalEventId = Annotated[str | None, check(_maybe_text(MAX_ID_CHARS)), _nullable_text(
     MAX_ID_CHARS, "Idempotency key: an event with a known id is accepted and ignored (its "
-    "answer says `duplicate: true`; absent: a new id is made)")
-Timezone = _optional_text(MAX_STR_CHARS, "An IANA name (absent: UTC)")
+    "answer says `duplicate: true`; absent: a new id is made)")]
+Timezone = Annotated[str | None, check(_maybe_text(MAX_STR_CHARS)),
+                     _nullable_text(MAX_STR_CHARS, "An IANA name (absent: UTC)")]
 OptionalTimestamp = Annotated[float | None, check(_optional_epoch),
                               Schema(_null(TIMESTAMP_SCHEMA))]
 Statuses = Annotated[tuple[str, ...], check(_statuses), Schema({

@@ -127,7 +127,8 @@ def clean_str(v: str, name: str, max_chars: int = MAX_STR_CHARS) -> str:
     return v
 
 
-def _text(max_chars: int) -> Callable[[Any, str], str]:
+def text_check(max_chars: int) -> Callable[[Any, str], str]:
+    """The check of a non-empty ``clean_str`` of at most ``max_chars``."""
     def text(v: Any, name: str) -> str:
         if not isinstance(v, str) or not v:
             raise Invalid(f"'{name}' must be a non-empty string", name)
@@ -212,13 +213,13 @@ def _filter_limit(value: Any, field: str) -> int:
 
 _CLEAN = {"type": "string", "minLength": 1, "pattern": NO_NUL}
 #: A string the API takes: 1 to MAX_STR_CHARS characters, no NUL, valid Unicode.
-Text = Annotated[str, check(_text(MAX_STR_CHARS)),
+Text = Annotated[str, check(text_check(MAX_STR_CHARS)),
                  Schema({**_CLEAN, "maxLength": MAX_STR_CHARS})]
-Key = Annotated[str, check(_text(MAX_KEY_CHARS)),
+Key = Annotated[str, check(text_check(MAX_KEY_CHARS)),
                 Schema({**_CLEAN, "maxLength": MAX_KEY_CHARS,
                         "description": "A key already used for this function returns its "
                         "run"})]
-EventId = Annotated[str, check(_text(MAX_ID_CHARS)),
+EventId = Annotated[str, check(text_check(MAX_ID_CHARS)),
                     Schema({**_CLEAN, "maxLength": MAX_ID_CHARS})]
 JsonValue = Annotated[Any, check(json_value), Schema({"description": "any JSON value"})]
 EventName = Annotated[str, check(_event_name),
