@@ -150,7 +150,8 @@ async def test_every_route_answers_as_the_document_says(stack: Stack, api: Contr
     sched = await c("POST", "/api/v1/schedules", 201,
                     json={"function": "chain", "at": time.time() + 3600, "input": 1})
     await c("POST", "/api/v1/schedules", 422, json={"function": "chain", "at": 0})
-    await c("POST", "/api/v1/schedules", 404, json={"function": "no-such", "at": "2999-01-01T00:00:00Z"})
+    await c("POST", "/api/v1/schedules", 404,
+            json={"function": "no-such", "at": "2999-01-01T00:00:00Z"})
     await c("GET", "/api/v1/schedules", 200, params={"function": "chain"})
     await c("GET", "/api/v1/schedules", 422, params={"function": "a\x00"})
     one = "/api/v1/schedules/{sid}"
