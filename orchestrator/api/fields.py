@@ -59,12 +59,12 @@ def validated(model: type[M], value: object, where: str = "") -> M:
 
 def invalid(exc: ValidationError, where: str = "") -> Invalid:
     """The 422 of ``exc``: its unknown fields if it has any, else its first error."""
-    errors = exc.errors(include_url=False, include_context=True)
-    extra = sorted(str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden")
-    if extra:
-        prefix = field_name(errors[0]["loc"][:-1], where)
-        names = [f"{prefix}.{n}" if prefix else n for n in extra]
-        return Invalid(f"unknown field(s): {extra}", names[0])
+    errors = exc.errors(include_url=False)
+    extras = [e["loc"] for e in errors if e["type"] == "extra_forbidden"]
+    if extras:  # those of the first object that has any
+        parent = extras[0][:-1]
+        names = sorted(str(loc[-1]) for loc in extras if loc[:-1] == parent)
+        return Invalid(f"unknown field(s): {names}", field_name((*parent, names[0]), where))
     first = errors[0]
     name = field_name(first["loc"], where) or "body"
     return Invalid(_message(first, name), name)
@@ -88,9 +88,7 @@ def _message(e: ErrorDetails, name: str) -> str:
     if kind == "missing":
         return f"'{name}' is required"
     if kind in ("model_type", "dict_type", "model_attributes_type"):
-        return "expected a JSON object" if not e["loc"] else f"'{name}' must be a JSON object"
-    if kind in ("literal_error", "enum"):
-        return f"'{name}' must be one of {e.get('ctx', {}).get('expected', '')}"
+        return "expected a JSON object"
     return f"'{name}': {e['msg']}"
 
 

@@ -206,3 +206,12 @@ def test_an_event_is_named_under_its_place_in_the_body() -> None:
     big = {"name": "a", "pad": "x" * p.MAX_EVENT_BYTES}
     err = refused(validated, Event, big, "body", field="body")
     assert err.message.startswith("event is ")
+
+
+def test_the_unknown_fields_named_are_those_of_one_object() -> None:
+    err = refused(validated, BulkRunList, {"runs": [{"function": "f", "zz": 1},
+                                                    {"function": "g", "aa": 1, "bb": 2}]},
+                  field="runs[0].zz")
+    assert err.message == "unknown field(s): ['zz']"
+    err = refused(validated, BulkRunList, {"runs": [{"function": "f"}, 3]}, field="runs[1]")
+    assert err.message == "expected a JSON object"
