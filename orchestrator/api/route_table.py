@@ -71,8 +71,10 @@ class Operation:
     body: Schema | None = None
     body_required: bool = True
     params: tuple[Param, ...] = ()
-    errors: tuple[int, ...] = ()  # with ERROR_TEXT's description (401 when not public;
-    error_text: dict[int, str] = field(default_factory=dict)  # 413, 422 with a body)
+    #: Error statuses besides those every operation of its kind has (401 unless public;
+    #: 413 and 422 with a body); ``error_text`` says when, where ``ERROR_TEXT`` would not.
+    errors: tuple[int, ...] = ()
+    error_text: dict[int, str] = field(default_factory=dict)
     description: str = ""
     public: bool = False  # no API key needed
 
