@@ -4,6 +4,7 @@ response types (``answers.py``): nothing in it is kept by hand."""
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, Final
 
 from pydantic import TypeAdapter
@@ -98,4 +99,7 @@ def build() -> dict[str, Any]:
         "paths": paths,
     }
 
-OPENAPI: Final = build()
+@cache
+def document() -> dict[str, Any]:
+    """The document, built on first use (not at start-up: building it takes a while)."""
+    return build()

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from orchestrator.api.bodies import MAX_EVENTS_PER_REQUEST, STATUSES, CreateRun, Event, RegisterApp
 from orchestrator.api.fields import validated
-from orchestrator.api.openapi import OPENAPI
+from orchestrator.api.openapi import document
 from orchestrator.api.parse import float_param
 from orchestrator.api.responses import JSON, engine_of, path_id, query_str, read_body, read_json
 from orchestrator.api.route_table import DEFAULT_PAGE, DEFAULT_WAIT, MAX_PAGE, MAX_WAIT
@@ -35,7 +35,7 @@ async def readyz(request: Request) -> JSON:
 
 
 async def openapi(request: Request) -> JSON:
-    return JSON(OPENAPI)
+    return JSON(document())
 
 
 async def register_app(request: Request) -> JSON:

@@ -14,10 +14,12 @@ import httpx
 import jsonschema_rs
 import pytest
 
-from orchestrator.api.openapi import OPENAPI
+from orchestrator.api.openapi import document
 from orchestrator.api.route_table import OPERATIONS
 from tests.e2e.conftest import Stack
 from tests.support import procs
+
+OPENAPI = document()
 
 COMPONENTS = {"components": OPENAPI["components"]}
 

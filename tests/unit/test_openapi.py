@@ -14,13 +14,15 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from orchestrator.api import bodies, fields, route_table
-from orchestrator.api.openapi import OPENAPI
+from orchestrator.api.openapi import document
 from orchestrator.api.route_table import OPERATIONS
 from orchestrator.app import create_app
 from orchestrator.config import Settings
 from orchestrator.engine import views
 from orchestrator.engine.engine import MAX_BULK
 from sdk import protocol as p
+
+OPENAPI = document()
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
