@@ -2,120 +2,77 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from orchestrator.api.parse import epoch, only, run_filter
-from orchestrator.api.responses import (
-    JSON,
-    MAX_KEY_CHARS,
-    engine_of,
-    json_value,
-    path_id,
-    query_str,
-    read_body,
-    want_object,
-    want_str,
+from orchestrator.api.bodies import (
+    BulkInputs,
+    BulkRunList,
+    CancelRun,
+    CancelRuns,
+    CreateCron,
+    CreateSchedule,
+    ReplayRun,
+    ReplayRuns,
 )
-from orchestrator.engine.control import FROM
-from orchestrator.engine.engine import MAX_BULK, RunSpec
+from orchestrator.api.fields import validated
+from orchestrator.api.parse import run_filter
+from orchestrator.api.responses import JSON, engine_of, path_id, query_str, read_body, read_json
+from orchestrator.api.route_table import MAX_SCHEDULES
+from orchestrator.engine.engine import RunSpec
 from orchestrator.errors import Invalid
 
 
 async def bulk_runs(request: Request) -> JSON:
     """``{"function": f, "inputs": [...]}`` or ``{"runs": [{function, input,
     idempotency_key?}, ...]}``: all started in one transaction."""
-    body = await read_body(request)
-    specs: list[RunSpec] = []
-    if "runs" in body:
-        only(body, {"runs"})
-        runs = body["runs"]
-        if not isinstance(runs, list) or not runs:
-            raise Invalid("'runs' must be a non-empty list", "runs")
-        for i, r in enumerate(runs):
-            r = want_object(r, f"runs[{i}]")
-            only(r, {"function", "input", "idempotency_key"})
-            fn = want_str(r, "function", where=f"runs[{i}].function")
-            key = want_str(r, "idempotency_key", required=False,
-                           where=f"runs[{i}].idempotency_key", max_chars=MAX_KEY_CHARS)
-            json_value(r.get("input"), f"runs[{i}].input")
-            assert fn is not None
-            specs.append(RunSpec(fn, r.get("input"), key))
+    raw = await read_json(request, engine_of(request).settings.max_body_bytes)
+    specs: list[RunSpec]
+    if isinstance(raw, dict) and "runs" in raw:
+        runs = validated(BulkRunList, raw).runs
+        specs = [RunSpec(r.function, r.input, r.idempotency_key) for r in runs]
     else:
-        only(body, {"function", "inputs"})
-        fn = want_str(body, "function")
-        inputs = body.get("inputs")
-        if not isinstance(inputs, list) or not inputs:
-            raise Invalid("'inputs' must be a non-empty list", "inputs")
-        assert fn is not None
-        for i, x in enumerate(inputs):
-            json_value(x, f"inputs[{i}]")
-        specs = [RunSpec(fn, x) for x in inputs]
-    if len(specs) > MAX_BULK:
-        raise Invalid(f"at most {MAX_BULK} runs per request", "runs")
+        body = validated(BulkInputs, raw)
+        specs = [RunSpec(body.function, x) for x in body.inputs]
     ids = await engine_of(request).start_runs(specs)
     return JSON({"ids": ids}, status_code=201)
 
 
 async def cancel_run(request: Request) -> JSON:
-    body = await read_body(request, empty_ok=True)
-    only(body, {"reason"})
-    reason = want_str(body, "reason", required=False)
-    return JSON(await engine_of(request).cancel_run(path_id(request, "run_id"), reason))
+    body = await read_body(request, CancelRun, empty_ok=True)
+    return JSON(await engine_of(request).cancel_run(path_id(request, "run_id"), body.reason))
 
 
 async def cancel_runs(request: Request) -> JSON:
-    body = await read_body(request)
-    only(body, {"function", "status", "since", "until", "limit", "reason"})
-    reason = want_str(body, "reason", required=False)
-    return JSON(await engine_of(request).cancel_runs(run_filter(body), reason))
-
-
-def _from(body: dict[str, Any]) -> str:
-    start = body.get("from", "failed_step")
-    if start not in FROM:
-        raise Invalid(f"'from' must be one of {list(FROM)}", "from")
-    return str(start)
+    body = await read_body(request, CancelRuns)
+    return JSON(await engine_of(request).cancel_runs(run_filter(body), body.reason))
 
 
 async def replay_run(request: Request) -> JSON:
-    body = await read_body(request, empty_ok=True)
-    only(body, {"from", "input"})
-    start = _from(body)
-    if "input" in body and start != "start":
+    body = await read_body(request, ReplayRun, empty_ok=True)
+    new_input = "input" in body.model_fields_set
+    if new_input and body.start != "start":
         raise Invalid("a new 'input' needs \"from\": \"start\"", "input")
-    if "input" in body:
-        json_value(body["input"], "input")
-    kwargs = {"input": body["input"]} if "input" in body else {}
-    return JSON(await engine_of(request).replay_run(path_id(request, "run_id"), start,
+    kwargs = {"input": body.input} if new_input else {}
+    return JSON(await engine_of(request).replay_run(path_id(request, "run_id"), body.start,
                                                   **kwargs))
 
 
 async def replay_runs(request: Request) -> JSON:
-    body = await read_body(request)
-    only(body, {"function", "status", "since", "until", "limit", "from"})
-    return JSON(await engine_of(request).replay_runs(run_filter(body), _from(body)))
+    body = await read_body(request, ReplayRuns)
+    return JSON(await engine_of(request).replay_runs(run_filter(body), body.start))
 
 
 async def create_schedule(request: Request) -> JSON:
-    body = await read_body(request)
-    only(body, {"function", "input", "at"})
-    fn = want_str(body, "function")
-    if "at" not in body:
-        raise Invalid("'at' is required", "at")
-    assert fn is not None
-    at = epoch(body["at"], "at")
-    json_value(body.get("input"), "input")
-    out = await engine_of(request).create_schedule(fn, at, body.get("input"))
+    body = await read_body(request, CreateSchedule)
+    out = await engine_of(request).create_schedule(body.function, body.at, body.input)
     return JSON(out, status_code=201)
 
 
 async def list_schedules(request: Request) -> JSON:
     fn = query_str(request, "function")
-    return JSON({"schedules": await engine_of(request).list_schedules(fn, 1000)})
+    return JSON({"schedules": await engine_of(request).list_schedules(fn, MAX_SCHEDULES)})
 
 
 async def get_schedule(request: Request) -> JSON:
@@ -128,14 +85,9 @@ async def delete_schedule(request: Request) -> Response:
 
 
 async def create_cron(request: Request) -> JSON:
-    body = await read_body(request)
-    only(body, {"function", "expression", "timezone", "input"})
-    fn = want_str(body, "function")
-    expr = want_str(body, "expression")
-    tz = want_str(body, "timezone", required=False) or "UTC"
-    assert fn is not None and expr is not None
-    json_value(body.get("input"), "input")
-    out = await engine_of(request).create_cron(fn, expr, tz, body.get("input"))
+    body = await read_body(request, CreateCron)
+    out = await engine_of(request).create_cron(body.function, body.expression,
+                                               body.timezone or "UTC", body.input)
     return JSON(out, status_code=201)
 
 

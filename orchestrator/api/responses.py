@@ -1,4 +1,4 @@
-"""JSON responses and request-body parsing with clear 4xx errors."""
+"""JSON responses, and reading a request's body, path and query with clear 4xx errors."""
 
 from __future__ import annotations
 
@@ -9,15 +9,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from orchestrator.api.fields import MAX_ID_CHARS, MAX_STR_CHARS, M, clean_str, validated
 from orchestrator.engine.engine import Engine
 from orchestrator.errors import ApiError, Invalid, NotFound, TooLarge
 from sdk import protocol as p
 
-#: The longest id (an event id, a path id, a cursor) and idempotency key the API takes.
-MAX_ID_CHARS = 256
-MAX_KEY_CHARS = 256
-#: The longest other string field (a function name, a reason, a URL, an expression).
-MAX_STR_CHARS = 4096
 #: The levels a request body may add around a JSON value (``{"runs": [{"input": ...}]}``).
 BODY_ENVELOPE = 4
 
@@ -37,11 +33,12 @@ def error_response(err: ApiError) -> JSON:
     return JSON(err.body(), status_code=err.status)
 
 
-async def read_body(request: Request, *, empty_ok: bool = False) -> dict[str, Any]:
-    """The request's JSON object (``{}`` for no body when ``empty_ok``), size-limited."""
+async def read_body(request: Request, model: type[M], *, empty_ok: bool = False) -> M:
+    """The request's JSON body as ``model`` (``{}`` for no body when ``empty_ok``),
+    size-limited."""
     if empty_ok and request.headers.get("content-length") in (None, "0"):
-        return {}
-    return want_object(await read_json(request, engine_of(request).settings.max_body_bytes))
+        return validated(model, {})
+    return validated(model, await read_json(request, engine_of(request).settings.max_body_bytes))
 
 
 async def read_json(request: Request, limit: int) -> Any:
@@ -80,26 +77,6 @@ def _finite(literal: str) -> float:
     return v
 
 
-def json_value(value: Any, field: str, max_bytes: int = p.MAX_STEP_OUTPUT_BYTES) -> bytes:
-    """``value`` encoded, or ``Invalid`` naming ``field``: every route's test for "a JSON
-    value we accept" (finite numbers, valid Unicode, at most ``MAX_JSON_DEPTH`` deep, at
-    most ``max_bytes`` encoded)."""
-    try:
-        data = p.dumps_value(value)
-    except (TypeError, ValueError) as exc:
-        raise Invalid(f"'{field}' is not a JSON value the API takes: {exc}", field) from None
-    if len(data) > max_bytes:
-        raise Invalid(f"'{field}' is {len(data)} bytes encoded; the limit is {max_bytes}",
-                      field)
-    return data
-
-
-def want_object(value: Any, where: str = "body") -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise Invalid("expected a JSON object", where)
-    return value
-
-
 def path_id(request: Request, name: str) -> str:
     """The path parameter ``name``: an id the database could hold, else 404 (no such
     thing can exist) naming ``id``."""
@@ -114,32 +91,3 @@ def query_str(request: Request, name: str, max_chars: int = MAX_STR_CHARS) -> st
     """The query parameter ``name`` (None if absent), with ``clean_str``'s checks."""
     v = request.query_params.get(name)
     return None if v is None else clean_str(v, name, max_chars)
-
-
-def want_str(obj: dict[str, Any], key: str, *, required: bool = True,
-             where: str | None = None, max_chars: int = MAX_STR_CHARS) -> str | None:
-    v = obj.get(key)
-    name = where or key
-    if v is None:
-        if required:
-            raise Invalid(f"'{name}' is required", name)
-        return None
-    if not isinstance(v, str) or not v:
-        raise Invalid(f"'{name}' must be a non-empty string", name)
-    return clean_str(v, name, max_chars)
-
-
-def clean_str(v: str, name: str, max_chars: int = MAX_STR_CHARS) -> str:
-    """``v`` if it is at most ``max_chars`` long and holds no NUL or lone surrogate (which
-    no database column stores), else ``Invalid`` naming ``name``."""
-    if len(v) > max_chars:
-        raise Invalid(f"'{name}' is longer than {max_chars} characters", name)
-    if "\x00" in v:
-        raise Invalid(f"'{name}' holds a NUL character", name)
-    if not v.isascii():
-        try:
-            v.encode()
-        except UnicodeEncodeError:
-            raise Invalid(f"'{name}' holds a lone surrogate (not valid Unicode)", name) \
-                from None
-    return v

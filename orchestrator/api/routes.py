@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.routing import Route
 
-from orchestrator.api.openapi import OPENAPI
-from orchestrator.api.parse import MAX_EPOCH, MIN_EPOCH, STATUSES, float_param, only
-from orchestrator.api.responses import (
-    JSON,
-    MAX_ID_CHARS,
-    MAX_KEY_CHARS,
-    engine_of,
-    json_value,
-    path_id,
-    query_str,
-    read_body,
-    read_json,
-    want_object,
-    want_str,
-)
+from orchestrator.api.bodies import MAX_EVENTS_PER_REQUEST, STATUSES, CreateRun, Event, RegisterApp
+from orchestrator.api.fields import validated
+from orchestrator.api.openapi import document
+from orchestrator.api.parse import float_param
+from orchestrator.api.responses import JSON, engine_of, path_id, query_str, read_body, read_json
+from orchestrator.api.route_table import DEFAULT_PAGE, DEFAULT_WAIT, MAX_PAGE, MAX_WAIT
 from orchestrator.errors import ApiError, Invalid
-from sdk import protocol as p
-from sdk.function import NAME_RE
 
-MAX_EVENTS_PER_REQUEST = 1000
 #: A run id, as ``next_cursor`` gives it (the empty string: the first page).
 CURSOR_RE = re.compile(r"[0-9a-f]{0,64}")
 
@@ -48,21 +35,12 @@ async def readyz(request: Request) -> JSON:
 
 
 async def openapi(request: Request) -> JSON:
-    return JSON(OPENAPI)
+    return JSON(document())
 
 
 async def register_app(request: Request) -> JSON:
-    body = await read_body(request)
-    url = want_str(body, "url")
-    assert url is not None
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 -- raises ValueError for a port out of range
-    except ValueError:
-        raise Invalid("'url' is not a valid URL", "url") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid("'url' must be an absolute http(s) URL", "url")
-    return JSON(await engine_of(request).register_app(url), status_code=200)
+    body = await read_body(request, RegisterApp)
+    return JSON(await engine_of(request).register_app(body.url), status_code=200)
 
 
 async def list_apps(request: Request) -> JSON:
@@ -73,29 +51,9 @@ async def list_functions(request: Request) -> JSON:
     return JSON({"functions": await engine_of(request).list_functions()})
 
 
-def _event(value: Any, where: str) -> dict[str, Any]:
-    ev = want_object(value, where)
-    name = want_str(ev, "name", where=f"{where}.name")
-    assert name is not None
-    if not NAME_RE.match(name):
-        raise Invalid("event names are 1-128 of letters, digits, '_', '-', '.', ':'",
-                      f"{where}.name")
-    if "id" in ev and ev["id"] is not None:
-        want_str(ev, "id", where=f"{where}.id", max_chars=MAX_ID_CHARS)
-    data = ev.get("data")
-    if data is not None and not isinstance(data, dict):
-        raise Invalid("'data' must be a JSON object", f"{where}.data")
-    if data:
-        json_value(data, f"{where}.data", p.MAX_EVENT_BYTES)
-    ts = ev.get("ts")
-    if ts is not None and (not isinstance(ts, int | float) or isinstance(ts, bool)
-                           or not MIN_EPOCH <= ts <= MAX_EPOCH):
-        raise Invalid(f"'ts' must be epoch seconds within [{MIN_EPOCH}, {MAX_EPOCH}]",
-                      f"{where}.ts")
-    size = len(p.dumps(ev))
-    if size > p.MAX_EVENT_BYTES:
-        raise Invalid(f"event is {size} bytes; the limit is {p.MAX_EVENT_BYTES}", where)
-    return {"id": ev.get("id"), "name": name, "data": data or {}, "ts": ts}
+def _event(value: object, where: str) -> dict[str, Any]:
+    ev = validated(Event, value, where)
+    return {"id": ev.id, "name": ev.name, "data": ev.data, "ts": ev.ts}
 
 
 async def send_events(request: Request) -> JSON:
@@ -114,16 +72,11 @@ async def send_events(request: Request) -> JSON:
 async def create_run(request: Request) -> JSON:
     """Start a run; with ``?wait=<seconds>``, also wait up to that long for it to end and
     answer with the run (as ``GET /runs/{id}/wait`` does)."""
-    wait = float_param(request, "wait", -1.0, 0.0, 60.0) if "wait" in request.query_params \
-        else None
-    body = await read_body(request)
-    function = want_str(body, "function")
-    assert function is not None
-    key = want_str(body, "idempotency_key", required=False, max_chars=MAX_KEY_CHARS)
-    only(body, {"function", "input", "idempotency_key"})
-    json_value(body.get("input"), "input")
+    wait = float_param(request, "wait", -1.0, 0.0, MAX_WAIT) \
+        if "wait" in request.query_params else None
+    body = await read_body(request, CreateRun)
     engine = engine_of(request)
-    out = await engine.start_run(function, body.get("input"), key)
+    out = await engine.start_run(body.function, body.input, body.idempotency_key)
     if wait is not None:
         out = await engine.wait_run(out["id"], wait)
     return JSON(out, status_code=201)
@@ -134,7 +87,7 @@ async def get_run(request: Request) -> JSON:
 
 
 async def wait_run(request: Request) -> JSON:
-    timeout = float_param(request, "timeout", 25.0, 0.0, 60.0)
+    timeout = float_param(request, "timeout", DEFAULT_WAIT, 0.0, MAX_WAIT)
     return JSON(await engine_of(request).wait_run(path_id(request, "run_id"), timeout))
 
 
@@ -143,7 +96,7 @@ async def list_runs(request: Request) -> JSON:
     status = q.get("status")
     if status is not None and status not in STATUSES:
         raise Invalid(f"'status' must be one of {list(STATUSES)}", "status")
-    limit = int(float_param(request, "limit", 50, 1, 500))
+    limit = int(float_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE))
     cursor = q.get("cursor")
     if cursor is not None and not CURSOR_RE.fullmatch(cursor):
         raise ApiError("'cursor' is not a cursor this API gave (a 'next_cursor')", "cursor")

@@ -13,9 +13,11 @@ from hypothesis import HealthCheck, Phase, settings
 from schemathesis import checks
 from schemathesis.specs.openapi import checks as oa_checks
 
-from orchestrator.api.openapi import OPENAPI
+from orchestrator.api.openapi import document
 from tests.e2e.conftest import Stack
 from tests.support import procs
+
+OPENAPI = document()
 
 SCHEMA = schemathesis.openapi.from_dict(OPENAPI)
 CHECKS = [checks.not_a_server_error, oa_checks.status_code_conformance,

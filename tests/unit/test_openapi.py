@@ -1,4 +1,5 @@
-"""The OpenAPI document matches the app's routes, and is self-consistent."""
+"""The OpenAPI document matches the app's routes, is self-consistent, and shows the limits
+the validators use."""
 
 from __future__ import annotations
 
@@ -12,10 +13,16 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from orchestrator.api.openapi import OPENAPI
+from orchestrator.api import bodies, fields, route_table
+from orchestrator.api.openapi import document
+from orchestrator.api.route_table import OPERATIONS
 from orchestrator.app import create_app
 from orchestrator.config import Settings
+from orchestrator.engine import views
+from orchestrator.engine.engine import MAX_BULK
 from sdk import protocol as p
+
+OPENAPI = document()
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -64,6 +71,12 @@ def test_every_api_route_is_documented(app: Starlette) -> None:
     api = {(path, m) for path, m in _routes(app) if path.startswith("/api/v1")}
     missing = sorted(api - _documented())
     assert not missing, f"routes missing from OPENAPI['paths']: {missing}"
+
+
+def test_every_route_of_the_app_is_in_the_route_table(app: Starlette) -> None:
+    table = {(op.path, op.method) for op in OPERATIONS}
+    assert len(table) == len(OPERATIONS)
+    assert _routes(app) == table
 
 
 def test_every_documented_operation_exists(app: Starlette) -> None:
@@ -141,7 +154,7 @@ def test_run_statuses_and_fields() -> None:
     assert schemas["RunStatus"]["enum"] == [s.value for s in p.RunStatus]
     assert set(schemas["RunStatus"]["enum"]) >= {
         "queued", "running", "completed", "failed", "cancelled", "timed_out", "skipped"}
-    detail = schemas["Run"]["allOf"][1]["properties"]
+    detail = schemas["Run"]["properties"]
     assert {"parents", "failure", "history", "steps", "children"} <= set(detail)
     assert "task" in schemas["RunSummary"]["properties"]
 
@@ -163,9 +176,39 @@ def test_request_bodies_name_their_fields() -> None:
     assert set(s["ReplayRuns"]["properties"]) == {"function", "status", "since", "until",
                                                   "limit", "from"}
     assert s["ReplayRun"]["properties"]["from"]["enum"] == ["failed_step", "start"]
-    bulk = s["BulkRuns"]["oneOf"]
-    assert [set(b["properties"]) for b in bulk] == [{"function", "inputs"}, {"runs"}]
+    bulk = _op("/api/v1/runs/bulk", "post")["requestBody"]["content"]["application/json"]
+    assert [set(s[r["$ref"].rsplit("/", 1)[1]]["properties"])
+            for r in bulk["schema"]["oneOf"]] == [{"function", "inputs"}, {"runs"}]
     assert set(s["CreateRun"]["properties"]) == {"function", "input", "idempotency_key"}
     assert s["CreateSchedule"]["required"] == ["function", "at"]
     assert set(s["CreateCron"]["properties"]) == {"function", "expression", "timezone",
                                                   "input"}
+
+
+def test_the_limits_the_validators_use_are_in_the_schemas() -> None:
+    s = OPENAPI["components"]["schemas"]
+    create = s["CreateRun"]["properties"]
+    assert create["function"]["maxLength"] == fields.MAX_STR_CHARS
+    assert create["idempotency_key"]["anyOf"][0]["maxLength"] == fields.MAX_KEY_CHARS
+    event = s["Event"]["properties"]
+    assert event["name"]["pattern"] == p.EVENT_NAME_RE.pattern
+    assert event["id"]["anyOf"][0]["maxLength"] == fields.MAX_ID_CHARS
+    assert (event["ts"]["minimum"], event["ts"]["maximum"]) == (fields.MIN_EPOCH,
+                                                               fields.MAX_EPOCH)
+    events = _op("/api/v1/events", "post")["requestBody"]["content"]["application/json"]
+    assert events["schema"]["oneOf"][1]["maxItems"] == bodies.MAX_EVENTS_PER_REQUEST
+    assert s["BulkRunList"]["properties"]["runs"]["maxItems"] == MAX_BULK
+    assert s["BulkInputs"]["properties"]["inputs"]["maxItems"] == MAX_BULK
+    assert s["CancelRuns"]["properties"]["limit"]["maximum"] == fields.MAX_FILTER_LIMIT
+    limit = {q["name"]: q for q in _op("/api/v1/runs", "get")["parameters"]}["limit"]
+    assert limit["schema"]["maximum"] == route_table.MAX_PAGE
+    assert s["Task"]["properties"]["status"]["anyOf"][1]["const"] == views.NOT_STARTED
+
+
+def test_request_bodies_refuse_fields_they_do_not_name() -> None:
+    s = OPENAPI["components"]["schemas"]
+    for name in ("CreateRun", "BulkInputs", "BulkRunList", "CancelRun", "CancelRuns",
+                 "ReplayRun", "ReplayRuns", "CreateSchedule", "CreateCron"):
+        assert s[name]["additionalProperties"] is False, name
+    for name in ("Event", "RegisterApp"):  # fields they do not name are ignored
+        assert "additionalProperties" not in s[name], name

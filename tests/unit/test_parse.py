@@ -1,4 +1,5 @@
-"""Unit tests of ``orchestrator.api.parse``: ``epoch``, ``run_filter`` and ``only``."""
+"""Unit tests of the request checks: ``epoch``, the run filter of a bulk body, unknown
+fields, and the field names and messages of the 422 a ``ValidationError`` becomes."""
 
 from __future__ import annotations
 
@@ -7,12 +8,18 @@ from typing import Any
 
 import pytest
 
-from orchestrator.api.parse import epoch, only, run_filter
+from orchestrator.api import parse
+from orchestrator.api.bodies import BulkRunList, CancelRun, CancelRuns, CreateRun, Event
+from orchestrator.api.fields import epoch, validated
 from orchestrator.engine.engine import RunFilter
 from orchestrator.errors import Invalid
 from sdk import protocol as p
 
 T0 = datetime(2024, 5, 1, 12, 30, tzinfo=UTC).timestamp()
+
+
+def run_filter(body: dict[str, Any]) -> RunFilter:
+    return parse.run_filter(validated(CancelRuns, body))
 
 
 def refused(fn: Any, *args: Any, field: str, needle: str = "", **kw: Any) -> Invalid:
@@ -127,12 +134,6 @@ def test_run_filter_limit_out_of_bounds(limit: Any) -> None:
     assert "[1, 10000]" in err.message
 
 
-def test_run_filter_custom_max_limit() -> None:
-    assert run_filter({"function": "f", "limit": 50}, max_limit=50).limit == 50
-    err = refused(run_filter, {"function": "f", "limit": 51}, max_limit=50, field="limit")
-    assert "[1, 50]" in err.message
-
-
 @pytest.mark.parametrize("body", [{}, {"status": []}, {"limit": 10}, {"function": None},
                                   {"since": None, "until": None}])
 def test_run_filter_refuses_an_empty_filter(body: dict[str, Any]) -> None:
@@ -149,22 +150,68 @@ def test_run_filter_with_everything() -> None:
     assert f == RunFilter("charge", ("failed",), T0, T0 + 3600, 5)
 
 
-# -- only ----------------------------------------------------------------------------------------
+# -- unknown fields, field names ----------------------------------------------------------
 
 
-def test_only_accepts_known_fields() -> None:
-    body = {"a": 1, "b": None}
-    assert only({}, {"a"}) is None
-    assert only(body, {"a", "b", "c"}) is None
-    assert body == {"a": 1, "b": None}  # left as it was
-    refused(only, body, {"a", "c"}, field="b")  # the same body, one field less allowed
+def test_known_fields_are_taken() -> None:
+    assert validated(CreateRun, {"function": "f", "input": None}).function == "f"
+    refused(validated, CancelRun, {"reason": "r", "b": None}, field="b")
 
 
-def test_only_refuses_an_unknown_field() -> None:
-    err = refused(only, {"function": "f", "inptu": 1}, {"function", "input"}, field="inptu")
+def test_an_unknown_field_is_named() -> None:
+    err = refused(validated, CreateRun, {"function": "f", "inptu": 1}, field="inptu")
     assert "unknown field(s)" in err.message and "inptu" in err.message
 
 
-def test_only_names_every_unknown_field_and_points_at_the_first_sorted() -> None:
-    err = refused(only, {"zeta": 1, "alpha": 2, "ok": 3}, {"ok"}, field="alpha")
+def test_every_unknown_field_is_named_and_the_first_sorted_is_pointed_at() -> None:
+    err = refused(validated, CancelRun, {"zeta": 1, "alpha": 2, "reason": "r"}, field="alpha")
     assert "['alpha', 'zeta']" in err.message
+
+
+def test_a_nested_field_is_named_by_its_path() -> None:
+    err = refused(validated, BulkRunList, {"runs": [{"function": "f"}, {"function": "g",
+                                                                        "idempotency_key": 3}]},
+                  field="runs[1].idempotency_key")
+    assert err.message == "'runs[1].idempotency_key' must be a non-empty string"
+    err = refused(validated, BulkRunList, {"runs": [{"function": "f", "x": 1}]},
+                  field="runs[0].x")
+    assert err.message == "unknown field(s): ['x']"
+
+
+@pytest.mark.parametrize(("body", "field", "message"), [
+    ({}, "function", "'function' is required"),
+    ({"function": ""}, "function", "'function' must be a non-empty string"),
+    ({"function": "f" * 4097}, "function", "'function' is longer than 4096 characters"),
+    ({"function": "a\x00"}, "function", "'function' holds a NUL character"),
+    ({"function": "f", "idempotency_key": "k" * 257}, "idempotency_key",
+     "'idempotency_key' is longer than 256 characters"),
+    ({"function": "f", "input": float("nan")}, "input",
+     "'input' is not a JSON value the API takes: Out of range float values are not JSON "
+     "compliant"),
+    ([], "body", "expected a JSON object"),
+])
+def test_the_messages_of_today(body: Any, field: str, message: str) -> None:
+    err = refused(validated, CreateRun, body, field=field)
+    assert err.message == message
+
+
+def test_an_event_is_named_under_its_place_in_the_body() -> None:
+    err = refused(validated, Event, {"name": "a b"}, "body[2]", field="body[2].name")
+    assert err.message.startswith("event names are 1-128")
+    refused(validated, Event, {"name": "a", "id": "i" * 257}, "body", field="body.id")
+    refused(validated, Event, {"name": "a", "data": []}, "body", field="body.data")
+    refused(validated, Event, {"name": "a", "ts": True}, "body", field="body.ts")
+    ev = validated(Event, {"name": "a", "data": None, "extra": 1}, "body")
+    assert (ev.id, ev.data, ev.ts) == (None, {}, None)
+    big = {"name": "a", "pad": "x" * p.MAX_EVENT_BYTES}
+    err = refused(validated, Event, big, "body", field="body")
+    assert err.message.startswith("event is ")
+
+
+def test_the_unknown_fields_named_are_those_of_one_object() -> None:
+    err = refused(validated, BulkRunList, {"runs": [{"function": "f", "zz": 1},
+                                                    {"function": "g", "aa": 1, "bb": 2}]},
+                  field="runs[0].zz")
+    assert err.message == "unknown field(s): ['zz']"
+    err = refused(validated, BulkRunList, {"runs": [{"function": "f"}, 3]}, field="runs[1]")
+    assert err.message == "expected a JSON object"

@@ -1,0 +1,310 @@
+"""The REST API's response bodies, as TypedDicts: the views (``engine/views.py``) and the
+engine build them as plain dicts (no model is built on the hot path), the OpenAPI document
+shows their schemas (``openapi.py``) and ``tests/e2e/test_contract.py`` validates every
+route's real answers against them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, NotRequired
+
+from pydantic import Field
+from pydantic import WithJsonSchema as Schema
+from typing_extensions import TypedDict
+
+from sdk import protocol as p
+
+Time = Annotated[str, Schema({"type": "string", "format": "date-time",
+                              "description": "ISO-8601, UTC ('...Z')"})]
+OptionalTime = Annotated[str | None, Schema({
+    "anyOf": [{"type": "string", "format": "date-time"}, {"type": "null"}],
+    "description": "ISO-8601, UTC ('...Z'), or null"})]
+From = Literal["failed_step", "start"]
+ErrorCode = Literal["bad_request", "validation_error", "not_found", "conflict",
+                    "unauthorized", "too_large", "method_not_allowed", "http_error",
+                    "internal_error", "database_unavailable", "storage_full"]
+JsonObject = dict[str, Any]
+
+
+class ErrorDetail(TypedDict):
+    code: ErrorCode
+    message: str
+    field: NotRequired[Annotated[str, Field(description="The field at fault, if one is")]]
+    request_id: NotRequired[Annotated[str, Field(
+        description="A 500's request id (as in the x-request-id header): the log has the "
+        "details under it")]]
+
+
+class Error(TypedDict):
+    """Every 4xx and 5xx answer."""
+
+    error: ErrorDetail
+
+
+class Alive(TypedDict):
+    status: Literal["ok"]
+
+
+class Ready(TypedDict):
+    status: Literal["ready"]
+
+
+class NotReady(TypedDict):
+    status: Literal["not ready"]
+    problems: Annotated[dict[str, str], Field(description="component -> why")]
+
+
+class Retry(TypedDict, total=False):
+    max_attempts: int
+    initial_delay: float
+    factor: float
+    max_delay: float
+    jitter: float
+
+
+class TaskConfig(TypedDict):
+    name: str
+    parents: NotRequired[list[str]]
+    conditional: NotRequired[bool]
+    retry: NotRequired[Retry]
+    timeout: NotRequired[float]
+
+
+class Trigger(TypedDict):
+    event: str
+
+
+class CronConfig(TypedDict):
+    expression: str
+    timezone: NotRequired[str]
+    input: NotRequired[Any]
+
+
+class CancelOn(TypedDict):
+    event: str
+    match: NotRequired[Annotated[dict[str, str], Field(
+        description="event path -> run path ('input.x' or 'event.data.x')")]]
+
+
+class FunctionConfig(TypedDict):
+    """A function's configuration, as its app declared it."""
+
+    name: str
+    kind: NotRequired[Literal["task", "workflow"]]
+    triggers: NotRequired[list[Trigger]]
+    retry: NotRequired[Retry]
+    timeout: NotRequired[float]
+    queue_timeout: NotRequired[float]
+    crons: NotRequired[list[CronConfig]]
+    cancel_on: NotRequired[list[CancelOn]]
+    tasks: NotRequired[list[TaskConfig]]
+    on_failure: NotRequired[TaskConfig]
+
+
+class Function(FunctionConfig):
+    app_id: str
+    url: str
+
+
+class RegisteredApp(TypedDict):
+    id: str
+    url: str
+    sdk: str | None
+    synced_at: Time
+    functions: list[FunctionConfig]
+
+
+class App(TypedDict):
+    id: str
+    url: str
+    sdk: str | None
+    synced_at: Time
+    functions: list[str]
+    status: Literal["ok", "misconfigured"]
+    error: str | None
+
+
+class AppList(TypedDict):
+    apps: list[App]
+
+
+class FunctionList(TypedDict):
+    functions: list[Function]
+
+
+class EventsAccepted(TypedDict):
+    ids: Annotated[list[str], Field(description="The events' ids, in order")]
+    runs: Annotated[list[list[str]], Field(
+        description="Per event, the runs it started (for a duplicate: the runs its first "
+        "delivery started)")]
+    duplicate: Annotated[list[bool], Field(
+        description="Per event, whether its id was known (sent before, or earlier in the "
+        "list): accepted and ignored, it started and resumed nothing")]
+
+
+class Waiting(TypedDict, total=False):
+    """What a queued or running run waits for; the fields depend on kind."""
+
+    kind: Literal["sleep", "event", "children", "retry", "resume", "delivery_retry",
+                  "app_misconfigured", "on_failure"]
+    step: str
+    until: OptionalTime
+    at: OptionalTime
+    timeout_at: OptionalTime
+    event: str
+    match: JsonObject
+    pending: int
+    total: int
+    attempt: int
+    error: JsonObject
+    reason: str
+    failures: int
+    task: str
+    failed_task: str
+
+
+class RunSummary(TypedDict):
+    id: str
+    function: str
+    status: p.RunStatus
+    attempt: Annotated[int, Field(description="Run-level attempt, 0 on the first")]
+    parent_id: str | None
+    task: Annotated[str | None, Field(description="The workflow task this run is")]
+    waiting: Annotated[Waiting | None, Field(description="Only while queued or running")]
+    error: JsonObject | None
+    created_at: Time
+    started_at: OptionalTime
+    ended_at: OptionalTime
+
+
+class StoredEvent(TypedDict):
+    id: str
+    name: str
+    data: JsonObject
+    ts: float
+
+
+class Step(TypedDict):
+    id: str
+    name: str
+    kind: p.MemoKind
+    status: p.StepStatus
+    attempts: int
+    output: Any
+    error: JsonObject | None
+    started_at: OptionalTime
+    ended_at: OptionalTime
+
+
+class Child(TypedDict):
+    id: str
+    function: str
+    status: p.RunStatus
+    step: Annotated[str | None, Field(description="The step (or task) that started it")]
+    task: str | None
+
+
+class ParentState(TypedDict, total=False):
+    status: p.RunStatus
+    output: Any
+    error: JsonObject
+
+
+class ReplayedStep(TypedDict, total=False):
+    id: str
+    kind: str
+    status: str
+    attempts: int
+    error: JsonObject | None
+
+
+HistoryEntry = TypedDict("HistoryEntry", {
+    "replayed_at": Time, "from": From, "status": p.RunStatus, "attempt": int,
+    "error": JsonObject | None, "started_at": OptionalTime, "ended_at": OptionalTime,
+    "steps": list[ReplayedStep],
+}, total=False)
+
+
+class Task(TypedDict):
+    name: str
+    id: str | None
+    status: p.RunStatus | Literal["not started"]  # views.NOT_STARTED
+
+
+class Run(RunSummary):
+    """A run with its input, output, steps, children, task, parents and history (the
+    answer of GET /runs/{id}, GET /runs/{id}/wait and POST /runs?wait=)."""
+
+    input: Any
+    event: StoredEvent | None
+    output: Any
+    idempotency_key: str | None
+    steps: list[Step]
+    children: list[Child]
+    tasks: NotRequired[Annotated[list[Task], Field(
+        description="A workflow run's declared tasks (its on_failure task last), each with "
+        "its run's id and status, or `not started`")]]
+    failure: Annotated[JsonObject | None, Field(
+        description="An on_failure task run's failure: {task, status, error?}")]
+    parents: Annotated[dict[str, ParentState] | None, Field(
+        description="A task run's parents when it started")]
+    history: list[HistoryEntry]
+
+
+class RunList(TypedDict):
+    runs: list[RunSummary]
+    next_cursor: Annotated[str | None, Field(description="null on the last page")]
+
+
+class RunId(TypedDict):
+    id: str
+
+
+class RunIds(TypedDict):
+    ids: Annotated[list[str], Field(description="In the order given")]
+
+
+class CancelledRun(TypedDict):
+    id: str
+    cancelled: Annotated[list[str], Field(description="The run and the descendants ended")]
+
+
+class CancelledRuns(TypedDict):
+    cancelled: list[str]
+
+
+ReplayedRun = TypedDict("ReplayedRun", {"id": str, "status": Literal["replayed"],
+                                        "from": From})
+
+
+class ReplayedRuns(TypedDict):
+    replayed: list[str]
+
+
+class Schedule(TypedDict):
+    id: str
+    function: str
+    at: OptionalTime
+    input: Any
+    run_id: Annotated[str | None, Field(description="The run it started, once it fired")]
+    created_at: Time
+
+
+class ScheduleList(TypedDict):
+    schedules: list[Schedule]
+
+
+class Cron(TypedDict):
+    id: str
+    function: str
+    expression: str
+    timezone: str
+    input: Any
+    source: Annotated[Literal["api", "code"], Field(
+        description="code: declared with the function (deleted by re-syncing)")]
+    next_fire_at: OptionalTime
+    last_fire_at: OptionalTime
+    created_at: Time
+
+
+class CronList(TypedDict):
+    crons: list[Cron]

@@ -1,0 +1,227 @@
+"""The REST API's route table: per operation its path, method, summary, request model,
+response type per status code and query/path parameters. ``openapi.py`` builds the
+document from it; ``tests/unit/test_openapi.py`` checks it names every route the app
+serves, and ``tests/e2e/test_contract.py`` that the real answers match it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+
+from orchestrator.api import answers as a
+from orchestrator.api import bodies as b
+from orchestrator.api.fields import MAX_ID_CHARS, MAX_STR_CHARS, NO_NUL
+from orchestrator.engine.engine import MAX_BULK
+
+REF: Final = "#/components/schemas/{model}"
+
+#: The page size of ``GET /runs``, and its largest.
+DEFAULT_PAGE: Final = 50
+MAX_PAGE: Final = 500
+#: The longest ``?wait=`` and ``?timeout=`` (seconds), and the wait's default.
+MAX_WAIT: Final = 60.0
+DEFAULT_WAIT: Final = 25.0
+#: The most pending schedules ``GET /schedules`` lists.
+MAX_SCHEDULES: Final = 1000
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+@dataclass(frozen=True)
+class Raw:
+    """A schema written here (a choice of types), with the types its ``$ref``s name."""
+
+    schema: dict[str, Any]
+    uses: tuple[type, ...] = ()
+
+
+Schema = type | Raw
+
+
+def one_of(*types: type, key: str = "oneOf") -> Raw:
+    return Raw({key: [ref(t.__name__) for t in types]}, types)
+
+
+@dataclass(frozen=True)
+class Answer:
+    schema: Schema | None
+    description: str = "OK"
+    links: tuple[str, ...] = ()  # operations whose ``link_param`` is this answer's id
+    link_param: str = ""
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: Literal["path", "query"]
+    schema: dict[str, Any]
+    description: str
+
+
+@dataclass(frozen=True)
+class Operation:
+    path: str
+    method: Literal["get", "post", "delete"]
+    operation_id: str
+    tag: str
+    summary: str
+    responses: dict[int, Answer]
+    body: Schema | None = None
+    body_required: bool = True
+    params: tuple[Param, ...] = ()
+    #: Error statuses besides those every operation of its kind has (401 unless public;
+    #: 413 and 422 with a body); ``error_text`` says when, where ``ERROR_TEXT`` would not.
+    errors: tuple[int, ...] = ()
+    error_text: dict[int, str] = field(default_factory=dict)
+    description: str = ""
+    public: bool = False  # no API key needed
+
+
+ERROR_TEXT: Final = {
+    400: "Bad request (a `cursor` this API did not give)",
+    401: "Missing or invalid API key (`Authorization: Bearer <key>`)",
+    404: "Not found",
+    409: "Conflict with the current state",
+    413: "Request body too large (`max_body_bytes`, 4 MiB by default)",
+    422: "Invalid input; `error.field` names the field",
+}
+BAD_FUNCTION: Final = "No function by that name is registered"
+
+
+def path_id(name: str, what: str) -> Param:
+    return Param(name, "path", {"type": "string"},
+                 f"{what} (at most {MAX_ID_CHARS} characters; an id that cannot exist, such "
+                 "as one holding NUL, is 404)")
+
+
+def seconds(name: str, description: str, default: float | None = None) -> Param:
+    schema: dict[str, Any] = {"type": "number", "minimum": 0, "maximum": MAX_WAIT}
+    if default is not None:
+        schema["default"] = default
+    return Param(name, "query", schema, description)
+
+
+RUN_ID: Final = path_id("run_id", "A run id")
+FUNCTION_Q: Final = Param("function", "query", {"type": "string", "minLength": 1,
+                                                "maxLength": MAX_STR_CHARS,
+                                                "pattern": NO_NUL},
+                          "Only those of this function")
+EVENTS: Final = Raw({"oneOf": [ref("Event"), {"type": "array", "items": ref("Event"),
+                                              "minItems": 1,
+                                              "maxItems": b.MAX_EVENTS_PER_REQUEST}]},
+                    (b.Event,))
+RUN_LINKS: Final = ("getRun", "waitRun", "cancelRun", "replayRun")
+
+OPERATIONS: Final = (
+    # -- service --------------------------------------------------------------------------
+    Operation("/healthz", "get", "healthz", "service", "Liveness",
+              {200: Answer(a.Alive)}, public=True),
+    Operation("/readyz", "get", "readyz", "service",
+              "Readiness: the engine started and its database answers",
+              {200: Answer(a.Ready, "Ready"), 503: Answer(a.NotReady, "Not ready")},
+              public=True),
+    Operation("/api/v1/openapi.json", "get", "openapi", "service",
+              "This document (no API key needed)",
+              {200: Answer(Raw({"type": "object"}))}, public=True),
+    # -- apps and functions ---------------------------------------------------------------
+    Operation("/api/v1/apps", "post", "registerApp", "apps",
+              "Register or re-sync an app by URL (the orchestrator introspects it)",
+              {200: Answer(a.RegisteredApp)}, body=b.RegisterApp, errors=(409,),
+              error_text={409: "A function name is already registered by another app",
+                          422: "Invalid URL, app unreachable, bad signature or invalid "
+                               "declarations (field 'url' or 'functions')"}),
+    Operation("/api/v1/apps", "get", "listApps", "apps", "List apps",
+              {200: Answer(a.AppList)}),
+    Operation("/api/v1/functions", "get", "listFunctions", "apps", "List functions",
+              {200: Answer(a.FunctionList)}),
+    # -- events ---------------------------------------------------------------------------
+    Operation("/api/v1/events", "post", "sendEvents", "events",
+              f"Send one event or a list of up to {b.MAX_EVENTS_PER_REQUEST} events",
+              {202: Answer(a.EventsAccepted, "Accepted")}, body=EVENTS,
+              description="Stores the events, starts the runs they trigger, resumes the "
+                          "runs waiting for them and cancels the runs they cancel."),
+    # -- runs -----------------------------------------------------------------------------
+    Operation("/api/v1/runs", "post", "startRun", "runs", "Start a run",
+              {201: Answer(one_of(a.RunId, a.Run, key="anyOf"),
+                           "Started (or found by its idempotency key): its id, or with "
+                           "?wait= the run", RUN_LINKS, "run_id")},
+              body=b.CreateRun, errors=(404,), error_text={404: BAD_FUNCTION},
+              params=(seconds("wait", "Also wait up to this many seconds for the run to "
+                              "end, and answer with the run (as GET /runs/{run_id}/wait "
+                              "does) instead of its id"),)),
+    Operation("/api/v1/runs", "get", "listRuns", "runs", "List runs, newest first",
+              {200: Answer(a.RunList)}, errors=(400, 422), params=(
+                  FUNCTION_Q,
+                  Param("status", "query", {"enum": list(b.STATUSES)},
+                        "Only runs with this status"),
+                  Param("limit", "query", {"type": "integer", "minimum": 1,
+                                           "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+                        "Page size"),
+                  Param("cursor", "query", {"type": "string"},
+                        "next_cursor of the previous page (anything else is 400)"))),
+    Operation("/api/v1/runs/bulk", "post", "startRuns", "runs",
+              f"Start up to {MAX_BULK} runs in one transaction (all or none)",
+              {201: Answer(a.RunIds, "Started")}, body=one_of(b.BulkInputs, b.BulkRunList),
+              errors=(404,), error_text={404: BAD_FUNCTION}),
+    Operation("/api/v1/runs/cancel", "post", "cancelRuns", "control",
+              "Cancel the runs a filter selects (and their descendants)",
+              {200: Answer(a.CancelledRuns)}, body=b.CancelRuns),
+    Operation("/api/v1/runs/replay", "post", "replayRuns", "control",
+              "Replay the failed, cancelled or timed-out runs a filter selects",
+              {200: Answer(a.ReplayedRuns)}, body=b.ReplayRuns),
+    Operation("/api/v1/runs/{run_id}", "get", "getRun", "runs",
+              "A run with its input, output, steps, children, task, parents, history",
+              {200: Answer(a.Run)}, params=(RUN_ID,), errors=(404,)),
+    Operation("/api/v1/runs/{run_id}/wait", "get", "waitRun", "runs",
+              "Long-poll until the run ends, or timeout seconds pass",
+              {200: Answer(a.Run)}, errors=(404, 422),
+              params=(RUN_ID, seconds("timeout", "Seconds to wait at most", DEFAULT_WAIT)),
+              description="Answers with the run as it is then: check its status."),
+    Operation("/api/v1/runs/{run_id}/cancel", "post", "cancelRun", "control",
+              "Cancel a run and its unfinished descendants",
+              {200: Answer(a.CancelledRun)}, body=b.CancelRun, body_required=False,
+              params=(RUN_ID,), errors=(404,), error_text={409: "The run already ended"}),
+    Operation("/api/v1/runs/{run_id}/replay", "post", "replayRun", "control",
+              "Run a failed, cancelled or timed-out run again",
+              {200: Answer(a.ReplayedRun)}, body=b.ReplayRun, body_required=False,
+              params=(RUN_ID,), errors=(404,),
+              error_text={409: "The run is not failed, cancelled or timed out, or it is a "
+                               "workflow's task (replay the workflow)"},
+              description="From its failed step (what succeeded is kept) or from the start "
+                          "(optionally with a new input). The earlier attempt goes to the "
+                          "run's history. A workflow replays its failed tasks (or all of "
+                          "them)."),
+    # -- schedules ------------------------------------------------------------------------
+    Operation("/api/v1/schedules", "post", "createSchedule", "schedules",
+              "Start one run at a given time",
+              {201: Answer(a.Schedule, "Created", ("getSchedule", "deleteSchedule"), "sid")},
+              body=b.CreateSchedule, errors=(404,),
+              error_text={404: BAD_FUNCTION, 422: "Invalid input, or 'at' is in the past"}),
+    Operation("/api/v1/schedules", "get", "listSchedules", "schedules",
+              f"Pending schedules (not fired yet), soonest first, at most {MAX_SCHEDULES}",
+              {200: Answer(a.ScheduleList)}, params=(FUNCTION_Q,), errors=(422,)),
+    Operation("/api/v1/schedules/{sid}", "get", "getSchedule", "schedules",
+              "A schedule (run_id is set once it fired)",
+              {200: Answer(a.Schedule)}, params=(path_id("sid", "A schedule id"),),
+              errors=(404,)),
+    Operation("/api/v1/schedules/{sid}", "delete", "deleteSchedule", "schedules",
+              "Delete a schedule that has not fired",
+              {204: Answer(None, "Deleted")}, params=(path_id("sid", "A schedule id"),),
+              errors=(404,), error_text={409: "The schedule already fired"}),
+    # -- crons ----------------------------------------------------------------------------
+    Operation("/api/v1/crons", "post", "createCron", "crons", "Create a cron trigger",
+              {201: Answer(a.Cron, "Created", ("deleteCron",), "cid")},
+              body=b.CreateCron, errors=(404,),
+              error_text={404: BAD_FUNCTION, 422: "Invalid input, expression or time zone"}),
+    Operation("/api/v1/crons", "get", "listCrons", "crons",
+              "Cron triggers, declared in code or created through the API",
+              {200: Answer(a.CronList)}, params=(FUNCTION_Q,), errors=(422,)),
+    Operation("/api/v1/crons/{cid}", "delete", "deleteCron", "crons",
+              "Delete a cron trigger created through the API",
+              {204: Answer(None, "Deleted")}, params=(path_id("cid", "A cron id"),),
+              errors=(404,),
+              error_text={409: "The cron is declared in code (remove it there and re-sync "
+                               "the app)"}),
+)
