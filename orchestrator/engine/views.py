@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+from orchestrator.store import RunCore, RunRow, RunSummaryRow, StepRow
 
 
 def iso(ts: float | None) -> str | None:
@@ -33,7 +36,7 @@ def waiting_view(waiting_json: str | None) -> dict[str, Any] | None:
     return out
 
 
-def run_summary(r: Any) -> dict[str, Any]:
+def run_summary(r: RunSummaryRow) -> dict[str, Any]:
     return {
         "id": r.id,
         "function": r.function,
@@ -53,7 +56,8 @@ NOT_STARTED = "not started"
 """The state of a workflow's task that has no run (yet, or ever: its workflow failed)."""
 
 
-def workflow_tasks(declared: list[str], children: list[Any]) -> list[dict[str, Any]]:
+def workflow_tasks(declared: list[str], children: Sequence[RunCore]
+                   ) -> list[dict[str, Any]]:
     """Every task a workflow declares (its on_failure task last), in order, with its run's
     id and status, or ``not started``. Task runs set aside by a replay (``<task>#<n>``)
     are among the children only."""
@@ -62,7 +66,7 @@ def workflow_tasks(declared: list[str], children: list[Any]) -> list[dict[str, A
              "status": runs[n].status if n in runs else NOT_STARTED} for n in declared]
 
 
-def run_detail(r: Any, steps: list[Any], children: list[Any],
+def run_detail(r: RunRow, steps: Sequence[StepRow], children: Sequence[RunCore],
                declared_tasks: list[str] | None = None) -> dict[str, Any]:
     """The one representation of a run that ``GET /runs/{id}``, ``GET /runs/{id}/wait``
     and ``POST /runs?wait=`` answer with (lists show ``run_summary``).
@@ -104,13 +108,13 @@ def run_detail(r: Any, steps: list[Any], children: list[Any],
     return out
 
 
-def schedule_view(r: dict[str, Any]) -> dict[str, Any]:
+def schedule_view(r: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": r["id"], "function": r["function"], "at": iso(r["at"]),
             "input": _j(r["input_json"]), "run_id": r.get("run_id"),
             "created_at": iso(r["created_at"])}
 
 
-def cron_view(r: dict[str, Any]) -> dict[str, Any]:
+def cron_view(r: Mapping[str, Any]) -> dict[str, Any]:
     return {"id": r["id"], "function": r["function"], "expression": r["expression"],
             "timezone": r["timezone"], "input": _j(r["input_json"]), "source": r["source"],
             "next_fire_at": iso(r["next_fire_at"]), "last_fire_at": iso(r.get("last_fire_at")),

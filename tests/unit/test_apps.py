@@ -4,7 +4,6 @@ it alone; and the composition root wires the engine's parts."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,14 +14,6 @@ from orchestrator.engine.apps import save_app
 from orchestrator.engine.engine import Engine
 from orchestrator.errors import Conflict
 from orchestrator.store import Store
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'apps.db'}")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def fn(name: str) -> dict[str, Any]:

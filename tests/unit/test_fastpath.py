@@ -8,7 +8,6 @@ import importlib
 import logging
 import pkgutil
 import tomllib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +39,6 @@ def prepared_getters() -> list[tuple[str, Any]]:
             if getattr(value, "__qualname__", "") == "prepared.<locals>.get":
                 out.append((f"{info.name}.{name}", value))
     return out
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'fast.db'}")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def run_row(rid: str, **over: Any) -> dict[str, Any]:

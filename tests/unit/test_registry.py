@@ -4,21 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
 
 from orchestrator.engine.registry import Registry
 from orchestrator.store import Store
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'reg.db'}")
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def register(store: Store, *names: str) -> None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,14 +27,6 @@ from orchestrator.store.models import (
 from sdk import protocol as p
 
 T0 = 1000.0
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'rows.db'}")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def attributes(proto: type) -> dict[str, Any]:

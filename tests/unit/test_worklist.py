@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import NewRun, create_runs
@@ -20,14 +17,6 @@ from orchestrator.store import Store, Tx
 from sdk import protocol as p
 
 DEPTH = 20
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'worklist.db'}")
-    await s.open()
-    yield s
-    await s.close()
 
 
 def chain(depth: int) -> dict[str, Any]:
