@@ -9,7 +9,6 @@ from typing import Any, Final
 
 from pydantic import TypeAdapter
 
-from orchestrator.api.answers import Error
 from orchestrator.api.route_table import (
     ERROR_TEXT,
     OPERATIONS,
@@ -20,6 +19,7 @@ from orchestrator.api.route_table import (
     Schema,
     ref,
 )
+from orchestrator.engine.answers import Error
 
 SECURITY: Final = {"bearer": {"type": "http", "scheme": "bearer"}}
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from orchestrator.api import answers as a
 from orchestrator.api import bodies as b
 from orchestrator.api.fields import MAX_ID_CHARS, MAX_STR_CHARS, NO_NUL
+from orchestrator.engine import answers as a
 from orchestrator.engine.engine import MAX_BULK
 
 REF: Final = "#/components/schemas/{model}"

@@ -7,10 +7,11 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
+from orchestrator.engine import answers as a
 from orchestrator.engine import cron, views
 from orchestrator.engine.invoker import Invoker
 from orchestrator.engine.registration import check_app_url, validate_functions
@@ -70,7 +71,7 @@ class Apps:
             raise Invalid(f"the app reports an invalid app_id {app_id!r}", "url")
         return dict(info)
 
-    async def register(self, url: str) -> dict[str, Any]:
+    async def register(self, url: str) -> a.RegisteredApp:
         info = await self.introspect(url)
         app_id = str(info["app_id"])
         configs, crons = validate_functions(info.get("functions"))
@@ -83,21 +84,23 @@ class Apps:
         await self.registry.reload()
         self.crons_changed()
         log.info("registered app %s at %s with %d functions", app_id, url, len(configs))
-        return {"id": app_id, "url": url, "sdk": info.get("sdk"), "synced_at": views.iso(now),
-                "functions": configs}
+        return {"id": app_id, "url": url, "sdk": info.get("sdk"), "synced_at": views.stamp(now),
+                "functions": cast(list[a.FunctionConfig], configs)}
 
-    async def list_apps(self) -> list[dict[str, Any]]:
+    async def list_apps(self) -> list[a.App]:
         async with self.store.read() as tx:
             apps = await tx.apps.list_apps()
             fns = await tx.apps.list_functions()
         by_app: dict[str, list[str]] = {}
         for f in fns:
             by_app.setdefault(f.app_id, []).append(f.name)
-        return [{"id": a.id, "url": a.url, "sdk": a.sdk, "synced_at": views.iso(a.synced_at),
-                 "functions": by_app.get(a.id, []), "status": a.status, "error": a.error}
-                for a in apps]
+        return [{"id": r.id, "url": r.url, "sdk": r.sdk, "synced_at": views.stamp(r.synced_at),
+                 "functions": by_app.get(r.id, []), "status": cast(a.AppStatus, r.status),
+                 "error": r.error}
+                for r in apps]
 
-    async def list_functions(self) -> list[dict[str, Any]]:
+    async def list_functions(self) -> list[a.Function]:
         async with self.store.read() as tx:
             fns = await tx.apps.list_functions()
-        return [{**json.loads(f.config_json), "app_id": f.app_id, "url": f.url} for f in fns]
+        return [cast(a.Function, {**json.loads(f.config_json), "app_id": f.app_id, "url": f.url})
+                for f in fns]

@@ -10,11 +10,12 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
 from orchestrator.config import Settings
+from orchestrator.engine import answers as a
 from orchestrator.engine import control, views
 from orchestrator.engine.apps import Apps
 from orchestrator.engine.checks import input_json, require_known
@@ -140,20 +141,20 @@ class Engine:
 
     # -- apps -------------------------------------------------------------------------------
 
-    async def register_app(self, url: str) -> dict[str, Any]:
+    async def register_app(self, url: str) -> a.RegisteredApp:
         return await self.apps.register(url)
 
-    async def list_apps(self) -> list[dict[str, Any]]:
+    async def list_apps(self) -> list[a.App]:
         return await self.apps.list_apps()
 
-    async def list_functions(self) -> list[dict[str, Any]]:
+    async def list_functions(self) -> list[a.Function]:
         return await self.apps.list_functions()
 
     # -- triggers ---------------------------------------------------------------------------
 
     async def start_run(
         self, function: str, input: Any, idempotency_key: str | None = None
-    ) -> dict[str, Any]:
+    ) -> a.RunId:
         [rid] = await self.start_runs([RunSpec(function, input, idempotency_key)])
         return {"id": rid}
 
@@ -170,8 +171,8 @@ class Engine:
 
         return await self.hub.transact(work)
 
-    async def send_events(self, events: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        async def work(tx: Tx, fx: Effects) -> dict[str, Any]:
+    async def send_events(self, events: Sequence[Mapping[str, Any]]) -> a.EventsAccepted:
+        async def work(tx: Tx, fx: Effects) -> a.EventsAccepted:
             res = await ingest_events(tx, events, time.time(), fx)
             return {"ids": res.event_ids, "runs": res.run_ids, "duplicate": res.duplicate}
 
@@ -179,45 +180,45 @@ class Engine:
 
     # -- control ----------------------------------------------------------------------------
 
-    async def cancel_run(self, run_id: str, reason: str | None = None) -> dict[str, Any]:
+    async def cancel_run(self, run_id: str, reason: str | None = None) -> a.CancelledRun:
         cancelled = await self.hub.transact(
             lambda tx, fx: control.cancel_one(tx, run_id, reason, time.time(), fx))
         return {"id": run_id, "cancelled": cancelled}
 
-    async def cancel_runs(self, f: RunFilter, reason: str | None = None) -> dict[str, Any]:
+    async def cancel_runs(self, f: RunFilter, reason: str | None = None) -> a.CancelledRuns:
         return {"cancelled": await self.hub.transact(
             lambda tx, fx: control.cancel_matching(tx, f, reason, time.time(), fx))}
 
     async def replay_run(self, run_id: str, start: str = "failed_step",
-                         input: Any = ...) -> dict[str, Any]:
+                         input: Any = ...) -> a.ReplayedRun:
         new_input = None if input is ... else input_json(input)
         await self.hub.transact(
             lambda tx, fx: control.replay_one(tx, run_id, start, new_input, time.time(), fx))
-        return {"id": run_id, "status": "replayed", "from": start}
+        return {"id": run_id, "status": "replayed", "from": cast(a.From, start)}
 
-    async def replay_runs(self, f: RunFilter, start: str = "failed_step") -> dict[str, Any]:
+    async def replay_runs(self, f: RunFilter, start: str = "failed_step") -> a.ReplayedRuns:
         return {"replayed": await self.hub.transact(
             lambda tx, fx: control.replay_matching(tx, f, start, time.time(), fx))}
 
     # -- schedules and crons ----------------------------------------------------------------
 
-    async def create_schedule(self, function: str, at: float, input: Any) -> dict[str, Any]:
+    async def create_schedule(self, function: str, at: float, input: Any) -> a.Schedule:
         return await self.schedules.create_schedule(function, at, input)
 
-    async def list_schedules(self, function: str | None, limit: int) -> list[dict[str, Any]]:
+    async def list_schedules(self, function: str | None, limit: int) -> list[a.Schedule]:
         return await self.schedules.list_schedules(function, limit)
 
-    async def get_schedule(self, sid: str) -> dict[str, Any]:
+    async def get_schedule(self, sid: str) -> a.Schedule:
         return await self.schedules.get_schedule(sid)
 
     async def delete_schedule(self, sid: str) -> None:
         await self.schedules.delete_schedule(sid)
 
     async def create_cron(self, function: str, expression: str, timezone: str,
-                          input: Any) -> dict[str, Any]:
+                          input: Any) -> a.Cron:
         return await self.schedules.create_cron(function, expression, timezone, input)
 
-    async def list_crons(self, function: str | None) -> list[dict[str, Any]]:
+    async def list_crons(self, function: str | None) -> list[a.Cron]:
         return await self.schedules.list_crons(function)
 
     async def delete_cron(self, cid: str) -> None:
@@ -225,7 +226,7 @@ class Engine:
 
     # -- runs -------------------------------------------------------------------------------
 
-    async def get_run(self, run_id: str) -> dict[str, Any]:
+    async def get_run(self, run_id: str) -> a.Run:
         async with self.store.read() as tx:
             run = await tx.runs.get(run_id)
             if run is None:
@@ -241,7 +242,7 @@ class Engine:
 
     async def list_runs(
         self, function: str | None, status: str | None, limit: int, cursor: str | None
-    ) -> dict[str, Any]:
+    ) -> a.RunList:
         async with self.store.read() as tx:
             rows = await tx.runs.page(function, status, limit + 1, cursor)
         more = len(rows) > limit
@@ -249,7 +250,7 @@ class Engine:
         return {"runs": [views.run_summary(r) for r in rows],
                 "next_cursor": rows[-1].id if more and rows else None}
 
-    async def wait_run(self, run_id: str, timeout: float) -> dict[str, Any]:
+    async def wait_run(self, run_id: str, timeout: float) -> a.Run:
         """The run (as ``get_run`` shows it) once it has ended, or as it is after
         ``timeout``."""
         fut = self.notifier.watch(run_id)

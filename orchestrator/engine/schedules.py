@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from orchestrator.engine import answers as a
 from orchestrator.engine import cron, views
 from orchestrator.engine.checks import input_json, require_known
 from orchestrator.engine.registry import Registry
@@ -27,7 +28,7 @@ class Schedules:
         self.changed = changed
         """Told when a schedule or cron was added (the scheduler looks again)."""
 
-    async def create_schedule(self, function: str, at: float, input: Any) -> dict[str, Any]:
+    async def create_schedule(self, function: str, at: float, input: Any) -> a.Schedule:
         await require_known(self.registry, {function})
         now = time.time()
         if at < now - PAST_TOLERANCE:
@@ -40,12 +41,12 @@ class Schedules:
         self.changed()
         return views.schedule_view(row)
 
-    async def list_schedules(self, function: str | None, limit: int) -> list[dict[str, Any]]:
+    async def list_schedules(self, function: str | None, limit: int) -> list[a.Schedule]:
         async with self.store.read() as tx:
             rows = await tx.schedules.pending(function, limit)
         return [views.schedule_view(r._asdict()) for r in rows]
 
-    async def get_schedule(self, sid: str) -> dict[str, Any]:
+    async def get_schedule(self, sid: str) -> a.Schedule:
         async with self.store.read() as tx:
             row = await tx.schedules.get(sid)
         if row is None:
@@ -63,7 +64,7 @@ class Schedules:
             await tx.schedules.remove(sid)
 
     async def create_cron(self, function: str, expression: str, timezone: str,
-                          input: Any) -> dict[str, Any]:
+                          input: Any) -> a.Cron:
         await require_known(self.registry, {function})
         try:
             trigger = cron.parse(expression, timezone)
@@ -79,7 +80,7 @@ class Schedules:
         self.changed()
         return views.cron_view(row)
 
-    async def list_crons(self, function: str | None) -> list[dict[str, Any]]:
+    async def list_crons(self, function: str | None) -> list[a.Cron]:
         async with self.store.read() as tx:
             rows = await tx.crons.all(function)
         return [views.cron_view(r._asdict()) for r in rows]

@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final, cast
 
+from orchestrator.engine import answers as a
 from orchestrator.store import RunCore, RunRow, RunSummaryRow, StepRow
+from sdk import protocol as p
+
+
+def stamp(ts: float) -> str:
+    """A time the orchestrator took (``time.time()``: a run's or a schedule's creation) as
+    ISO-8601 UTC."""
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
 
 
 def iso(ts: float | None) -> str | None:
@@ -16,7 +24,7 @@ def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
     try:
-        return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+        return stamp(ts)
     except (ValueError, OverflowError, OSError):
         return None
 
@@ -25,7 +33,7 @@ def _j(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
-def waiting_view(waiting_json: str | None) -> dict[str, Any] | None:
+def waiting_view(waiting_json: str | None) -> a.Waiting | None:
     w = _j(waiting_json)
     if not w:
         return None
@@ -33,89 +41,93 @@ def waiting_view(waiting_json: str | None) -> dict[str, Any] | None:
     for k in ("until", "at", "timeout_at"):
         if isinstance(out.get(k), int | float):
             out[k] = iso(out[k])
-    return out
+    return cast(a.Waiting, out)
 
 
-def run_summary(r: RunSummaryRow) -> dict[str, Any]:
+def run_summary(r: RunSummaryRow) -> a.RunSummary:
     return {
         "id": r.id,
         "function": r.function,
-        "status": r.status,
+        "status": cast(p.RunStatus, r.status),
         "attempt": r.attempt,
         "parent_id": r.parent_id,
         "task": r.task,
         "waiting": waiting_view(r.waiting_json) if r.status in ("queued", "running") else None,
         "error": _j(r.error_json),
-        "created_at": iso(r.created_at),
+        "created_at": stamp(r.created_at),
         "started_at": iso(r.started_at),
         "ended_at": iso(r.ended_at),
     }
 
 
-NOT_STARTED = "not started"
+NOT_STARTED: Final = "not started"
 """The state of a workflow's task that has no run (yet, or ever: its workflow failed)."""
 
 
 def workflow_tasks(declared: list[str], children: Sequence[RunCore]
-                   ) -> list[dict[str, Any]]:
+                   ) -> list[a.Task]:
     """Every task a workflow declares (its on_failure task last), in order, with its run's
     id and status, or ``not started``. Task runs set aside by a replay (``<task>#<n>``)
     are among the children only."""
     runs = {c.parent_step: c for c in children if c.parent_step and "#" not in c.parent_step}
     return [{"name": n, "id": runs[n].id if n in runs else None,
-             "status": runs[n].status if n in runs else NOT_STARTED} for n in declared]
+             "status": cast(p.RunStatus, runs[n].status) if n in runs else NOT_STARTED}
+            for n in declared]
 
 
 def run_detail(r: RunRow, steps: Sequence[StepRow], children: Sequence[RunCore],
-               declared_tasks: list[str] | None = None) -> dict[str, Any]:
+               declared_tasks: list[str] | None = None) -> a.Run:
     """The one representation of a run that ``GET /runs/{id}``, ``GET /runs/{id}/wait``
     and ``POST /runs?wait=`` answer with (lists show ``run_summary``).
     ``declared_tasks``: a workflow run's, listed under ``tasks`` with their state."""
-    out = run_summary(r)
-    out["input"] = _j(r.input_json)
-    out["event"] = _j(r.event_json)
-    out["output"] = _j(r.output_json)
-    out["idempotency_key"] = r.idempotency_key
-    out["steps"] = [
-        {
-            "id": s.step_id,
-            "name": s.name,
-            "kind": s.kind,
-            "status": s.status,
-            "attempts": s.attempts,
-            "output": _j(s.output_json),
-            "error": _j(s.error_json),
-            "started_at": iso(s.started_at),
-            "ended_at": iso(s.ended_at),
-        }
-        for s in steps
-    ]
-    out["children"] = [
-        {"id": c.id, "function": c.function, "status": c.status, "step": c.parent_step,
-         "task": c.task}
-        for c in children
-    ]
+    parents = _j(r.parents_json)
+    failure = parents.pop("__failure__", None) if isinstance(parents, dict) else None
+    out: a.Run = {
+        **run_summary(r),  # type: ignore[typeddict-item]  # "tasks": below, workflows only
+        "input": _j(r.input_json),
+        "event": _j(r.event_json),
+        "output": _j(r.output_json),
+        "idempotency_key": r.idempotency_key,
+        "steps": [
+            {
+                "id": s.step_id,
+                "name": s.name,
+                "kind": cast(p.MemoKind, s.kind),
+                "status": cast(p.StepStatus, s.status),
+                "attempts": s.attempts,
+                "output": _j(s.output_json),
+                "error": _j(s.error_json),
+                "started_at": iso(s.started_at),
+                "ended_at": iso(s.ended_at),
+            }
+            for s in steps
+        ],
+        "children": [
+            {"id": c.id, "function": c.function, "status": cast(p.RunStatus, c.status),
+             "step": c.parent_step, "task": c.task}
+            for c in children
+        ],
+        "failure": failure,
+        "parents": parents,
+        "history": [
+            cast(a.HistoryEntry, {k: iso(v) if k in ("replayed_at", "started_at", "ended_at")
+                                  else v for k, v in h.items()})
+            for h in (_j(r.history_json) or [])
+        ],
+    }
     if declared_tasks is not None:
         out["tasks"] = workflow_tasks(declared_tasks, children)
-    parents = _j(r.parents_json)
-    out["failure"] = parents.pop("__failure__", None) if isinstance(parents, dict) else None
-    out["parents"] = parents
-    out["history"] = [
-        {k: iso(v) if k in ("replayed_at", "started_at", "ended_at") else v
-         for k, v in h.items()}
-        for h in (_j(r.history_json) or [])
-    ]
     return out
 
 
-def schedule_view(r: Mapping[str, Any]) -> dict[str, Any]:
+def schedule_view(r: Mapping[str, Any]) -> a.Schedule:
     return {"id": r["id"], "function": r["function"], "at": iso(r["at"]),
             "input": _j(r["input_json"]), "run_id": r.get("run_id"),
-            "created_at": iso(r["created_at"])}
+            "created_at": stamp(r["created_at"])}
 
 
-def cron_view(r: Mapping[str, Any]) -> dict[str, Any]:
+def cron_view(r: Mapping[str, Any]) -> a.Cron:
     return {"id": r["id"], "function": r["function"], "expression": r["expression"],
             "timezone": r["timezone"], "input": _j(r["input_json"]), "source": r["source"],
             "next_fire_at": iso(r["next_fire_at"]), "last_fire_at": iso(r.get("last_fire_at")),
-            "created_at": iso(r["created_at"])}
+            "created_at": stamp(r["created_at"])}

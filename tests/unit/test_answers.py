@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter, ValidationError
 
-from orchestrator.api import answers as a
+from orchestrator.engine import answers as a
 from orchestrator.engine import views
 
 

@@ -1,6 +1,7 @@
-"""The REST API's response bodies, as TypedDicts: the views (``engine/views.py``) and the
-engine build them as plain dicts (no model is built on the hot path), the OpenAPI document
-shows their schemas (``openapi.py``) and ``tests/e2e/test_contract.py`` validates every
+"""The REST API's response bodies, as TypedDicts: the views (``views.py``) and the facade
+(``engine.py``) are typed to return them, so mypy checks what they build; they stay plain
+dicts (no model is built on the hot path). The OpenAPI document shows their schemas
+(``orchestrator/api/openapi.py``) and ``tests/e2e/test_contract.py`` validates every
 route's real answers against them."""
 
 from __future__ import annotations
@@ -113,13 +114,16 @@ class RegisteredApp(TypedDict):
     functions: list[FunctionConfig]
 
 
+AppStatus = Literal["ok", "misconfigured"]
+
+
 class App(TypedDict):
     id: str
     url: str
     sdk: str | None
     synced_at: Time
     functions: list[str]
-    status: Literal["ok", "misconfigured"]
+    status: AppStatus
     error: str | None
 
 
