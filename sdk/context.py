@@ -13,14 +13,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sdk import protocol as p
 from sdk._execution import Execution
-from sdk.function import Retry
-
-if TYPE_CHECKING:
-    from sdk.function import Function
+from sdk.function import Function, Retry
 
 
 @dataclass(frozen=True)

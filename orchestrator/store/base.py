@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from sqlalchemy import BindParameter, bindparam
+
 from orchestrator.store.db import Backend, Conn
 
 
@@ -29,7 +31,5 @@ def prepared(build: Callable[[Backend], Any]) -> Callable[[Backend], Any]:
     return get
 
 
-def ids_param(name: str = "ids") -> Any:
-    from sqlalchemy import bindparam
-
+def ids_param(name: str = "ids") -> BindParameter[Any]:
     return bindparam(name, expanding=True)
