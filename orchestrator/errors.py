@@ -39,6 +39,13 @@ class Unauthorized(ApiError):
     code = "unauthorized"
 
 
+class Forbidden(ApiError):
+    """A valid API key without the scope the route needs."""
+
+    status = 403
+    code = "forbidden"
+
+
 class TooLarge(ApiError):
     status = 413
     code = "too_large"

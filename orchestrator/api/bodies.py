@@ -32,6 +32,7 @@ from orchestrator.api.fields import (
     epoch,
     text_check,
 )
+from orchestrator.engine.answers import Scope
 from orchestrator.engine.control import FROM
 from orchestrator.engine.engine import MAX_BULK
 from orchestrator.errors import Invalid
@@ -233,3 +234,10 @@ class Event(Body):
             raise PydanticCustomError(CHECK, f"event is {size} bytes; the limit is "
                                              f"{p.MAX_EVENT_BYTES}")
         return out
+
+
+class CreateKey(Body):
+    name: Annotated[Text, Field(description="What the key is for (shown in lists)")]
+    scopes: Annotated[list[Scope], Field(
+        min_length=1, description="admin: everything; events: send events only; read: "
+                                  "read runs, functions, events, schedules and crons")]

@@ -56,10 +56,15 @@ def _param(q: Param) -> dict[str, Any]:
 def _operation(op: Operation, components: _Components) -> dict[str, Any]:
     out: dict[str, Any] = {"operationId": op.operation_id, "tags": [op.tag],
                            "summary": op.summary}
-    if op.description:
-        out["description"] = op.description
-    if op.public:
-        out["security"] = []
+    needs = op.needs
+    scope_text = "" if needs is None else \
+        f"Needs an API key with the scope `{needs}`" + ("." if needs == "admin" else
+                                                         " (or `admin`).")
+    if op.description or scope_text:
+        out["description"] = " ".join(t for t in (op.description, scope_text) if t)
+    out["security"] = [] if needs is None else [{"bearer": [needs]}]
+    if needs is not None:
+        out["x-scopes"] = [needs]
     if op.params:
         out["parameters"] = [_param(q) for q in op.params]
     if op.body is not None:
@@ -75,7 +80,7 @@ def _operation(op: Operation, components: _Components) -> dict[str, Any]:
                 "operationId": name, "parameters": {answer.link_param: "$response.body#/id"}}
                 for name in answer.links}
         responses[str(status)] = item
-    errors = sorted({*op.errors, *op.error_text} | ({401} if not op.public else set()))
+    errors = sorted({*op.errors, *op.error_text} | ({401, 403} if not op.public else set()))
     if op.body is not None:
         errors = sorted({*errors, 413, 422})
     for status in errors:

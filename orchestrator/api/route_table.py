@@ -12,6 +12,7 @@ from orchestrator.api import bodies as b
 from orchestrator.api.fields import MAX_ID_CHARS, MAX_STR_CHARS, NO_NUL
 from orchestrator.engine import answers as a
 from orchestrator.engine.engine import MAX_BULK
+from orchestrator.engine.keys import CACHE_SECONDS
 
 REF: Final = "#/components/schemas/{model}"
 
@@ -71,17 +72,33 @@ class Operation:
     body: Schema | None = None
     body_required: bool = True
     params: tuple[Param, ...] = ()
-    #: Error statuses besides those every operation of its kind has (401 unless public;
+    #: Error statuses besides those every operation of its kind has (401 and 403 unless
+    #: public;
     #: 413 and 422 with a body); ``error_text`` says when, where ``ERROR_TEXT`` would not.
     errors: tuple[int, ...] = ()
     error_text: dict[int, str] = field(default_factory=dict)
     description: str = ""
     public: bool = False  # no API key needed
+    #: The scope an API key needs (besides ``admin``, which may do everything); unset,
+    #: ``default_scope`` says.
+    scope: a.Scope | None = None
+
+    @property
+    def needs(self) -> a.Scope | None:
+        """The scope this operation needs; None for a public one."""
+        return None if self.public else self.scope or default_scope(self.method)
+
+
+def default_scope(method: str) -> a.Scope:
+    """The rule for a route that names no scope: reading needs ``read``, the rest
+    ``admin``."""
+    return "read" if method == "get" else "admin"
 
 
 ERROR_TEXT: Final = {
     400: "Bad request (a `cursor` this API did not give)",
     401: "Missing or invalid API key (`Authorization: Bearer <key>`)",
+    403: "The API key lacks the scope this operation needs",
     404: "Not found",
     409: "Conflict with the current state",
     413: "Request body too large (`max_body_bytes`, 4 MiB by default)",
@@ -139,7 +156,7 @@ OPERATIONS: Final = (
     # -- events ---------------------------------------------------------------------------
     Operation("/api/v1/events", "post", "sendEvents", "events",
               f"Send one event or a list of up to {b.MAX_EVENTS_PER_REQUEST} events",
-              {202: Answer(a.EventsAccepted, "Accepted")}, body=EVENTS,
+              {202: Answer(a.EventsAccepted, "Accepted")}, body=EVENTS, scope="events",
               description="Stores the events, starts the runs they trigger, resumes the "
                           "runs waiting for them and cancels the runs they cancel."),
     # -- runs -----------------------------------------------------------------------------
@@ -224,4 +241,17 @@ OPERATIONS: Final = (
               errors=(404,),
               error_text={409: "The cron is declared in code (remove it there and re-sync "
                                "the app)"}),
+    # -- API keys -------------------------------------------------------------------------
+    Operation("/api/v1/keys", "post", "createKey", "keys",
+              "Create an API key with the given scopes",
+              {201: Answer(a.CreatedApiKey, "Created: the key is in this answer only",
+                           ("revokeKey",), "key_id")}, body=b.CreateKey),
+    Operation("/api/v1/keys", "get", "listKeys", "keys",
+              "API keys made through the API, revoked ones too (never the key itself)",
+              {200: Answer(a.ApiKeyList)}, scope="admin"),
+    Operation("/api/v1/keys/{key_id}", "delete", "revokeKey", "keys",
+              "Revoke an API key: refused from then on (by every replica within "
+              f"{CACHE_SECONDS:g} seconds)",
+              {204: Answer(None, "Revoked")}, params=(path_id("key_id", "An API key's id"),),
+              errors=(404,)),
 )

@@ -22,7 +22,8 @@ OptionalTime = Annotated[str | None, Schema({
 From = Literal["failed_step", "start"]
 ErrorCode = Literal["bad_request", "validation_error", "not_found", "conflict",
                     "unauthorized", "too_large", "method_not_allowed", "http_error",
-                    "internal_error", "database_unavailable", "storage_full"]
+                    "internal_error", "database_unavailable", "storage_full",
+                    "forbidden"]
 JsonObject = dict[str, Any]
 
 
@@ -312,3 +313,29 @@ class Cron(TypedDict):
 
 class CronList(TypedDict):
     crons: list[Cron]
+
+
+# -- API keys ------------------------------------------------------------------------------
+
+Scope = Literal["admin", "events", "read"]
+"""What an API key may do: ``admin`` everything, ``events`` send events only, ``read``
+read runs, functions, events, schedules and crons (docs/security.md)."""
+
+
+class ApiKey(TypedDict):
+    id: str
+    prefix: Annotated[str, Field(description="The key's first characters (never the key)")]
+    name: str
+    scopes: list[Scope]
+    created_at: Time
+    last_used_at: Annotated[OptionalTime, Field(
+        description="About when it was last used (recorded at most once a minute)")]
+    revoked_at: OptionalTime
+
+
+class ApiKeyList(TypedDict):
+    keys: list[ApiKey]
+
+
+class CreatedApiKey(ApiKey):
+    key: Annotated[str, Field(description="The key itself: shown this once, never again")]

@@ -25,6 +25,7 @@ from orchestrator.engine.dispatcher import Dispatcher
 from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Invoker
+from orchestrator.engine.keys import Keys
 from orchestrator.engine.lifecycle import Effects
 from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.probe import Prober
@@ -76,6 +77,7 @@ class Engine:
                          allow_insecure=settings.allow_insecure_app_urls,
                          crons_changed=self.scheduler.poke)
         self.schedules = Schedules(self.store, self.registry, changed=self.scheduler.poke)
+        self.keys = Keys(self.store, settings.api_keys)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
 
@@ -110,7 +112,7 @@ class Engine:
                 pass
             except Exception:
                 log.exception("the %s loop had ended with an error", t.get_name())
-        for close in (self.invoker.close, self.store.close):
+        for close in (self.keys.settle, self.invoker.close, self.store.close):
             try:
                 await close()
             except Exception:
@@ -272,3 +274,14 @@ class Engine:
                     fut = self.notifier.watch(run_id)
         finally:
             self.notifier.unwatch(run_id, fut)
+
+    # -- API keys ---------------------------------------------------------------------------
+
+    async def create_key(self, name: str, scopes: Sequence[a.Scope]) -> a.CreatedApiKey:
+        return await self.keys.create(name, scopes)
+
+    async def list_keys(self) -> list[a.ApiKey]:
+        return await self.keys.list()
+
+    async def revoke_key(self, key_id: str) -> None:
+        await self.keys.revoke(key_id)

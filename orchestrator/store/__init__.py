@@ -22,8 +22,12 @@ from orchestrator.store.db import (
     driver_reason,
 )
 from orchestrator.store.events import EventsRepo
+from orchestrator.store.keys import KeysRepo
 from orchestrator.store.queue import QueueRepo
 from orchestrator.store.rows import (
+    ApiKeyGrant,
+    ApiKeyInsert,
+    ApiKeyRow,
     AppRow,
     ChildRow,
     ClaimedRow,
@@ -69,6 +73,7 @@ class Tx:
         self.events = EventsRepo(conn, backend)
         self.schedules = SchedulesRepo(conn, backend)
         self.crons = CronsRepo(conn, backend)
+        self.keys = KeysRepo(conn, backend)
 
 
 class Store:
@@ -152,6 +157,9 @@ class Store:
 
 
 __all__ = [
+    "ApiKeyGrant",
+    "ApiKeyInsert",
+    "ApiKeyRow",
     "AppRow",
     "ChildRow",
     "ClaimedRow",

@@ -170,6 +170,23 @@ class Cron(SQLModel, table=True):
     created_at: float = 0.0
 
 
+class ApiKey(SQLModel, table=True):
+    """A REST API key made through the API: only its SHA-256 is kept (docs/security.md)."""
+
+    __tablename__ = "api_keys"
+    id: str = Field(primary_key=True)
+    prefix: str
+    """The key's first characters (``dk_`` and 8 more), shown in lists to tell keys apart."""
+    hash: str = Field(sa_column=Column(Text, nullable=False, unique=True))
+    """Hex SHA-256 of the whole key."""
+    scopes: str
+    """Space-separated scope names (``admin``, ``events``, ``read``)."""
+    name: str
+    created_at: float = 0.0
+    revoked_at: float | None = None
+    last_used_at: float | None = None
+
+
 class Meta(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True)
@@ -187,6 +204,7 @@ events = Event.__table__  # type: ignore[attr-defined]
 schedules = Schedule.__table__  # type: ignore[attr-defined]
 crons = Cron.__table__  # type: ignore[attr-defined]
 meta = Meta.__table__  # type: ignore[attr-defined]
+api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 metadata = SQLModel.metadata

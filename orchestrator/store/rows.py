@@ -380,3 +380,38 @@ class CronInsert(TypedDict):
     next_fire_at: NotRequired[float | None]
     last_fire_at: NotRequired[float | None]
     created_at: NotRequired[float]
+
+
+# -- API keys ------------------------------------------------------------------------------
+
+class ApiKeyGrant(Row, Protocol):
+    """What a valid key grants (``KeysRepo.grant``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def scopes(self) -> str: ...
+
+
+class ApiKeyRow(ApiKeyGrant, Protocol):
+    """An ``api_keys`` row without its hash (``KeysRepo.listed``)."""
+
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def revoked_at(self) -> float | None: ...
+    @property
+    def last_used_at(self) -> float | None: ...
+
+
+class ApiKeyInsert(TypedDict):
+    id: str
+    prefix: str
+    hash: str
+    scopes: str
+    name: str
+    created_at: float
