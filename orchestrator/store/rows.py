@@ -414,4 +414,6 @@ class ApiKeyInsert(TypedDict):
     hash: str
     scopes: str
     name: str
-    created_at: float
+    created_at: NotRequired[float]
+    revoked_at: NotRequired[float | None]
+    last_used_at: NotRequired[float | None]

@@ -212,3 +212,18 @@ def test_request_bodies_refuse_fields_they_do_not_name() -> None:
         assert s[name]["additionalProperties"] is False, name
     for name in ("Event", "RegisterApp"):  # fields they do not name are ignored
         assert "additionalProperties" not in s[name], name
+
+
+def test_every_operation_declares_its_scope_and_the_document_shows_it() -> None:
+    for op in OPERATIONS:
+        doc = OPENAPI["paths"][op.path][op.method]
+        if op.public:
+            assert op.needs is None and doc["security"] == [] and "x-scopes" not in doc
+            continue
+        want = op.scope or ("read" if op.method == "get" else "admin")
+        assert op.needs == want, op.operation_id
+        assert doc["x-scopes"] == [want] and doc["security"] == [{"bearer": [want]}]
+        assert f"`{want}`" in doc["description"] and "403" in doc["responses"]
+    needs = {op.operation_id: op.needs for op in OPERATIONS}
+    assert needs["sendEvents"] == "events" and needs["listRuns"] == "read"
+    assert needs["listKeys"] == needs["createKey"] == needs["revokeKey"] == "admin"

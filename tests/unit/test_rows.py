@@ -14,6 +14,7 @@ from sqlalchemy import Column, Table, TypeDecorator
 
 from orchestrator.store import Store, rows
 from orchestrator.store.models import (
+    api_keys,
     apps,
     crons,
     events,
@@ -53,6 +54,7 @@ SOURCES: dict[type, tuple[Table, ...]] = {
     rows.TakenWait: (waits,), rows.MatchedWait: (waits,), rows.MisconfiguredApp: (apps,),
     rows.AppRow: (apps,), rows.RegisteredFunction: (functions, apps),
     rows.ScheduleRow: (schedules,), rows.CronRow: (crons,),
+    rows.ApiKeyGrant: (api_keys,), rows.ApiKeyRow: (api_keys,),
 }
 
 
@@ -94,6 +96,8 @@ async def seed(store: Store) -> None:
         await tx.schedules.add({"id": "s", "function": "f", "input_json": "1", "at": T0})
         await tx.crons.add({"id": "k", "function": "f", "expression": "* * * * *",
                             "input_json": "1", "next_fire_at": T0})
+        await tx.keys.add({"id": "key", "prefix": "dk_abcdefgh", "hash": "h",
+                           "scopes": "read", "name": "n", "created_at": T0})
 
 
 async def returned(store: Store) -> list[tuple[str, type, list[Any]]]:
@@ -129,6 +133,8 @@ async def returned(store: Store) -> list[tuple[str, type, list[Any]]]:
         out.append(("crons.get", rows.CronRow, [await tx.crons.get("k")]))
         out.append(("crons.all", rows.CronRow, await tx.crons.all("f")))
         out.append(("crons.due", rows.CronRow, await tx.crons.due(T0 + 1, 10)))
+        out.append(("keys.grant", rows.ApiKeyGrant, [await tx.keys.grant("h")]))
+        out.append(("keys.listed", rows.ApiKeyRow, await tx.keys.listed()))
     return out
 
 
@@ -169,7 +175,7 @@ def test_created_run_is_a_whole_run_row_with_the_table_defaults() -> None:
 @pytest.mark.parametrize("typed, table", [
     (rows.RunInsert, runs), (rows.StepInsert, steps), (rows.QueueInsert, queue),
     (rows.WaitInsert, waits), (rows.EventInsert, events), (rows.ScheduleInsert, schedules),
-    (rows.CronInsert, crons),
+    (rows.CronInsert, crons), (rows.ApiKeyInsert, api_keys),
 ], ids=lambda x: getattr(x, "__name__", ""))
 def test_insert_dicts_name_columns_and_require_those_without_default(
         typed: Any, table: Table) -> None:
