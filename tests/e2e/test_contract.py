@@ -170,6 +170,14 @@ async def test_every_route_answers_as_the_document_says(stack: Stack, api: Contr
     await c("GET", "/api/v1/crons", 200)
     await c("DELETE", "/api/v1/crons/{cid}", 204, path=f"/api/v1/crons/{cron['id']}")
     await c("DELETE", "/api/v1/crons/{cid}", 404, path=f"/api/v1/crons/{cron['id']}")
+    # -- API keys
+    key = await c("POST", "/api/v1/keys", 201, json={"name": "contract", "scopes": ["read"]})
+    await c("POST", "/api/v1/keys", 422, json={"name": "contract", "scopes": ["root"]})
+    await c("GET", "/api/v1/keys", 200)
+    await c("POST", "/api/v1/events", 403, json={"name": "x.y"},
+            headers={"authorization": f"Bearer {key['key']}"})
+    await c("DELETE", "/api/v1/keys/{key_id}", 204, path=f"/api/v1/keys/{key['id']}")
+    await c("DELETE", "/api/v1/keys/{key_id}", 404, path="/api/v1/keys/no-such-key")
 
     success = {(op.method, op.path, min(op.responses)) for op in OPERATIONS}
     missing = sorted(success - api.seen)
