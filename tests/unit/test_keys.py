@@ -56,8 +56,8 @@ async def test_grant_gives_the_stored_scopes_and_none_for_unknown_keys(store: St
     assert await keys.grant("") is None
 
 
-async def test_settings_keys_are_admin_without_the_database(tmp_path: object) -> None:
-    keys = Keys(Store("sqlite:///nowhere/never-opened.db"), ["k1", "k2"])
+async def test_settings_keys_are_admin_without_the_database() -> None:
+    keys = Keys(Store("sqlite:///nowhere/never-opened.db"), ["k1", "k2"])  # never opened
     assert await keys.grant("k2") is SETTINGS_GRANT
     assert SETTINGS_GRANT.allows("read") and SETTINGS_GRANT.allows("events")
 
