@@ -30,7 +30,7 @@ async def test_a_key_is_stored_as_its_sha256_only(store: Store) -> None:
     assert key.startswith(KEY_START) and len(key) == len(KEY_START) + 43
     assert made["prefix"] == key[:PREFIX_CHARS] and made["scopes"] == ["read"]
     async with store.read() as tx:
-        stored = [r._asdict() for r in await tx.conn.execute(api_keys.select())]
+        stored = [r._asdict() for r in await tx.keys.conn.execute(api_keys.select())]
     assert len(stored) == 1
     assert stored[0]["hash"] == hashlib.sha256(key.encode()).hexdigest()
     assert key not in repr(stored)
