@@ -23,12 +23,14 @@ class Operations:
 
     def __init__(self, ops: Iterable[Operation]) -> None:
         self.exact: dict[tuple[str, str], Operation] = {}
-        self.templated: list[tuple[str, re.Pattern[str], Operation]] = []
+        #: by (method, number of "/"): the few templates a path can match
+        self.templated: dict[tuple[str, int], list[tuple[re.Pattern[str], Operation]]] = {}
         for op in ops:
             method = op.method.upper()
             if "{" in op.path:
                 pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(op.path))
-                self.templated.append((method, re.compile(pattern), op))
+                self.templated.setdefault((method, op.path.count("/")), []).append(
+                    (re.compile(pattern), op))
             else:
                 self.exact[method, op.path] = op
 
@@ -38,8 +40,8 @@ class Operations:
         op = self.exact.get((method, path))
         if op is not None:
             return op
-        for m, pattern, op in self.templated:
-            if m == method and pattern.fullmatch(path):
+        for pattern, op in self.templated.get((method, path.count("/")), ()):
+            if pattern.fullmatch(path):
                 return op
         return None
 
