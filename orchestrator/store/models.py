@@ -170,6 +170,31 @@ class Cron(SQLModel, table=True):
     created_at: float = 0.0
 
 
+class WebhookSource(SQLModel, table=True):
+    """A third-party webhook source: deliveries to ``/hooks/{id}`` are verified as ``kind``
+    signs them and become events by its rules (``engine/webhooks.py``)."""
+
+    __tablename__ = "webhook_sources"
+    id: str = Field(primary_key=True)
+    kind: str
+    """generic | github | stripe | slack | none (unauthenticated)."""
+    secret: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    previous_secret: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The secret before the last rotation, accepted until ``previous_until``."""
+    previous_until: float | None = None
+    sig_header: str = "X-Signature"
+    sig_algorithm: str = "sha256"
+    sig_encoding: str = "hex"
+    sig_prefix: str = ""
+    tolerance: float = 300.0
+    event_from: str
+    event_key: str = ""
+    event_prefix: str = ""
+    id_from: str = "none"
+    id_key: str = ""
+    created_at: float = 0.0
+
+
 class Meta(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True)
@@ -187,6 +212,7 @@ events = Event.__table__  # type: ignore[attr-defined]
 schedules = Schedule.__table__  # type: ignore[attr-defined]
 crons = Cron.__table__  # type: ignore[attr-defined]
 meta = Meta.__table__  # type: ignore[attr-defined]
+webhook_sources = WebhookSource.__table__  # type: ignore[attr-defined]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 metadata = SQLModel.metadata

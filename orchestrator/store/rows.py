@@ -380,3 +380,61 @@ class CronInsert(TypedDict):
     next_fire_at: NotRequired[float | None]
     last_fire_at: NotRequired[float | None]
     created_at: NotRequired[float]
+
+
+# -- webhook sources -----------------------------------------------------------------------
+
+class WebhookSourceRow(Row, Protocol):
+    """A whole ``webhook_sources`` row."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def secret(self) -> str | None: ...
+    @property
+    def previous_secret(self) -> str | None: ...
+    @property
+    def previous_until(self) -> float | None: ...
+    @property
+    def sig_header(self) -> str: ...
+    @property
+    def sig_algorithm(self) -> str: ...
+    @property
+    def sig_encoding(self) -> str: ...
+    @property
+    def sig_prefix(self) -> str: ...
+    @property
+    def tolerance(self) -> float: ...
+    @property
+    def event_from(self) -> str: ...
+    @property
+    def event_key(self) -> str: ...
+    @property
+    def event_prefix(self) -> str: ...
+    @property
+    def id_from(self) -> str: ...
+    @property
+    def id_key(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+
+
+class WebhookSourceInsert(TypedDict):
+    id: str
+    kind: str
+    secret: str | None
+    event_from: str
+    event_key: str
+    event_prefix: str
+    id_from: str
+    id_key: str
+    created_at: float
+    sig_header: NotRequired[str]
+    sig_algorithm: NotRequired[str]
+    sig_encoding: NotRequired[str]
+    sig_prefix: NotRequired[str]
+    tolerance: NotRequired[float]
+    previous_secret: NotRequired[str | None]
+    previous_until: NotRequired[float | None]
