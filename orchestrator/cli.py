@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from orchestrator import webhooks_cli
 from orchestrator.app import create_app
 from orchestrator.config import (
     DEV_KEYS_FILE,
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--show-keys", action="store_true",
                             help="print the signing key (it is kept in dev-keys.env beside "
                                  "the database, readable by you only)")
+    webhooks_cli.add_parser(sub)
     return ap
 
 
@@ -233,6 +235,9 @@ async def _serve(s: Settings, dev: bool, apps: list[str], show_keys: bool = Fals
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "webhooks":
+        webhooks_cli.main(args)
+        return
     try:
         s, keys_path = _settings(args)
     except BadSettings as exc:

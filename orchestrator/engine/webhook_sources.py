@@ -9,7 +9,7 @@ import logging
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from orchestrator.engine import answers as a
@@ -50,7 +50,7 @@ class SourceSpec:
     secret: str | None = None
     event: Rule | None = None
     delivery_id: Rule | None = None
-    signature: Signature = Signature()
+    signature: Signature = field(default_factory=Signature)
     tolerance: float = DEFAULT_TOLERANCE
 
 
