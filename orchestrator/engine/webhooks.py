@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl
 
-from orchestrator.errors import ApiError, Unauthorized
+from orchestrator.errors import ApiError, TooLarge, Unauthorized
 from sdk import protocol as p
 
 Kind = Literal["generic", "github", "stripe", "slack", "none"]
@@ -189,10 +189,20 @@ def _json(raw: bytes | str) -> Any:
         raise Malformed(f"body nests deeper than {p.MAX_JSON_DEPTH} levels", "body") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise Malformed(f"body is not valid JSON: {exc}", "body") from None
-    problem = p.json_problem(value)
-    if problem is not None:
-        raise Malformed(f"body {problem}", "body")
     return value
+
+
+def _storable(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` if it can be an event's data: finite numbers, valid Unicode, at most
+    ``MAX_JSON_DEPTH`` deep (else 400) and at most ``MAX_EVENT_BYTES`` encoded (else 413)."""
+    try:
+        size = len(p.dumps_value(data))
+    except (TypeError, ValueError) as exc:
+        raise Malformed(f"body is not a JSON value the API takes: {exc}", "body") from None
+    if size > p.MAX_EVENT_BYTES:
+        raise TooLarge(f"body is {size} bytes as event data; the limit is "
+                       f"{p.MAX_EVENT_BYTES}", "body")
+    return data
 
 
 def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
@@ -212,12 +222,12 @@ def parse_body(content_type: str, body: bytes) -> dict[str, Any]:
         if list(form) == ["payload"] and isinstance(form["payload"], str):
             value = _json(form["payload"])
         else:
-            return form
+            return _storable(form)
     else:
         value = _json(body)
     if not isinstance(value, dict):
         raise Malformed("body must be a JSON object", "body")
-    return value
+    return _storable(value)
 
 
 def _select(rule: Rule, headers: Mapping[str, str], data: Mapping[str, Any],
@@ -235,7 +245,10 @@ def _select(rule: Rule, headers: Mapping[str, str], data: Mapping[str, Any],
     if isinstance(value, bool) or not isinstance(value, str | int) or value == "":
         raise Malformed(f"the {what} is read from {where}, which is missing or not a "
                         "string", where)
-    return str(value)
+    out = str(value)
+    if "\x00" in out or not out.isprintable():
+        raise Malformed(f"the {what} in {where} holds a control character", where)
+    return out
 
 
 def event_of(source_id: str, event: Rule, id_rule: Rule, headers: Mapping[str, str],

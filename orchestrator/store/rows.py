@@ -424,13 +424,13 @@ class WebhookSourceRow(Row, Protocol):
 class WebhookSourceInsert(TypedDict):
     id: str
     kind: str
-    secret: str | None
     event_from: str
-    event_key: str
-    event_prefix: str
-    id_from: str
-    id_key: str
-    created_at: float
+    secret: NotRequired[str | None]
+    event_key: NotRequired[str]
+    event_prefix: NotRequired[str]
+    id_from: NotRequired[str]
+    id_key: NotRequired[str]
+    created_at: NotRequired[float]
     sig_header: NotRequired[str]
     sig_algorithm: NotRequired[str]
     sig_encoding: NotRequired[str]

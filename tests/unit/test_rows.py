@@ -23,6 +23,7 @@ from orchestrator.store.models import (
     schedules,
     steps,
     waits,
+    webhook_sources,
 )
 from sdk import protocol as p
 
@@ -53,6 +54,7 @@ SOURCES: dict[type, tuple[Table, ...]] = {
     rows.TakenWait: (waits,), rows.MatchedWait: (waits,), rows.MisconfiguredApp: (apps,),
     rows.AppRow: (apps,), rows.RegisteredFunction: (functions, apps),
     rows.ScheduleRow: (schedules,), rows.CronRow: (crons,),
+    rows.WebhookSourceRow: (webhook_sources,),
 }
 
 
@@ -68,7 +70,8 @@ def test_each_attribute_has_its_columns_type(proto: type) -> None:
 
 def test_whole_row_types_name_every_column() -> None:
     for proto, table in [(rows.RunRow, runs), (rows.StepRow, steps), (rows.AppRow, apps),
-                         (rows.ScheduleRow, schedules), (rows.CronRow, crons)]:
+                         (rows.ScheduleRow, schedules), (rows.CronRow, crons),
+                         (rows.WebhookSourceRow, webhook_sources)]:
         assert set(attributes(proto)) == set(table.c.keys()), proto.__name__
 
 
@@ -129,6 +132,10 @@ async def returned(store: Store) -> list[tuple[str, type, list[Any]]]:
         out.append(("crons.get", rows.CronRow, [await tx.crons.get("k")]))
         out.append(("crons.all", rows.CronRow, await tx.crons.all("f")))
         out.append(("crons.due", rows.CronRow, await tx.crons.due(T0 + 1, 10)))
+        await tx.webhooks.add({"id": "w", "kind": "github", "event_from": "header",
+                               "secret": "x"})
+        out.append(("webhooks.get", rows.WebhookSourceRow, [await tx.webhooks.get("w")]))
+        out.append(("webhooks.list_all", rows.WebhookSourceRow, await tx.webhooks.list_all()))
     return out
 
 
@@ -169,7 +176,7 @@ def test_created_run_is_a_whole_run_row_with_the_table_defaults() -> None:
 @pytest.mark.parametrize("typed, table", [
     (rows.RunInsert, runs), (rows.StepInsert, steps), (rows.QueueInsert, queue),
     (rows.WaitInsert, waits), (rows.EventInsert, events), (rows.ScheduleInsert, schedules),
-    (rows.CronInsert, crons),
+    (rows.CronInsert, crons), (rows.WebhookSourceInsert, webhook_sources),
 ], ids=lambda x: getattr(x, "__name__", ""))
 def test_insert_dicts_name_columns_and_require_those_without_default(
         typed: Any, table: Table) -> None:

@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 
 from orchestrator.engine import webhooks as w
-from orchestrator.errors import ApiError, Unauthorized
+from orchestrator.errors import ApiError, TooLarge, Unauthorized
 
 # GitHub's example (docs: "Validating webhook deliveries")
 GH_SECRET = "It's a Secret to Everybody"
@@ -142,3 +142,14 @@ def test_event_of_rules() -> None:
     assert exc.value.field == "header X-GitHub-Delivery"
     with pytest.raises(ApiError, match="event name"):
         w.event_of("g", w.Rule("field", "t"), w.Rule("none"), {}, {"t": "no spaces"})
+
+
+def test_what_no_column_could_store_is_refused_not_a_500() -> None:
+    with pytest.raises(w.Malformed):  # a lone surrogate
+        w.parse_body("application/json", b'{"a": "\\ud800"}')
+    with pytest.raises(w.Malformed):
+        w.event_of("s", w.Rule("constant", "x"), w.Rule("field", "id"), {},
+                   {"id": "a\x00b"})
+    # a form whose fields grow past the event limit as JSON (\u0001 is 6 bytes for 3)
+    with pytest.raises(TooLarge):
+        w.parse_body("application/x-www-form-urlencoded", b"a=" + b"%01" * 50_000)
