@@ -16,12 +16,14 @@ from urllib.parse import urlencode
 
 import httpx
 import pytest
+from sqlalchemy import select
 from starlette.applications import Starlette
 
 from orchestrator.app import create_app
 from orchestrator.config import Settings
 from orchestrator.engine.engine import Engine
 from orchestrator.engine.webhooks import MAX_DELIVERY_BYTES
+from orchestrator.store.models import events
 
 AUTH = {"authorization": "Bearer k"}
 
@@ -96,8 +98,9 @@ async def create(c: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
 async def stored_events(app: Starlette) -> dict[str, tuple[str, Any]]:
     engine: Engine = app.state.engine
     async with engine.store.read() as tx:
-        rows = await tx.conn.exec_driver_sql("SELECT id, name, data_json FROM events")
-        return {r[0]: (r[1], json.loads(r[2])) for r in rows}
+        rows = await tx.events.conn.execute(select(events.c.id, events.c.name,
+                                                   events.c.data_json))
+        return {r.id: (r.name, json.loads(r.data_json)) for r in rows}
 
 
 async def test_management(c: httpx.AsyncClient) -> None:
