@@ -71,6 +71,13 @@ def _view(r: WebhookSourceRow | WebhookSourceInsert) -> a.WebhookSource:
     })
 
 
+def _with_secret(view: a.WebhookSource, secret: str | None) -> a.WebhookSourceWithSecret:
+    """A source as its create and rotate answers show it: with its secret, once."""
+    out = cast(a.WebhookSourceWithSecret, dict(view))
+    out["secret"] = secret
+    return out
+
+
 def _secrets(row: WebhookSourceRow, now: float) -> list[str]:
     """The secrets a delivery may be signed with: the current one, and the previous one
     until its grace ends."""
@@ -106,7 +113,7 @@ class WebhookSources:
         }
         async with self.store.write() as tx:
             await tx.webhooks.add(row)
-        out: a.WebhookSourceWithSecret = {**_view(row), "secret": secret}
+        out = _with_secret(_view(row), secret)
         if spec.kind == "none":
             out["warning"] = UNAUTHENTICATED.format(id=row["id"])
             log.warning(out["warning"])
@@ -139,7 +146,7 @@ class WebhookSources:
             keep = row.secret if grace > 0 else None
             await tx.webhooks.rotate(source_id, new, keep, now + grace if keep else None)
             row = await self._get(tx, source_id)
-        return {**_view(row), "secret": new}
+        return _with_secret(_view(row), new)
 
     async def delete(self, source_id: str) -> None:
         async with self.store.write() as tx:
