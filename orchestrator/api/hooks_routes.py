@@ -66,7 +66,7 @@ async def deliver(request: Request) -> JSON:
         raise
     headers = {k.lower(): v for k, v in request.headers.items()}
     return JSON(await engine_of(request).deliver_webhook(
-        source_id, headers, request.headers.get("content-type", ""), raw))
+        source_id, headers, request.headers.get("content-type", ""), bytes(raw)))
 
 
 ROUTES = [
