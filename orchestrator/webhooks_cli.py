@@ -6,8 +6,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import Any, get_args
 
+from orchestrator.engine import answers as a
 from orchestrator.rest_client import RestClient, RestError, add_client_flags
 
 
@@ -20,7 +21,7 @@ def add_parser(sub: Any) -> None:
     c = act.add_parser("create", parents=[common], help="create a source; prints its "
                                                         "secret (once) and path")
     c.add_argument("--kind", required=True,
-                   choices=["generic", "github", "stripe", "slack", "none"])
+                   choices=get_args(a.WebhookKind))
     c.add_argument("--secret", help="the shared secret (default: one is made; Stripe's "
                                     "and Slack's are theirs)")
     ev = c.add_mutually_exclusive_group()
@@ -34,8 +35,8 @@ def add_parser(sub: Any) -> None:
     ids.add_argument("--id-field", metavar="PATH", help="... this dotted body field")
     ids.add_argument("--no-id", action="store_true", help="no delivery id (no dedup)")
     c.add_argument("--sig-header", help="generic: the signature's header")
-    c.add_argument("--algorithm", choices=["sha1", "sha256", "sha512"])
-    c.add_argument("--encoding", choices=["hex", "base64"])
+    c.add_argument("--algorithm", choices=get_args(a.HashAlgorithm))
+    c.add_argument("--encoding", choices=get_args(a.DigestEncoding))
     c.add_argument("--sig-prefix", help="generic: the signature starts with this")
     c.add_argument("--tolerance", type=float, help="stripe/slack: timestamp tolerance (s)")
     act.add_parser("list", parents=[common], help="list sources")

@@ -32,8 +32,11 @@ from orchestrator.api.fields import (
     epoch,
     text_check,
 )
+from orchestrator.engine.answers import DigestEncoding, HashAlgorithm, WebhookKind
 from orchestrator.engine.control import FROM
 from orchestrator.engine.engine import MAX_BULK
+from orchestrator.engine.webhook_sources import DEFAULT_GRACE
+from orchestrator.engine.webhooks import DEFAULT_TOLERANCE
 from orchestrator.errors import Invalid
 from sdk import protocol as p
 
@@ -278,13 +281,13 @@ class WebhookSignatureBody(Body):
     """A generic source's HMAC of the raw body."""
 
     header: Annotated[Text, Field(max_length=128)] = "X-Signature"
-    algorithm: Literal["sha1", "sha256", "sha512"] = "sha256"
-    encoding: Literal["hex", "base64"] = "hex"
+    algorithm: HashAlgorithm = "sha256"
+    encoding: DigestEncoding = "hex"
     prefix: Short = ""
 
 
 class CreateWebhook(Body):
-    kind: Literal["generic", "github", "stripe", "slack", "none"]
+    kind: WebhookKind
     secret: Secret = None
     event: Annotated[WebhookEventRule | None, Field(
         description="Absent: github X-GitHub-Event, stripe the field type, slack the "
@@ -295,11 +298,11 @@ class CreateWebhook(Body):
                     "field trigger_id; generic and none: none")] = None
     signature: WebhookSignatureBody = WebhookSignatureBody()
     tolerance: Annotated[float, Field(gt=0, le=86400, description="Stripe and Slack: the "
-                                      "timestamp's tolerance in seconds")] = 300.0
+                                      "timestamp's tolerance in seconds")] = DEFAULT_TOLERANCE
 
 
 class RotateWebhookSecret(Body):
     secret: Secret = None
     grace_seconds: Annotated[float, Field(ge=0, le=30 * 86400, description=(
         "How long the old secret is still accepted (0: not at all); a later rotation "
-        "drops it"))] = 86400.0
+        "drops it"))] = DEFAULT_GRACE

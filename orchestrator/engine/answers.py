@@ -314,6 +314,11 @@ class CronList(TypedDict):
     crons: list[Cron]
 
 
+WebhookKind = Literal["generic", "github", "stripe", "slack", "none"]
+HashAlgorithm = Literal["sha1", "sha256", "sha512"]
+DigestEncoding = Literal["hex", "base64"]
+
+
 class WebhookRule(TypedDict):
     source: Annotated[Literal["header", "field", "constant", "none"], Field(
         description="A header, a dotted body field, a constant (none: no delivery id)")]
@@ -324,14 +329,14 @@ class WebhookRule(TypedDict):
 
 class WebhookSignature(TypedDict):
     header: str
-    algorithm: Literal["sha1", "sha256", "sha512"]
-    encoding: Literal["hex", "base64"]
+    algorithm: HashAlgorithm
+    encoding: DigestEncoding
     prefix: str
 
 
 class WebhookSource(TypedDict):
     id: str
-    kind: Literal["generic", "github", "stripe", "slack", "none"]
+    kind: WebhookKind
     path: Annotated[str, Field(description="Where the provider delivers: POST "
                                            "/hooks/{id} (no API key)")]
     event: WebhookRule

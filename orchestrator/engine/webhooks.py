@@ -15,20 +15,18 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any, Final, get_args
 from urllib.parse import parse_qsl
 
+from orchestrator.engine import answers as a
 from orchestrator.errors import ApiError, TooLarge, Unauthorized
 from sdk import protocol as p
 
-Kind = Literal["generic", "github", "stripe", "slack", "none"]
-KINDS: Final[tuple[Kind, ...]] = ("generic", "github", "stripe", "slack", "none")
-Algorithm = Literal["sha1", "sha256", "sha512"]
-ALGORITHMS: Final[tuple[Algorithm, ...]] = ("sha1", "sha256", "sha512")
-Encoding = Literal["hex", "base64"]
-ENCODINGS: Final[tuple[Encoding, ...]] = ("hex", "base64")
-From = Literal["header", "field", "constant"]
-IdFrom = Literal["header", "field", "none"]
+Kind = a.WebhookKind
+Algorithm = a.HashAlgorithm
+ALGORITHMS: Final[tuple[Algorithm, ...]] = get_args(Algorithm)
+Encoding = a.DigestEncoding
+ENCODINGS: Final[tuple[Encoding, ...]] = get_args(Encoding)
 
 #: Stripe's and Slack's default timestamp tolerance (seconds), as their libraries use.
 DEFAULT_TOLERANCE: Final = 300.0
