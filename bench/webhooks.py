@@ -19,7 +19,7 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 from orchestrator.engine import webhooks as w
-from tests.unit.test_webhook_routes import (
+from tests.support.webhooks import (
     GITHUB_PUSH,
     SLACK_COMMAND,
     STRIPE_EVENT,

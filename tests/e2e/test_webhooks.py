@@ -16,7 +16,7 @@ import httpx
 
 from tests.e2e.conftest import Stack
 from tests.support import procs
-from tests.unit.test_webhook_routes import GITHUB_PUSH, github_headers
+from tests.support.webhooks import GITHUB_PUSH, github_headers
 
 
 async def test_github_push_starts_its_run_once(stack: Stack, rest: httpx.AsyncClient) -> None:
