@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 
-from orchestrator.api import control_routes, key_routes, routes
+from orchestrator.api import control_routes, hooks_routes, key_routes, routes
 from orchestrator.api.auth import ApiKeyMiddleware
 from orchestrator.api.request_id import RequestIdMiddleware, request_id_of
 from orchestrator.api.responses import JSON, error_response
@@ -70,7 +70,7 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
             await engine.stop()
 
     app = Starlette(
-        routes=control_routes.ROUTES + routes.ROUTES + key_routes.ROUTES,
+        routes=control_routes.ROUTES + routes.ROUTES + key_routes.ROUTES + hooks_routes.ROUTES,
         middleware=[Middleware(RequestIdMiddleware),
                     Middleware(ApiKeyMiddleware, keys=engine.keys)],
         exception_handlers={ApiError: _api_error, DatabaseUnavailable: _db_unavailable,

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from orchestrator import keys_cli
+from orchestrator import keys_cli, webhooks_cli
 from orchestrator.app import create_app
 from orchestrator.config import (
     DEV_KEYS_FILE,
@@ -56,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
                             help="print the signing key (it is kept in dev-keys.env beside "
                                  "the database, readable by you only)")
     keys_cli.add_parser(sub)
+    webhooks_cli.add_parser(sub)
     return ap
 
 
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "keys":
         keys_cli.main(args)
+    if args.command == "webhooks":
+        webhooks_cli.main(args)
         return
     try:
         s, keys_path = _settings(args)

@@ -4,7 +4,7 @@ against and what the OpenAPI document shows (``openapi.py``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
 from pydantic import ConfigDict, Field, ModelWrapValidatorHandler, model_validator
@@ -32,9 +32,11 @@ from orchestrator.api.fields import (
     epoch,
     text_check,
 )
-from orchestrator.engine.answers import Scope
+from orchestrator.engine.answers import DigestEncoding, HashAlgorithm, Scope, WebhookKind
 from orchestrator.engine.control import FROM
 from orchestrator.engine.engine import MAX_BULK
+from orchestrator.engine.webhook_sources import DEFAULT_GRACE
+from orchestrator.engine.webhooks import DEFAULT_TOLERANCE
 from orchestrator.errors import Invalid
 from sdk import protocol as p
 
@@ -241,3 +243,71 @@ class CreateKey(Body):
     scopes: Annotated[list[Scope], Field(
         min_length=1, description="admin: everything; events: send events only; read: "
                                   "read runs, functions, events, schedules and crons")]
+# -- webhooks ------------------------------------------------------------------------------
+
+def _short(v: Any, name: str) -> str:
+    """A string of at most 128 characters, which may be empty (a prefix)."""
+    if not isinstance(v, str):
+        raise Invalid(f"'{name}' must be a string", name)
+    return clean_str(v, name, 128)
+
+
+Short = Annotated[str, check(_short), Schema({"type": "string", "maxLength": 128,
+                                              "pattern": NO_NUL})]
+Secret = Annotated[str | None, check(_maybe_text(MAX_KEY_CHARS)), _nullable_text(
+    MAX_KEY_CHARS, "The shared secret (absent: one is made; Stripe's and Slack's are "
+    "theirs: give them)")]
+
+
+class WebhookEventRule(Body):
+    """The event's name: ``prefix`` + a header's value, a dotted body field's, or the
+    constant ``key``."""
+
+    source: Literal["header", "field", "constant"]
+    key: Text
+    prefix: Short = ""
+
+
+class WebhookIdRule(Body):
+    """The delivery id (the event's idempotency key): a header, a dotted body field, or
+    none (every delivery is new)."""
+
+    source: Literal["header", "field", "none"]
+    key: Short = ""
+
+    @model_validator(mode="after")
+    def _keyed(self) -> WebhookIdRule:
+        if self.source != "none" and not self.key:
+            raise PydanticCustomError(CHECK, f"a {self.source} id rule needs a 'key'")
+        return self
+
+
+class WebhookSignatureBody(Body):
+    """A generic source's HMAC of the raw body."""
+
+    header: Annotated[Text, Field(max_length=128)] = "X-Signature"
+    algorithm: HashAlgorithm = "sha256"
+    encoding: DigestEncoding = "hex"
+    prefix: Short = ""
+
+
+class CreateWebhook(Body):
+    kind: WebhookKind
+    secret: Secret = None
+    event: Annotated[WebhookEventRule | None, Field(
+        description="Absent: github X-GitHub-Event, stripe the field type, slack the "
+                    "constant command, each with the prefix '<kind>.' (required for "
+                    "generic and none)")] = None
+    delivery_id: Annotated[WebhookIdRule | None, Field(
+        description="Absent: github X-GitHub-Delivery, stripe the field id, slack the "
+                    "field trigger_id; generic and none: none")] = None
+    signature: WebhookSignatureBody = WebhookSignatureBody()
+    tolerance: Annotated[float, Field(gt=0, le=86400, description="Stripe and Slack: the "
+                                      "timestamp's tolerance in seconds")] = DEFAULT_TOLERANCE
+
+
+class RotateWebhookSecret(Body):
+    secret: Secret = None
+    grace_seconds: Annotated[float, Field(ge=0, le=30 * 86400, description=(
+        "How long the old secret is still accepted (0: not at all); a later rotation "
+        "drops it"))] = DEFAULT_GRACE

@@ -41,7 +41,8 @@ async def read_body(request: Request, model: type[M], *, empty_ok: bool = False)
     return validated(model, await read_json(request, engine_of(request).settings.max_body_bytes))
 
 
-async def read_json(request: Request, limit: int) -> Any:
+async def read_bytes(request: Request, limit: int) -> bytearray:
+    """The raw body, or ``TooLarge`` past ``limit`` bytes (read no further)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise TooLarge(f"request body exceeds {limit} bytes")
@@ -50,6 +51,11 @@ async def read_json(request: Request, limit: int) -> Any:
         body += chunk
         if len(body) > limit:
             raise TooLarge(f"request body exceeds {limit} bytes")
+    return body
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    body = await read_bytes(request, limit)
     if not body:
         raise Invalid("request body is empty; send JSON", "body")
     max_depth = p.MAX_JSON_DEPTH + BODY_ENVELOPE

@@ -13,6 +13,7 @@ from orchestrator.api.fields import MAX_ID_CHARS, MAX_STR_CHARS, NO_NUL
 from orchestrator.engine import answers as a
 from orchestrator.engine.engine import MAX_BULK
 from orchestrator.engine.keys import CACHE_SECONDS
+from orchestrator.engine.webhooks import MAX_DELIVERY_BYTES
 
 REF: Final = "#/components/schemas/{model}"
 
@@ -129,6 +130,7 @@ EVENTS: Final = Raw({"oneOf": [ref("Event"), {"type": "array", "items": ref("Eve
                                               "minItems": 1,
                                               "maxItems": b.MAX_EVENTS_PER_REQUEST}]},
                     (b.Event,))
+SOURCE_ID: Final = path_id("source_id", "A webhook source id")
 RUN_LINKS: Final = ("getRun", "waitRun", "cancelRun", "replayRun")
 
 OPERATIONS: Final = (
@@ -254,4 +256,44 @@ OPERATIONS: Final = (
               f"{CACHE_SECONDS:g} seconds)",
               {204: Answer(None, "Revoked")}, params=(path_id("key_id", "An API key's id"),),
               errors=(404,)),
+    # -- webhooks -------------------------------------------------------------------------
+    Operation("/api/v1/webhooks", "post", "createWebhook", "webhooks",
+              "Create a webhook source (its answer shows the secret, once)",
+              {201: Answer(a.WebhookSourceWithSecret, "Created",
+                           ("getWebhook", "deleteWebhook", "rotateWebhookSecret",
+                            "deliverWebhook"), "source_id")},
+              body=b.CreateWebhook,
+              description="Deliveries to POST /hooks/{id} are verified as the kind's "
+                          "provider signs them (kind none: not at all, with a warning) and "
+                          "become events by the source's rules."),
+    Operation("/api/v1/webhooks", "get", "listWebhooks", "webhooks",
+              "Webhook sources (without their secrets)", {200: Answer(a.WebhookSourceList)}),
+    Operation("/api/v1/webhooks/{source_id}", "get", "getWebhook", "webhooks",
+              "A webhook source (without its secret)", {200: Answer(a.WebhookSource)},
+              params=(SOURCE_ID,), errors=(404,)),
+    Operation("/api/v1/webhooks/{source_id}", "delete", "deleteWebhook", "webhooks",
+              "Delete a webhook source (its deliveries are 404 from then on)",
+              {204: Answer(None, "Deleted")}, params=(SOURCE_ID,), errors=(404,)),
+    Operation("/api/v1/webhooks/{source_id}/secret", "post", "rotateWebhookSecret",
+              "webhooks", "Rotate a source's secret (the answer shows the new one, once)",
+              {200: Answer(a.WebhookSourceWithSecret)}, body=b.RotateWebhookSecret,
+              body_required=False, params=(SOURCE_ID,), errors=(404,),
+              error_text={422: "Invalid input, or the source is unauthenticated (kind "
+                               "none)"},
+              description="The old secret is still accepted for grace_seconds (24 h by "
+                          "default; 0: not at all); a later rotation drops it."),
+    Operation("/hooks/{source_id}", "post", "deliverWebhook", "webhooks",
+              "A provider's delivery (no API key: its signature authenticates it)",
+              {200: Answer(a.WebhookDelivered, "Stored as an event (a redelivery: "
+                                               "duplicate, ignored)")},
+              params=(SOURCE_ID,), errors=(400, 401, 404, 413), public=True,
+              error_text={400: "Malformed body (JSON or form-encoded), or the event name "
+                               "or delivery id it maps to is missing",
+                          401: "Missing or wrong signature, or a timestamp outside the "
+                               "tolerance",
+                          404: "No such webhook source",
+                          413: f"Body larger than {MAX_DELIVERY_BYTES} bytes"},
+              description="Answered once the event is stored, before any run starts. "
+                          "The body is any JSON object or form; its event name and "
+                          "delivery id come from the source's rules."),
 )

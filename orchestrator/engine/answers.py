@@ -339,3 +339,52 @@ class ApiKeyList(TypedDict):
 
 class CreatedApiKey(ApiKey):
     key: Annotated[str, Field(description="The key itself: shown this once, never again")]
+WebhookKind = Literal["generic", "github", "stripe", "slack", "none"]
+HashAlgorithm = Literal["sha1", "sha256", "sha512"]
+DigestEncoding = Literal["hex", "base64"]
+
+
+class WebhookRule(TypedDict):
+    source: Annotated[Literal["header", "field", "constant", "none"], Field(
+        description="A header, a dotted body field, a constant (none: no delivery id)")]
+    key: Annotated[str, Field(description="The header's name, the field's path, or the "
+                                          "constant")]
+    prefix: str
+
+
+class WebhookSignature(TypedDict):
+    header: str
+    algorithm: HashAlgorithm
+    encoding: DigestEncoding
+    prefix: str
+
+
+class WebhookSource(TypedDict):
+    id: str
+    kind: WebhookKind
+    path: Annotated[str, Field(description="Where the provider delivers: POST "
+                                           "/hooks/{id} (no API key)")]
+    event: WebhookRule
+    delivery_id: WebhookRule
+    signature: Annotated[WebhookSignature | None, Field(
+        description="A generic source's HMAC (null for other kinds)")]
+    tolerance: Annotated[float, Field(description="Stripe and Slack: the timestamp's "
+                                                  "tolerance (seconds)")]
+    previous_secret_until: Annotated[str | None, Field(
+        description="The previous secret is accepted until then (null: none is)")]
+    created_at: Time
+
+
+class WebhookSourceWithSecret(WebhookSource):
+    secret: Annotated[str | None, Field(description="Shown once: give it to the provider "
+                                                    "(null for kind none)")]
+    warning: NotRequired[str]
+
+
+class WebhookSourceList(TypedDict):
+    webhooks: list[WebhookSource]
+
+
+class WebhookDelivered(TypedDict):
+    id: Annotated[str, Field(description="The event's id: <source id>:<delivery id>")]
+    duplicate: Annotated[bool, Field(description="A redelivery: accepted, ignored")]

@@ -33,11 +33,12 @@ from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registry import Registry
 from orchestrator.engine.scheduler import Scheduler
 from orchestrator.engine.schedules import Schedules
+from orchestrator.engine.webhook_sources import SourceSpec, WebhookSources
 from orchestrator.errors import Invalid, NotFound
 from orchestrator.store import Store, Tx
 from sdk import protocol as p
 
-__all__ = ["MAX_BULK", "Engine", "RunFilter", "RunSpec"]
+__all__ = ["MAX_BULK", "Engine", "RunFilter", "RunSpec", "SourceSpec"]
 
 log = logging.getLogger("orchestrator")
 
@@ -78,6 +79,7 @@ class Engine:
                          crons_changed=self.scheduler.poke)
         self.schedules = Schedules(self.store, self.registry, changed=self.scheduler.poke)
         self.keys = Keys(self.store, settings.api_keys)
+        self.webhooks = WebhookSources(self.store, self.hub)
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = False
 
@@ -225,6 +227,28 @@ class Engine:
 
     async def delete_cron(self, cid: str) -> None:
         await self.schedules.delete_cron(cid)
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    async def create_webhook(self, spec: SourceSpec) -> a.WebhookSourceWithSecret:
+        return await self.webhooks.create(spec)
+
+    async def list_webhooks(self) -> list[a.WebhookSource]:
+        return await self.webhooks.list_sources()
+
+    async def get_webhook(self, source_id: str) -> a.WebhookSource:
+        return await self.webhooks.get(source_id)
+
+    async def rotate_webhook(self, source_id: str, secret: str | None,
+                             grace: float) -> a.WebhookSourceWithSecret:
+        return await self.webhooks.rotate(source_id, secret, grace)
+
+    async def delete_webhook(self, source_id: str) -> None:
+        await self.webhooks.delete(source_id)
+
+    async def deliver_webhook(self, source_id: str, headers: Mapping[str, str],
+                              content_type: str, body: bytes) -> a.WebhookDelivered:
+        return await self.webhooks.deliver(source_id, headers, content_type, body)
 
     # -- runs -------------------------------------------------------------------------------
 

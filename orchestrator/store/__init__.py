@@ -51,11 +51,14 @@ from orchestrator.store.rows import (
     StepRow,
     TakenWait,
     WaitInsert,
+    WebhookSourceInsert,
+    WebhookSourceRow,
 )
 from orchestrator.store.runs import RunsRepo
 from orchestrator.store.schedules import CronsRepo, SchedulesRepo
 from orchestrator.store.steps import StepsRepo
 from orchestrator.store.waits import WaitsRepo
+from orchestrator.store.webhooks import WebhooksRepo
 
 T = TypeVar("T")
 log = logging.getLogger("orchestrator.store")
@@ -74,6 +77,7 @@ class Tx:
         self.schedules = SchedulesRepo(conn, backend)
         self.crons = CronsRepo(conn, backend)
         self.keys = KeysRepo(conn, backend)
+        self.webhooks = WebhooksRepo(conn, backend)
 
 
 class Store:
@@ -185,4 +189,6 @@ __all__ = [
     "TakenWait",
     "Tx",
     "WaitInsert",
+    "WebhookSourceInsert",
+    "WebhookSourceRow",
 ]

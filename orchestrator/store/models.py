@@ -185,6 +185,29 @@ class ApiKey(SQLModel, table=True):
     created_at: float = 0.0
     revoked_at: float | None = None
     last_used_at: float | None = None
+class WebhookSource(SQLModel, table=True):
+    """A third-party webhook source: deliveries to ``/hooks/{id}`` are verified as ``kind``
+    signs them and become events by its rules (``engine/webhooks.py``)."""
+
+    __tablename__ = "webhook_sources"
+    id: str = Field(primary_key=True)
+    kind: str
+    """generic | github | stripe | slack | none (unauthenticated)."""
+    secret: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    previous_secret: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The secret before the last rotation, accepted until ``previous_until``."""
+    previous_until: float | None = None
+    sig_header: str = "X-Signature"
+    sig_algorithm: str = "sha256"
+    sig_encoding: str = "hex"
+    sig_prefix: str = ""
+    tolerance: float = 300.0
+    event_from: str
+    event_key: str = ""
+    event_prefix: str = ""
+    id_from: str = "none"
+    id_key: str = ""
+    created_at: float = 0.0
 
 
 class Meta(SQLModel, table=True):
@@ -205,6 +228,7 @@ schedules = Schedule.__table__  # type: ignore[attr-defined]
 crons = Cron.__table__  # type: ignore[attr-defined]
 meta = Meta.__table__  # type: ignore[attr-defined]
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
+webhook_sources = WebhookSource.__table__  # type: ignore[attr-defined]
 
 SCHEMA_VERSION = 4
 metadata = SQLModel.metadata

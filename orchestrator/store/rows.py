@@ -417,3 +417,61 @@ class ApiKeyInsert(TypedDict):
     created_at: NotRequired[float]
     revoked_at: NotRequired[float | None]
     last_used_at: NotRequired[float | None]
+
+
+# -- webhook sources -----------------------------------------------------------------------
+
+class WebhookSourceRow(Row, Protocol):
+    """A whole ``webhook_sources`` row."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def secret(self) -> str | None: ...
+    @property
+    def previous_secret(self) -> str | None: ...
+    @property
+    def previous_until(self) -> float | None: ...
+    @property
+    def sig_header(self) -> str: ...
+    @property
+    def sig_algorithm(self) -> str: ...
+    @property
+    def sig_encoding(self) -> str: ...
+    @property
+    def sig_prefix(self) -> str: ...
+    @property
+    def tolerance(self) -> float: ...
+    @property
+    def event_from(self) -> str: ...
+    @property
+    def event_key(self) -> str: ...
+    @property
+    def event_prefix(self) -> str: ...
+    @property
+    def id_from(self) -> str: ...
+    @property
+    def id_key(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+
+
+class WebhookSourceInsert(TypedDict):
+    id: str
+    kind: str
+    event_from: str
+    secret: NotRequired[str | None]
+    event_key: NotRequired[str]
+    event_prefix: NotRequired[str]
+    id_from: NotRequired[str]
+    id_key: NotRequired[str]
+    created_at: NotRequired[float]
+    sig_header: NotRequired[str]
+    sig_algorithm: NotRequired[str]
+    sig_encoding: NotRequired[str]
+    sig_prefix: NotRequired[str]
+    tolerance: NotRequired[float]
+    previous_secret: NotRequired[str | None]
+    previous_until: NotRequired[float | None]

@@ -6,6 +6,8 @@ validates against the schema the document gives for that status."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -178,6 +180,29 @@ async def test_every_route_answers_as_the_document_says(stack: Stack, api: Contr
             headers={"authorization": f"Bearer {key['key']}"})
     await c("DELETE", "/api/v1/keys/{key_id}", 204, path=f"/api/v1/keys/{key['id']}")
     await c("DELETE", "/api/v1/keys/{key_id}", 404, path="/api/v1/keys/no-such-key")
+    # -- webhooks
+    hooks, hook = "/api/v1/webhooks", "/api/v1/webhooks/{source_id}"
+    src = await c("POST", hooks, 201, json={"kind": "generic", "secret": "k",
+                                            "event": {"source": "constant", "key": "x.y"}})
+    await c("POST", hooks, 422, json={"kind": "gitlab"})
+    await c("GET", hooks, 200)
+    await c("GET", hook, 200, path=f"{hooks}/{src['id']}")
+    await c("POST", f"{hook}/secret", 200, path=f"{hooks}/{src['id']}/secret",
+            json={"secret": "k2"})
+    await c("POST", f"{hook}/secret", 404, path=f"{hooks}/nope/secret")
+    body = b'{"a": 1}'
+    sig = hmac.new(b"k2", body, hashlib.sha256).hexdigest()
+    deliver = "/hooks/{source_id}"
+    await c("POST", deliver, 200, path=src["path"], content=body,
+            headers={"x-signature": sig, "content-type": "application/json"})
+    await c("POST", deliver, 401, path=src["path"], content=body)
+    await c("POST", deliver, 400, path=src["path"], content=b"{",
+            headers={"x-signature": hmac.new(b"k2", b"{", hashlib.sha256).hexdigest()})
+    await c("POST", deliver, 413, path=src["path"], content=b"x" * (300 * 1024))
+    await c("DELETE", hook, 204, path=f"{hooks}/{src['id']}")
+    await c("DELETE", hook, 404, path=f"{hooks}/{src['id']}")
+    await c("GET", hook, 404, path=f"{hooks}/{src['id']}")
+    await c("POST", deliver, 404, path=src["path"], content=body)
 
     success = {(op.method, op.path, min(op.responses)) for op in OPERATIONS}
     missing = sorted(success - api.seen)

@@ -24,6 +24,7 @@ from orchestrator.store.models import (
     schedules,
     steps,
     waits,
+    webhook_sources,
 )
 from sdk import protocol as p
 
@@ -55,6 +56,7 @@ SOURCES: dict[type, tuple[Table, ...]] = {
     rows.AppRow: (apps,), rows.RegisteredFunction: (functions, apps),
     rows.ScheduleRow: (schedules,), rows.CronRow: (crons,),
     rows.ApiKeyGrant: (api_keys,), rows.ApiKeyRow: (api_keys,),
+    rows.WebhookSourceRow: (webhook_sources,),
 }
 
 
@@ -70,7 +72,8 @@ def test_each_attribute_has_its_columns_type(proto: type) -> None:
 
 def test_whole_row_types_name_every_column() -> None:
     for proto, table in [(rows.RunRow, runs), (rows.StepRow, steps), (rows.AppRow, apps),
-                         (rows.ScheduleRow, schedules), (rows.CronRow, crons)]:
+                         (rows.ScheduleRow, schedules), (rows.CronRow, crons),
+                         (rows.WebhookSourceRow, webhook_sources)]:
         assert set(attributes(proto)) == set(table.c.keys()), proto.__name__
 
 
@@ -135,6 +138,10 @@ async def returned(store: Store) -> list[tuple[str, type, list[Any]]]:
         out.append(("crons.due", rows.CronRow, await tx.crons.due(T0 + 1, 10)))
         out.append(("keys.grant", rows.ApiKeyGrant, [await tx.keys.grant("h")]))
         out.append(("keys.listed", rows.ApiKeyRow, await tx.keys.listed()))
+        await tx.webhooks.add({"id": "w", "kind": "github", "event_from": "header",
+                               "secret": "x"})
+        out.append(("webhooks.get", rows.WebhookSourceRow, [await tx.webhooks.get("w")]))
+        out.append(("webhooks.list_all", rows.WebhookSourceRow, await tx.webhooks.list_all()))
     return out
 
 
@@ -176,6 +183,7 @@ def test_created_run_is_a_whole_run_row_with_the_table_defaults() -> None:
     (rows.RunInsert, runs), (rows.StepInsert, steps), (rows.QueueInsert, queue),
     (rows.WaitInsert, waits), (rows.EventInsert, events), (rows.ScheduleInsert, schedules),
     (rows.CronInsert, crons), (rows.ApiKeyInsert, api_keys),
+    (rows.WebhookSourceInsert, webhook_sources),
 ], ids=lambda x: getattr(x, "__name__", ""))
 def test_insert_dicts_name_columns_and_require_those_without_default(
         typed: Any, table: Table) -> None:
