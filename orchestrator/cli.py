@@ -239,6 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "keys":
         keys_cli.main(args)
+        return
     if args.command == "webhooks":
         webhooks_cli.main(args)
         return

@@ -78,8 +78,10 @@ async def test_every_operation_with_each_scope(stack: Stack, http: httpx.AsyncCl
     seen = 0
     for path, method, op in operations():
         r = await call(http, path, method, op, None)
-        if op.get("security") == []:
-            assert r.status_code < 400, (method, path, r.status_code, r.text)
+        if op.get("security") == []:  # public: its handler answers, with no API key
+            # (a webhook delivery to an unknown source: 404 from the handler, not a 401)
+            assert r.status_code < 500 and r.status_code not in (401, 403), (
+                method, path, r.status_code, r.text)
         else:
             assert r.status_code == 401, (method, path, r.status_code, r.text)
             assert r.json()["error"]["code"] == "unauthorized"
