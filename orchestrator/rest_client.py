@@ -1,5 +1,6 @@
 """A small client of the orchestrator's REST API, for the CLI's commands that manage it
-(``orchestrator webhooks ...``, ``orchestrator keys ...``): the URL from ``--url`` or ``DURABLE_ORCHESTRATOR_URL``,
+(``orchestrator webhooks ...``, ``orchestrator keys ...``): the URL from ``--url`` or
+``DURABLE_ORCHESTRATOR_URL``,
 the key from ``--api-key`` or ``DURABLE_API_KEY``."""
 
 from __future__ import annotations
