@@ -95,7 +95,10 @@ async def _call(app: ServeEndpoint, scope: dict[str, Any], body: bytes) -> Respo
 
     await app(scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start["headers"]}
+    # the ASGI endpoint closes the connection after refusing an unread body; here the body
+    # was read, and WSGI forbids hop-by-hop headers (PEP 3333)
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in start["headers"]
+               if k.lower() != b"connection"}
     out = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return Response(start["status"], out, headers)
 

@@ -41,7 +41,8 @@ def test_introspection_registered_every_function(adapter_stack: Stack) -> None:
     r = httpx.get(f"{adapter_stack.base}/api/v1/functions", headers=auth, timeout=10)
     fns = {f["name"]: f for f in r.json()["functions"]}
     assert {"chain", "sync-chain", "sleeper", "waiter", "fan-out", "diamond"} <= set(fns)
-    assert [t["id"] for t in fns["diamond"]["tasks"]] == ["a", "b", "c", "d"]
+    assert {t["name"]: t["parents"] for t in fns["diamond"]["tasks"]} == {
+        "a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
     info = httpx.get(adapter_stack.app_url, timeout=10).json()  # the unsigned GET
     assert info["app_id"] == "testapp" and info["protocol"] == p.VERSION
 
@@ -75,7 +76,8 @@ async def test_children(client: Client) -> None:
 
 async def test_dag_with_a_sync_task(client: Client) -> None:
     # d (sync) = b (a*2) + c (a*3), a = x + 1
-    assert await client.run("diamond", 1, timeout=30) == 10
+    out = await client.run("diamond", 1, timeout=30)
+    assert (out["a"], out["b"]["value"], out["c"]["value"], out["d"]) == (2, 4, 6, 10)
 
 
 def test_a_refused_signature_is_a_401(adapter_stack: Stack) -> None:
