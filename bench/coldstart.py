@@ -124,7 +124,8 @@ def main() -> None:
     for _ in range(args.repeat):
         for kind in APPS:  # alternating, so drift hits every adapter alike
             samples[kind].append(sample(kind))
-    print("| adapter | import sdk | import the app (with the SDK) | first call | second call | whole process |")
+    print("| adapter | import sdk | import the app (with the SDK) | first call | second call "
+          "| whole process |")
     print("|---|---|---|---|---|---|")
     for kind, xs in samples.items():
         med = {k: statistics.median(x[k] for x in xs) * 1000 for k in xs[0]}

@@ -10,7 +10,7 @@ import pytest
 
 from orchestrator.store import Store
 from sdk import Client
-from tests.support import procs, servers
+from tests.support import procs
 from tests.support.pg import PgCluster
 
 
@@ -32,10 +32,9 @@ class Stack:
                                  headers={"authorization": f"Bearer {procs.API_KEY}"})
 
 
-def start_stack(tmp: Path, db_url: str | None = None, server: str = "uvicorn") -> Stack:
-    """The orchestrator and the test app, served by ``server`` (see tests.support.servers)."""
+def start_stack(tmp: Path, db_url: str | None = None) -> Stack:
     effects = tmp / "effects.log"
-    app, app_url = servers.app(tmp, server, extra_env={"TESTAPP_EFFECTS": str(effects),
+    app, app_url = procs.app(tmp, extra_env={"TESTAPP_EFFECTS": str(effects),
                                              "TESTAPP_FLAGS": str(tmp)})
     app.start()
     orch, base = procs.orchestrator(tmp, app_url=app_url, db_url=db_url)
@@ -53,12 +52,11 @@ def start_stack(tmp: Path, db_url: str | None = None, server: str = "uvicorn") -
 
 
 @contextmanager
-def running_stack(request: pytest.FixtureRequest, tmp: Path, db: str,
-                  server: str = "uvicorn") -> Iterator[Stack]:
+def running_stack(request: pytest.FixtureRequest, tmp: Path, db: str) -> Iterator[Stack]:
     """A stack on ``db`` ("sqlite", or "postgres": a fresh database of the session's
-    cluster), the app under ``server``, stopped afterwards."""
+    cluster), stopped afterwards."""
     db_url = request.getfixturevalue("pg").create_db() if db == "postgres" else None
-    s = start_stack(tmp, db_url, server)
+    s = start_stack(tmp, db_url)
     try:
         yield s
     finally:

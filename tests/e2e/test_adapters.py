@@ -15,18 +15,44 @@ import pytest
 from sdk import Client
 from sdk import protocol as p
 from tests.e2e.conftest import Stack, running_stack
-from tests.support import servers
+from tests.support import procs, servers
 from tests.support.procs import API_KEY, SIGNING_KEY
 
-LEGS = [("uvicorn", "postgres")] + [(s, "sqlite") for s in servers.SERVERS]
+LEGS = [("uvicorn", "postgres")] + [(s, "sqlite") for s in servers.SUITE]
+
+
+@pytest.fixture(scope="module")
+def sqlite_orchestrator(tmp_path_factory: pytest.TempPathFactory
+                        ) -> Iterator[tuple[procs.Proc, str]]:
+    """One orchestrator on SQLite for every SQLite leg (each registers its app in turn:
+    the same app id at a new URL), as its start is most of a leg's time."""
+    orch, base = procs.orchestrator(tmp_path_factory.mktemp("orchestrator"))
+    orch.start()
+    try:
+        yield orch, base
+    finally:
+        orch.stop()
 
 
 @pytest.fixture(scope="module", params=LEGS, ids=[f"{s}-{db}" for s, db in LEGS])
 def adapter_stack(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                   ) -> Iterator[Stack]:
     server, db = request.param
-    with running_stack(request, tmp_path_factory.mktemp(server), db, server) as s:
-        yield s
+    tmp = tmp_path_factory.mktemp(server)
+    if db == "postgres":
+        with running_stack(request, tmp, db) as s:
+            yield s
+        return
+    orch, base = request.getfixturevalue("sqlite_orchestrator")
+    app, app_url = servers.app(tmp, server, {"TESTAPP_FLAGS": str(tmp)})
+    app.start()
+    try:
+        r = httpx.post(f"{base}/api/v1/apps", json={"url": app_url},
+                       headers={"authorization": f"Bearer {API_KEY}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        yield Stack(tmp, orch, app, base, app_url, tmp / "effects.log")
+    finally:
+        app.stop()
 
 
 @pytest.fixture

@@ -10,6 +10,8 @@ from tests.support import procs
 
 LAMBDA_EVENTS = {"lambda-v2": "v2", "lambda-url": "url", "lambda-v1": "v1"}
 SERVERS = ["uvicorn", "waitress-flask", "gunicorn-django", "waitress-wsgi", *LAMBDA_EVENTS]
+# what tests/e2e/test_adapters.py runs its cases under (the bare WSGI app: tests/unit)
+SUITE = [s for s in SERVERS if s != "waitress-wsgi"]
 
 
 def command(server: str, port: int) -> tuple[list[str], dict[str, str]]:
