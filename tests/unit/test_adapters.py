@@ -138,3 +138,31 @@ def lambda_case(kind: str) -> None:
     assert check_answer(status, dict(out_headers), out)["output"] == "hello cy"
     unsigned = event_for(kind, "POST", "/api/durable", [], body)
     assert response_of(handler(unsigned, FakeContext()))[0] == 401
+
+
+FORKED = """
+import os, signal, sys
+from tests.unit.test_adapters import CLIENT, FUNCTIONS, SIGNER, _wsgi, invoke_body
+from sdk.wsgi import serve_wsgi
+
+app = serve_wsgi(CLIENT, FUNCTIONS)
+
+def call(call_id):
+    body = invoke_body("hello", "fork", call_id)
+    return _wsgi(app, "POST", body, SIGNER.sign(body))[0]
+
+assert call("before-fork") == 200  # the parent's loop thread is running
+pid = os.fork()
+if pid == 0:  # the child has no loop thread: the adapter starts its own
+    signal.alarm(10)  # (it would wait forever on the parent's loop)
+    os._exit(0 if call("in-child") == 200 else 1)
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+def test_wsgi_starts_a_new_loop_in_a_forked_worker() -> None:
+    # gunicorn --preload imports the app (and may have served nothing) before it forks
+    out = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True,
+                         timeout=30)
+    assert out.returncode == 0, out.stderr
