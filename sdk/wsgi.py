@@ -10,7 +10,8 @@ threads, as under uvicorn. The loop is started on first use, and again in a fork
 (gunicorn's ``--preload``), so importing the app starts no thread.
 
 The body is read by the WSGI thread (the server has it buffered, or streams it), at most
-``MAX_REQUEST_BYTES + 1`` bytes, so a too-large request is still refused with a 413.
+``MAX_REQUEST_BYTES + 1`` bytes and never past its ``CONTENT_LENGTH``, so a too-large
+request is still refused with a 413.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncio
 import os
 import threading
 from collections.abc import Callable, Coroutine, Iterable, Mapping
+from http import HTTPStatus
 from typing import Any, TypeVar
 
 from sdk import protocol as p
@@ -31,9 +33,6 @@ T = TypeVar("T")
 
 Environ = Mapping[str, Any]
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
-
-_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 405: "Method Not Allowed",
-            409: "Conflict", 413: "Content Too Large", 500: "Internal Server Error"}
 
 
 class _LoopThread:
@@ -75,8 +74,19 @@ class SyncEndpoint:
             "headers": [(k.lower().encode("latin-1"), v.encode("latin-1"))
                         for k, v in headers],
         }
-        body = read(p.MAX_REQUEST_BYTES + 1) if scope["method"] == "POST" else b""
+        body = _read_up_to(read, p.MAX_REQUEST_BYTES + 1) if scope["method"] == "POST" else b""
         return _LOOP.run(_call(self.asgi, scope, body))
+
+
+def _read_up_to(read: Callable[[int], bytes], limit: int) -> bytes:
+    """Up to ``limit`` bytes of a body, reading until ``read`` returns nothing."""
+    buf = bytearray()
+    while len(buf) < limit:
+        chunk = read(limit - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return bytes(buf)
 
 
 async def _call(app: ServeEndpoint, scope: dict[str, Any], body: bytes) -> Response:
@@ -117,12 +127,30 @@ class WSGIEndpoint(SyncEndpoint):
     """A WSGI app answering the orchestrator at whatever path it is mounted."""
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        stream = environ["wsgi.input"]
-        resp = self.respond(environ["REQUEST_METHOD"], environ_headers(environ), stream.read)
+        resp = self.respond(environ["REQUEST_METHOD"], environ_headers(environ),
+                            _Body(environ).read)
         # content-length is among the headers the ASGI endpoint sent
-        start_response(f"{resp.status} {_REASONS.get(resp.status, 'Unknown')}",
+        start_response(f"{resp.status} {HTTPStatus(resp.status).phrase}",
                        list(resp.headers.items()))
         return [resp.body]
+
+
+class _Body:
+    """``wsgi.input``, never read past ``CONTENT_LENGTH`` (PEP 3333: a read past it may
+    block, as on wsgiref's socket) unless the server says the input is terminated."""
+
+    def __init__(self, environ: Environ) -> None:
+        self._stream = environ["wsgi.input"]
+        raw = str(environ.get("CONTENT_LENGTH") or "0")
+        self._left: int | None = None if environ.get("wsgi.input_terminated") else (
+            int(raw) if raw.isdigit() else 0)
+
+    def read(self, n: int) -> bytes:
+        if self._left is None:
+            return bytes(self._stream.read(n))
+        chunk = bytes(self._stream.read(min(n, self._left))) if self._left else b""
+        self._left -= len(chunk)
+        return chunk
 
 
 def serve_wsgi(client: Client, functions: Iterable[Runnable]) -> WSGIEndpoint:

@@ -8,10 +8,13 @@ import asyncio
 import io
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import httpx
 import pytest
 from flask import Flask
 
@@ -166,3 +169,25 @@ def test_wsgi_starts_a_new_loop_in_a_forked_worker() -> None:
     out = subprocess.run([sys.executable, "-c", FORKED], capture_output=True, text=True,
                          timeout=30)
     assert out.returncode == 0, out.stderr
+
+
+def test_wsgi_under_wsgiref_reads_no_further_than_content_length() -> None:
+    # wsgiref's wsgi.input is the socket: a read past the body waits for more bytes
+    server = make_server("127.0.0.1", 0, serve_wsgi(CLIENT, FUNCTIONS),
+                         handler_class=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/"
+        body = invoke_body("hello", "wsgiref", "wsgiref-1")
+        r = httpx.post(url, content=body, headers=SIGNER.sign(body), timeout=5)
+        assert check_answer(r.status_code, dict(r.headers), r.content)["output"] == (
+            "hello wsgiref")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
