@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import ast
 import asyncio
-import io
 import os
 import statistics
 import subprocess
@@ -26,6 +25,7 @@ from typing import Any
 from sdk import protocol as p
 from tests.support import procs
 from tests.support.lambda_shim import FakeContext, event_for, response_of
+from tests.support.wsgi_call import wsgi_call
 
 APPS = {
     "asgi": "examples.functions.app:app",
@@ -79,13 +79,7 @@ def _asgi(app: Any, body: bytes, headers: dict[str, str]) -> int:
 
 
 def _wsgi(app: Any, body: bytes, headers: dict[str, str]) -> int:
-    env = {"REQUEST_METHOD": "POST", "PATH_INFO": "/api/durable", "SERVER_NAME": "127.0.0.1",
-           "SERVER_PORT": "80", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(body),
-           "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json",
-           **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}}
-    got: list[str] = []
-    b"".join(app(env, lambda status, _headers: got.append(status)))
-    return int(got[0].split()[0])
+    return wsgi_call(app, "POST", body, headers)[0]
 
 
 def _lambda(app: Any, body: bytes, headers: dict[str, str]) -> int:

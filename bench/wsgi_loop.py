@@ -19,7 +19,8 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from sdk import wsgi
-from tests.unit.test_adapters import CLIENT, FUNCTIONS, SIGNER, _wsgi, invoke_body
+from tests.support.wsgi_call import wsgi_call
+from tests.unit.test_adapters import CLIENT, FUNCTIONS, SIGNER, invoke_body
 
 T = TypeVar("T")
 
@@ -47,7 +48,7 @@ def per_call(runner: Any, calls: int, label: str) -> float:
         body = invoke_body("hello", "x", f"{label}-{i}-{time.time()}")
         headers = SIGNER.sign(body)
         t = time.perf_counter()
-        status, _, _ = _wsgi(app, "POST", body, headers)
+        status, _, _ = wsgi_call(app, "POST", body, headers)
         times.append(time.perf_counter() - t)
         assert status == 200
     return statistics.median(times) * 1e6

@@ -5,7 +5,6 @@ loads none of the frameworks."""
 from __future__ import annotations
 
 import asyncio
-import io
 import subprocess
 import sys
 import threading
@@ -23,6 +22,7 @@ from sdk import protocol as p
 from sdk.flask import blueprint
 from sdk.wsgi import environ_headers, serve_wsgi
 from tests.support.lambda_shim import FakeContext, event_for, response_of
+from tests.support.wsgi_call import wsgi_call
 
 KEY = "unit-signing-key-0123456789"
 SIGNER = p.Signer(KEY)
@@ -70,31 +70,20 @@ def test_environ_headers() -> None:
         ("x-durable-signature", "s")]
 
 
-def _wsgi(app: Any, method: str, body: bytes, headers: dict[str, str]
-          ) -> tuple[int, dict[str, str], bytes]:
-    env = {"REQUEST_METHOD": method, "PATH_INFO": "/", "wsgi.input": io.BytesIO(body),
-           "CONTENT_LENGTH": str(len(body)),
-           **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}}
-    got: list[Any] = []
-    out = b"".join(app(env, lambda status, hdrs: got.append((status, hdrs))))
-    status, hdrs = got[0]
-    return int(status.split()[0]), dict(hdrs), out
-
-
 @pytest.mark.parametrize("function,expected", [("hello", "hello ada"), ("hello-sync", "hi ada")])
 def test_wsgi_runs_sync_and_async_functions(function: str, expected: str) -> None:
     app = serve_wsgi(CLIENT, FUNCTIONS)
     body = invoke_body(function, "ada", f"wsgi-{function}")
-    answer = check_answer(*_wsgi(app, "POST", body, SIGNER.sign(body)))
+    answer = check_answer(*wsgi_call(app, "POST", body, SIGNER.sign(body)))
     assert answer["status"] == "complete" and answer["output"] == expected, answer
 
 
 def test_wsgi_refuses_as_the_asgi_endpoint_does() -> None:
     app = serve_wsgi(CLIENT, FUNCTIONS)
     body = invoke_body("hello", "x", "wsgi-refused")
-    assert _wsgi(app, "POST", body, {})[0] == 401
-    assert _wsgi(app, "PUT", body, SIGNER.sign(body))[0] == 405
-    status, _, info = _wsgi(app, "GET", b"", {})
+    assert wsgi_call(app, "POST", body, {})[0] == 401
+    assert wsgi_call(app, "PUT", body, SIGNER.sign(body))[0] == 405
+    status, _, info = wsgi_call(app, "GET", b"", {})
     assert status == 200 and p.loads(info)["app_id"] == "unit-app"
 
 
@@ -145,14 +134,14 @@ def lambda_case(kind: str) -> None:
 
 FORKED = """
 import os, signal, sys
-from tests.unit.test_adapters import CLIENT, FUNCTIONS, SIGNER, _wsgi, invoke_body
+from tests.unit.test_adapters import CLIENT, FUNCTIONS, SIGNER, invoke_body, wsgi_call
 from sdk.wsgi import serve_wsgi
 
 app = serve_wsgi(CLIENT, FUNCTIONS)
 
 def call(call_id):
     body = invoke_body("hello", "fork", call_id)
-    return _wsgi(app, "POST", body, SIGNER.sign(body))[0]
+    return wsgi_call(app, "POST", body, SIGNER.sign(body))[0]
 
 assert call("before-fork") == 200  # the parent's loop thread is running
 pid = os.fork()
