@@ -17,6 +17,7 @@ from sdk.errors import (
 )
 from sdk.function import CancelOn, Cron, Function, Retry, Runnable, task
 from sdk.workflow import Task, Workflow
+from sdk.wsgi import serve_wsgi
 
 __all__ = [
     "CancelOn",
@@ -42,5 +43,6 @@ __all__ = [
     "UsageError",
     "Workflow",
     "serve",
+    "serve_wsgi",
     "task",
 ]

@@ -1,6 +1,7 @@
 """The framework-free core of an app's endpoint: a signed request in, a signed answer out.
 
-Framework adapters (``sdk.asgi``; later WSGI and AWS Lambda) only convert at the edge:
+Framework adapters (``sdk.asgi``, and over it ``sdk.wsgi``/``flask``/``django`` and
+``sdk.aws_lambda``) only convert at the edge:
 they hand ``Handler.handle`` the raw body and headers and send back what it returns.
 """
 
