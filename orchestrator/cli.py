@@ -1,4 +1,5 @@
-"""``orchestrator dev`` (embedded SQLite, zero config) and ``orchestrator serve``."""
+"""``orchestrator dev`` (embedded SQLite, zero config) and ``orchestrator serve``; and
+``orchestrator apps ...`` (``apps_cli``), which calls a running one's REST API."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
+from orchestrator import apps_cli
 from orchestrator.app import create_app
 from orchestrator.config import (
     DEV_KEYS_FILE,
@@ -53,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--show-keys", action="store_true",
                             help="print the signing key (it is kept in dev-keys.env beside "
                                  "the database, readable by you only)")
+    apps_cli.add_parser(sub)
     return ap
 
 
@@ -233,6 +236,8 @@ async def _serve(s: Settings, dev: bool, apps: list[str], show_keys: bool = Fals
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "apps":
+        raise SystemExit(apps_cli.run(args))
     try:
         s, keys_path = _settings(args)
     except BadSettings as exc:

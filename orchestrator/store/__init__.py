@@ -24,6 +24,7 @@ from orchestrator.store.db import (
 from orchestrator.store.events import EventsRepo
 from orchestrator.store.queue import QueueRepo
 from orchestrator.store.rows import (
+    AppKeys,
     AppRow,
     ChildRow,
     ClaimedRow,
@@ -152,6 +153,7 @@ class Store:
 
 
 __all__ = [
+    "AppKeys",
     "AppRow",
     "ChildRow",
     "ClaimedRow",
