@@ -159,17 +159,19 @@ async def test_another_apps_key_cannot_sign_an_answer(apps: Apps,
     assert done["status"] == "completed" and done["output"] == 1, done
 
 
-async def test_a_rotation_through_the_cli_fails_no_call_in_flight(
+async def test_a_rotation_fails_no_call_in_flight_and_the_cli_rotates(
         apps: Apps, rest: httpx.AsyncClient) -> None:
     await register(rest, apps.urls["delta"], KEYS["delta"])
     # step 1: the app accepts the new key too (still signing with the old one)
     apps.start("delta", KEYS["delta"], fallback=NEW_DELTA_KEY)
-    ids = [(await run(rest, "delta-steps", 3, wait=0))["id"] for _ in range(20)]
+    ids = [(await run(rest, "delta-steps", 10, wait=0))["id"] for _ in range(20)]  # 3 s
     await asyncio.sleep(0.2)  # calls are in flight
     # step 2: the orchestrator signs with the new key, accepts answers signed with either
-    out = await asyncio.to_thread(apps.cli, "rotate-key", "delta", "--key", NEW_DELTA_KEY)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == NEW_DELTA_KEY
+    # (through the REST API: the CLI's start-up may outlast the calls; it is used below)
+    r = await rest.post("/apps/delta/keys", json={"key": NEW_DELTA_KEY})
+    assert r.status_code == 201 and r.json() == {"id": "delta", "signing_key": NEW_DELTA_KEY}
+    statuses = [(await rest.get(f"/runs/{rid}")).json()["status"] for rid in ids]
+    assert "running" in statuses  # the rotation came while calls were in flight
     assert (await app_row(rest, "delta"))["fallback_key"]
     for rid in ids:  # each delivered once, its answer accepted
         done = (await rest.get(f"/runs/{rid}/wait", params={"timeout": 30})).json()
@@ -182,9 +184,15 @@ async def test_a_rotation_through_the_cli_fails_no_call_in_flight(
     assert out.returncode == 0, out.stderr
     assert not (await app_row(rest, "delta"))["fallback_key"]
     assert (await run(rest, "delta-steps", 1))["status"] == "completed"
-    # a generated key is printed once
+    # the CLI: a given key, then a generated one, printed once
+    out = await asyncio.to_thread(apps.cli, "rotate-key", "delta", "--key", KEYS["delta"])
+    assert out.returncode == 0 and out.stdout.strip() == KEYS["delta"], out
+    assert (await app_row(rest, "delta"))["fallback_key"]
     out = await asyncio.to_thread(apps.cli, "rotate-key", "delta")
     assert out.returncode == 0 and len(out.stdout.strip()) >= 40, out
+    assert out.stdout.strip() not in (KEYS["delta"], NEW_DELTA_KEY)
+    out = await asyncio.to_thread(apps.cli, "budget", "delta", "1500")
+    assert out.returncode == 0 and (await app_row(rest, "delta"))["budget_ms"] == 1500, out
     out = await asyncio.to_thread(apps.cli, "drop-fallback", "nope")
     assert out.returncode == 1 and "404" in out.stderr, out
 
