@@ -12,6 +12,7 @@ import json
 import os
 import sys
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -51,7 +52,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
     """The REST call ``args`` asks for: (method, path, JSON body)."""
-    app = args.app
+    app = quote(args.app, safe="")
     if args.apps_command == "rotate-key":
         key = args.key or os.environ.get("DURABLE_NEW_SIGNING_KEY")
         return "POST", f"/api/v1/apps/{app}/keys", {"key": key} if key else None
