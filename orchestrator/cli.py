@@ -1,5 +1,6 @@
-"""``orchestrator dev`` (embedded SQLite, zero config), ``orchestrator serve`` and
-``orchestrator keys`` (``keys_cli``)."""
+"""``orchestrator dev`` (embedded SQLite, zero config) and ``orchestrator serve``; and
+the commands that call a running one's REST API: ``orchestrator apps`` (``apps_cli``),
+``keys`` (``keys_cli``) and ``webhooks`` (``webhooks_cli``)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from orchestrator import keys_cli, webhooks_cli
+from orchestrator import apps_cli, keys_cli, webhooks_cli
 from orchestrator.app import create_app
 from orchestrator.config import (
     DEV_KEYS_FILE,
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                                  "the database, readable by you only)")
     keys_cli.add_parser(sub)
     webhooks_cli.add_parser(sub)
+    apps_cli.add_parser(sub)
     return ap
 
 
@@ -243,6 +245,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "webhooks":
         webhooks_cli.main(args)
         return
+    if args.command == "apps":
+        raise SystemExit(apps_cli.run(args))
     try:
         s, keys_path = _settings(args)
     except BadSettings as exc:

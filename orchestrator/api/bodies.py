@@ -124,6 +124,23 @@ Statuses = Annotated[tuple[str, ...], check(_statuses), Schema({
 Start = Annotated[str, check(_from), Schema({
     "enum": list(FROM), "default": "failed_step",
     "description": "failed_step keeps what succeeded; start runs everything again"})]
+def _signing_key(v: Any, name: str) -> str | None:
+    if v is None:
+        return None
+    if not isinstance(v, str) or not MIN_SIGNING_KEY_CHARS <= len(v) <= MAX_KEY_CHARS:
+        raise Invalid(f"'{name}' must be a string of {MIN_SIGNING_KEY_CHARS} to "
+                      f"{MAX_KEY_CHARS} characters", name)
+    return clean_str(v, name, MAX_KEY_CHARS)
+
+
+#: The shortest signing key an app may be given (a generated one is 43 characters).
+MIN_SIGNING_KEY_CHARS: Final = 16
+SigningKey = Annotated[str | None, check(_signing_key), Schema(_null({
+    "type": "string", "minLength": MIN_SIGNING_KEY_CHARS, "maxLength": MAX_KEY_CHARS,
+    "pattern": NO_NUL, "description": "A signing key (a secret, never shown again)"}))]
+BudgetMs = Annotated[int | None, Field(gt=0, description=(
+    "Milliseconds the app may spend per call before it yields (below the call timeout; "
+    "null: the orchestrator's default)"))]
 AppUrl = Annotated[str, check(_url), Schema({"type": "string", "format": "uri",
                                              "description": "Absolute http(s) URL"})]
 
@@ -133,6 +150,8 @@ class RegisterApp(Body):
 
     model_config = ConfigDict(extra="ignore")
     url: AppUrl
+    signing_key: SigningKey = None
+    budget_ms: BudgetMs = None
 
 
 class CreateRun(Body):
@@ -243,6 +262,8 @@ class CreateKey(Body):
     scopes: Annotated[list[Scope], Field(
         min_length=1, description="admin: everything; events: send events only; read: "
                                   "read runs, functions, events, schedules and crons")]
+
+
 # -- webhooks ------------------------------------------------------------------------------
 
 def _short(v: Any, name: str) -> str:
@@ -311,3 +332,13 @@ class RotateWebhookSecret(Body):
     grace_seconds: Annotated[float, Field(ge=0, le=30 * 86400, description=(
         "How long the old secret is still accepted (0: not at all); a later rotation "
         "drops it"))] = DEFAULT_GRACE
+
+
+class RotateKey(Body):
+    """The app's new primary signing key: given, or (absent) generated."""
+
+    key: SigningKey = None
+
+
+class UpdateApp(Body):
+    budget_ms: BudgetMs

@@ -65,7 +65,7 @@ class Param:
 @dataclass(frozen=True)
 class Operation:
     path: str
-    method: Literal["get", "post", "delete"]
+    method: Literal["get", "post", "patch", "delete"]
     operation_id: str
     tag: str
     summary: str
@@ -122,6 +122,7 @@ def seconds(name: str, description: str, default: float | None = None) -> Param:
 
 
 RUN_ID: Final = path_id("run_id", "A run id")
+APP_ID: Final = path_id("app_id", "An app id")
 FUNCTION_Q: Final = Param("function", "query", {"type": "string", "minLength": 1,
                                                 "maxLength": MAX_STR_CHARS,
                                                 "pattern": NO_NUL},
@@ -153,6 +154,22 @@ OPERATIONS: Final = (
                                "declarations (field 'url' or 'functions')"}),
     Operation("/api/v1/apps", "get", "listApps", "apps", "List apps",
               {200: Answer(a.AppList)}),
+    Operation("/api/v1/apps/{app_id}", "patch", "updateApp", "apps",
+              "Set an app's time budget per call",
+              {200: Answer(a.App)}, body=b.UpdateApp, params=(APP_ID,), errors=(404,),
+              error_text={422: "Invalid input, or 'budget_ms' not below the call timeout"}),
+    Operation("/api/v1/apps/{app_id}/keys", "post", "rotateAppKey", "apps",
+              "Rotate an app's signing key: a new primary (given or generated), the old "
+              "one kept as fallback",
+              {201: Answer(a.AppKey, "Rotated: the new key, shown this once")},
+              body=b.RotateKey, body_required=False, params=(APP_ID,), errors=(404,),
+              error_text={409: "That key is the app's primary already"},
+              description="Requests to the app are signed with the new key at once; its "
+                          "answers verify with either key. Give the app the new key as "
+                          "its fallback first (docs/protocol.md, key rotation)."),
+    Operation("/api/v1/apps/{app_id}/keys/fallback", "delete", "dropAppFallbackKey", "apps",
+              "Stop accepting an app's fallback signing key",
+              {204: Answer(None, "Dropped")}, params=(APP_ID,), errors=(404,)),
     Operation("/api/v1/functions", "get", "listFunctions", "apps", "List functions",
               {200: Answer(a.FunctionList)}),
     # -- events ---------------------------------------------------------------------------

@@ -6,9 +6,18 @@ import re
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
-from orchestrator.api.bodies import MAX_EVENTS_PER_REQUEST, STATUSES, CreateRun, Event, RegisterApp
+from orchestrator.api.bodies import (
+    MAX_EVENTS_PER_REQUEST,
+    STATUSES,
+    CreateRun,
+    Event,
+    RegisterApp,
+    RotateKey,
+    UpdateApp,
+)
 from orchestrator.api.fields import validated
 from orchestrator.api.openapi import document
 from orchestrator.api.parse import float_param
@@ -40,7 +49,25 @@ async def openapi(request: Request) -> JSON:
 
 async def register_app(request: Request) -> JSON:
     body = await read_body(request, RegisterApp)
-    return JSON(await engine_of(request).register_app(body.url), status_code=200)
+    return JSON(await engine_of(request).register_app(body.url, body.signing_key,
+                                                    body.budget_ms), status_code=200)
+
+
+async def update_app(request: Request) -> JSON:
+    app_id = path_id(request, "app_id")
+    body = await read_body(request, UpdateApp)
+    return JSON(await engine_of(request).set_app_budget(app_id, body.budget_ms))
+
+
+async def rotate_key(request: Request) -> JSON:
+    app_id = path_id(request, "app_id")
+    body = await read_body(request, RotateKey, empty_ok=True)
+    return JSON(await engine_of(request).rotate_app_key(app_id, body.key), status_code=201)
+
+
+async def drop_fallback_key(request: Request) -> Response:
+    await engine_of(request).drop_app_fallback_key(path_id(request, "app_id"))
+    return Response(status_code=204)
 
 
 async def list_apps(request: Request) -> JSON:
@@ -110,6 +137,9 @@ ROUTES = [
     Route("/api/v1/openapi.json", openapi),
     Route("/api/v1/apps", register_app, methods=["POST"]),
     Route("/api/v1/apps", list_apps, methods=["GET"]),
+    Route("/api/v1/apps/{app_id}", update_app, methods=["PATCH"]),
+    Route("/api/v1/apps/{app_id}/keys", rotate_key, methods=["POST"]),
+    Route("/api/v1/apps/{app_id}/keys/fallback", drop_fallback_key, methods=["DELETE"]),
     Route("/api/v1/functions", list_functions, methods=["GET"]),
     Route("/api/v1/events", send_events, methods=["POST"]),
     Route("/api/v1/runs", create_run, methods=["POST"]),

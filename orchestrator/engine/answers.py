@@ -126,10 +126,25 @@ class App(TypedDict):
     functions: list[str]
     status: AppStatus
     error: str | None
+    budget_ms: Annotated[int | None, Field(
+        description="The time budget sent to it per call (null: the orchestrator's default)")]
+    own_key: Annotated[bool, Field(
+        description="It has its own signing key (false: the orchestrator's "
+        "DURABLE_SIGNING_KEY); keys are never shown")]
+    fallback_key: Annotated[bool, Field(
+        description="A fallback key is accepted too (a rotation is under way)")]
 
 
 class AppList(TypedDict):
     apps: list[App]
+
+
+class AppKey(TypedDict):
+    """An app's new primary signing key, shown this once."""
+
+    id: str
+    signing_key: Annotated[str, Field(
+        description="Sign with it from now on; the previous primary is the fallback")]
 
 
 class FunctionList(TypedDict):

@@ -192,7 +192,8 @@ class Dispatcher:
                 await self._fail(c, "MemoTooLarge", f"the run's memo grew to {len(body)} "
                                  f"bytes, past the {p.MAX_REQUEST_BYTES} a call may carry")
                 return
-            outcome = await self.invoker.invoke(c.fn.url, body, c.call_id)
+            signer = self.invoker.signer_for(c.fn.signing_key, c.fn.signing_key_fallback)
+            outcome = await self.invoker.invoke(c.fn.url, body, c.call_id, signer)
             self.answered[c.run_id] = c
             self.reducer.submit(c, outcome)
         except Exception as exc:
@@ -215,13 +216,20 @@ class Dispatcher:
             input=json.loads(run.input_json),
             event=json.loads(run.event_json) if run.event_json else None,
             memo=[memo_entry(m) for m in c.memo],
-            budget_ms=self.settings.budget_ms,
+            budget_ms=self._budget_ms(c),
             parent_id=run.parent_id,
             task=run.task,
             parents=parents,
             failure=failure,
         )
         return p.dumps(msg)
+
+    def _budget_ms(self, c: Claim) -> int:
+        """The app's own time budget, if set and below the call timeout; else the default."""
+        own = c.fn.budget_ms if c.fn is not None else None
+        if own is None or own >= self.settings.call_timeout * 1000:
+            return self.settings.budget_ms
+        return own
 
     async def _fail(self, c: Claim, type_: str, message: str) -> None:
         err = p.dumps({"type": type_, "message": message}).decode()

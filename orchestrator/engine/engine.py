@@ -76,7 +76,9 @@ class Engine:
         self.prober = Prober(self.store, self.invoker, settings)
         self.apps = Apps(self.store, self.registry, self.invoker,
                          allow_insecure=settings.allow_insecure_app_urls,
-                         crons_changed=self.scheduler.poke)
+                         crons_changed=self.scheduler.poke,
+                         default_keys=(settings.signing_key, settings.signing_key_fallback),
+                         call_timeout=settings.call_timeout)
         self.schedules = Schedules(self.store, self.registry, changed=self.scheduler.poke)
         self.keys = Keys(self.store, settings.api_keys)
         self.webhooks = WebhookSources(self.store, self.hub)
@@ -145,8 +147,18 @@ class Engine:
 
     # -- apps -------------------------------------------------------------------------------
 
-    async def register_app(self, url: str) -> a.RegisteredApp:
-        return await self.apps.register(url)
+    async def register_app(self, url: str, signing_key: str | None = None,
+                           budget_ms: int | None = None) -> a.RegisteredApp:
+        return await self.apps.register(url, signing_key, budget_ms)
+
+    async def rotate_app_key(self, app_id: str, key: str | None = None) -> a.AppKey:
+        return await self.apps.rotate_key(app_id, key)
+
+    async def drop_app_fallback_key(self, app_id: str) -> None:
+        await self.apps.drop_fallback(app_id)
+
+    async def set_app_budget(self, app_id: str, budget_ms: int | None) -> a.App:
+        return await self.apps.set_budget(app_id, budget_ms)
 
     async def list_apps(self) -> list[a.App]:
         return await self.apps.list_apps()

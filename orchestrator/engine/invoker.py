@@ -1,5 +1,10 @@
 """Calls apps over signed HTTP and classifies what came back.
 
+Each app has its own key set (``apps.signing_key`` and its fallback; none: the
+orchestrator's own ``DURABLE_SIGNING_KEY``): a request is signed with the app's primary,
+and its answer must verify with the app's primary or fallback, so one app's key cannot
+sign for another app. ``signer_for`` gives (and caches) the signer of a key set.
+
 Calls go through ``orchestrator.engine.pool.ClientPool``, which bounds the calls in
 flight per app origin, over ``sdk.transport.AppTransport`` (a lean keep-alive HTTP/1.1
 transport). The invoker sends each call once: the transport alone re-sends a request, on
@@ -43,6 +48,9 @@ class Failed:
 
 Outcome = Delivered | Failed
 
+MAX_SIGNERS = 4096
+"""The most apps' signers cached (building one costs a key derivation)."""
+
 
 def parse_retry_after(value: str | None) -> float | None:
     if not value:
@@ -73,6 +81,7 @@ class Invoker:
     ) -> None:
         self.signer = signer
         self.timeout = timeout
+        self._signers: dict[tuple[str, str | None], p.Signer] = {}
         self.misconfigured: dict[str, tuple[str, float]] = {}
         """Apps (by URL) marked misconfigured: no invoke is sent to them. The prober keeps
         it in step with the store; values are (error, when marked)."""
@@ -85,33 +94,52 @@ class Invoker:
     async def close(self) -> None:
         await self.pool.aclose()
 
-    def _headers(self, body: bytes) -> dict[str, str]:
-        return {"content-type": "application/json", **self.signer.sign(body)}
+    def signer_for(self, key: str | None, fallback: str | None) -> p.Signer:
+        """The signer of an app's key set (``key`` None: the orchestrator's own signer)."""
+        if key is None:
+            return self.signer
+        signer = self._signers.get((key, fallback))
+        if signer is None:
+            if len(self._signers) >= MAX_SIGNERS:  # rotations left old key sets behind
+                self._signers.clear()
+            signer = self._signers[(key, fallback)] = p.Signer(
+                key, fallback, max_skew=self.signer.max_skew)
+        return signer
 
-    async def _post(self, url: str, body: bytes) -> httpx.Response:
+    @staticmethod
+    def _headers(signer: p.Signer, body: bytes) -> dict[str, str]:
+        return {"content-type": "application/json", **signer.sign(body)}
+
+    async def _post(self, url: str, body: bytes, signer: p.Signer) -> httpx.Response:
         async with self.pool.client(url) as client:
             # signed once a connection is ours: the wait for one (all of this app's in
             # use) must not eat into the app's short replay window (protocol.md §3)
-            return await client.post(url, content=body, headers=self._headers(body))
+            return await client.post(url, content=body, headers=self._headers(signer, body))
 
-    async def exchange(self, url: str, message: Mapping[str, Any]) -> Any:
-        """Send a signed request, verify the signed answer, return it decoded.
+    async def exchange(self, url: str, message: Mapping[str, Any],
+                       signer: p.Signer | None = None) -> Any:
+        """Send a request signed by ``signer`` (default: the orchestrator's own), verify
+        the signed answer with it, return it decoded.
 
         Raises ``httpx.HTTPError``, ``p.SignatureError`` or ``p.ProtocolError``.
         """
-        resp = await self._post(url, p.dumps(message))
+        signer = signer or self.signer
+        resp = await self._post(url, p.dumps(message), signer)
         if resp.status_code != 200:
             raise p.ProtocolError(f"app answered HTTP {resp.status_code}: {resp.text[:200]}")
-        self.signer.verify(resp.content, resp.headers)
+        signer.verify(resp.content, resp.headers)
         return p.check_version(p.loads(resp.content))
 
-    async def invoke(self, url: str, body: bytes, call_id: str) -> Outcome:
-        """Deliver one invoke request; never raises for what the app or network did."""
+    async def invoke(self, url: str, body: bytes, call_id: str,
+                     signer: p.Signer | None = None) -> Outcome:
+        """Deliver one invoke request signed by ``signer`` (the app's: ``signer_for``;
+        default: the orchestrator's own); never raises for what the app or network did."""
         bad = self.misconfigured.get(url)
         if bad is not None:
             return Failed(f"not sent: the app is misconfigured ({bad[0]})", misconfigured=True)
+        signer = signer or self.signer
         try:
-            resp = await self._post(url, body)
+            resp = await self._post(url, body, signer)
         except httpx.ConnectTimeout:
             return Failed(f"could not connect within {self.timeout}s")
         except httpx.TimeoutException:
@@ -128,7 +156,7 @@ class Invoker:
         if len(resp.content) > p.MAX_ANSWER_BYTES:
             return Failed(f"answer of {len(resp.content)} bytes exceeds {p.MAX_ANSWER_BYTES}")
         try:
-            self.signer.verify(resp.content, resp.headers)
+            signer.verify(resp.content, resp.headers)
         except p.SignatureError as exc:
             log.warning("discarded an answer to %s from %s: %s", call_id, url, exc)
             return self._misconfigured(url, f"answer discarded: {exc}")

@@ -62,7 +62,8 @@ class Prober:
 
     async def probe(self, row: MisconfiguredApp) -> None:
         try:
-            info = await self.invoker.exchange(row.url, p.introspect_request())
+            signer = self.invoker.signer_for(row.signing_key, row.signing_key_fallback)
+            info = await self.invoker.exchange(row.url, p.introspect_request(), signer)
             error = None if isinstance(info, dict) else "introspection is not an object"
         except (httpx.HTTPError, p.SignatureError, p.ProtocolError, ValueError) as exc:
             error = f"probe: {type(exc).__name__}: {exc}"

@@ -23,6 +23,11 @@ class FunctionInfo:
     kind: str
     config: dict[str, Any]
     retry: Retry
+    signing_key: str | None = None
+    """Its app's key set (None: the orchestrator's own key)."""
+    signing_key_fallback: str | None = None
+    budget_ms: int | None = None
+    """Its app's time budget per call (None: ``Settings.budget_ms``)."""
 
     def task(self, name: str | None) -> dict[str, Any] | None:
         """The config of one of a workflow's tasks (its on_failure task included)."""
@@ -66,7 +71,8 @@ class Registry:
         for r in rows:
             cfg = json.loads(r.config_json)
             fns[r.name] = FunctionInfo(
-                r.name, r.app_id, r.url, r.kind, cfg, Retry.from_wire(cfg.get("retry"))
+                r.name, r.app_id, r.url, r.kind, cfg, Retry.from_wire(cfg.get("retry")),
+                r.signing_key, r.signing_key_fallback, r.budget_ms,
             )
         self._fns = fns
         self._loaded_at = time.monotonic()

@@ -24,6 +24,27 @@ class AppsRepo(Repo):
         row = (await self.conn.execute(select(apps.c.id).where(apps.c.url == url))).first()
         return None if row is None else str(row.id)
 
+    async def get(self, app_id: str) -> AppRow | None:
+        row = (await self.conn.execute(select(apps).where(apps.c.id == app_id))).first()
+        return cast("AppRow | None", row)
+
+    async def at_url(self, url: str) -> AppRow | None:
+        """The app registered at ``url``, if any."""
+        row = (await self.conn.execute(select(apps).where(apps.c.url == url))).first()
+        return cast("AppRow | None", row)
+
+    async def set_keys(self, app_id: str, primary: str | None, fallback: str | None) -> bool:
+        """Replace an app's key set; False if there is no such app."""
+        res = await self.conn.execute(update(apps).where(apps.c.id == app_id).values(
+            signing_key=primary, signing_key_fallback=fallback))
+        return bool(res.rowcount)
+
+    async def set_budget(self, app_id: str, budget_ms: int | None) -> bool:
+        """Set an app's time budget (None: the default); False if there is no such app."""
+        res = await self.conn.execute(
+            update(apps).where(apps.c.id == app_id).values(budget_ms=budget_ms))
+        return bool(res.rowcount)
+
     async def owners(self, names: list[str]) -> dict[str, str]:
         """Which app owns each of ``names`` (only names that exist)."""
         if not names:
@@ -34,13 +55,15 @@ class AppsRepo(Repo):
         return {r.name: r.app_id for r in rows}
 
     async def save(
-        self, app_id: str, url: str, sdk: str, configs: list[dict[str, Any]], now: float
+        self, app_id: str, url: str, sdk: str, configs: list[dict[str, Any]], now: float,
+        signing_key: str | None = None,
     ) -> None:
-        """Create or replace an app and its functions (and their triggers)."""
+        """Create or replace an app and its functions (and their triggers). A new app gets
+        ``signing_key`` as its primary key; an existing one keeps its key set."""
         # registering verified its signed introspection: it is configured right
         values = {"url": url, "sdk": sdk, "synced_at": now, "status": "ok", "error": None,
                   "probe_at": None, "probe_failures": 0}
-        ins = self.backend.insert(apps).values(id=app_id, **values)
+        ins = self.backend.insert(apps).values(id=app_id, signing_key=signing_key, **values)
         await self.conn.execute(ins.on_conflict_do_update(index_elements=["id"], set_=values))
         old = select(functions.c.name).where(functions.c.app_id == app_id)
         await self.conn.execute(delete(triggers).where(triggers.c.function.in_(old)))
@@ -72,7 +95,8 @@ class AppsRepo(Repo):
     async def misconfigured(self) -> list[MisconfiguredApp]:
         return cast("list[MisconfiguredApp]", list(await self.conn.execute(
             select(apps.c.id, apps.c.url, apps.c.error, apps.c.probe_at,
-                   apps.c.probe_failures).where(apps.c.status == "misconfigured"))))
+                   apps.c.probe_failures, apps.c.signing_key, apps.c.signing_key_fallback)
+            .where(apps.c.status == "misconfigured"))))
 
     async def probed(self, app_id: str, error: str | None, failures: int,
                      probe_at: float | None) -> None:
@@ -89,7 +113,8 @@ class AppsRepo(Repo):
 
     async def list_functions(self) -> list[RegisteredFunction]:
         q = (
-            select(functions, apps.c.url)
+            select(functions, apps.c.url, apps.c.signing_key, apps.c.signing_key_fallback,
+                   apps.c.budget_ms)
             .join(apps, apps.c.id == functions.c.app_id)
             .order_by(functions.c.name)
         )

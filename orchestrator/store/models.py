@@ -21,6 +21,14 @@ class App(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     probe_at: float | None = None
     probe_failures: int = 0
+    signing_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    """The app's primary signing key, stored as given (HMAC needs it: a secret, never
+    shown by GET /apps); None: the orchestrator's own ``DURABLE_SIGNING_KEY``."""
+    signing_key_fallback: str | None = Field(default=None,
+                                             sa_column=Column(Text, nullable=True))
+    """A second key its answers may be signed with, while a rotation is under way."""
+    budget_ms: int | None = None
+    """The time budget sent in each invoke request; None: ``Settings.budget_ms``."""
 
 
 class FunctionRow(SQLModel, table=True):

@@ -276,7 +276,17 @@ class EventRunIds(TypedDict):
 
 # -- apps and functions --------------------------------------------------------------------
 
-class MisconfiguredApp(Row, Protocol):
+class AppKeys(Row, Protocol):
+    """An app's key set: a primary and a fallback (None primary: the orchestrator's
+    ``DURABLE_SIGNING_KEY`` and its fallback)."""
+
+    @property
+    def signing_key(self) -> str | None: ...
+    @property
+    def signing_key_fallback(self) -> str | None: ...
+
+
+class MisconfiguredApp(AppKeys, Protocol):
     """An app whose answers fail verification (``AppsRepo.misconfigured``)."""
 
     @property
@@ -300,9 +310,11 @@ class AppRow(MisconfiguredApp, Protocol):
     def synced_at(self) -> float: ...
     @property
     def status(self) -> str: ...
+    @property
+    def budget_ms(self) -> int | None: ...
 
 
-class RegisteredFunction(Row, Protocol):
+class RegisteredFunction(AppKeys, Protocol):
     """A ``functions`` row with its app's URL (``AppsRepo.list_functions``)."""
 
     @property
@@ -317,6 +329,8 @@ class RegisteredFunction(Row, Protocol):
     def updated_at(self) -> float: ...
     @property
     def url(self) -> str: ...
+    @property
+    def budget_ms(self) -> int | None: ...
 
 
 # -- schedules and crons -------------------------------------------------------------------

@@ -104,6 +104,27 @@ async def test_every_route_answers_as_the_document_says(stack: Stack, api: Contr
     await c("GET", "/api/v1/apps", 200)
     await c("GET", "/api/v1/functions", 200)
     await c("GET", "/api/v1/apps", 401, headers={"authorization": "Bearer nope"})
+    # -- an app's time budget and keys (rotated away and back: no call is in flight yet)
+    app, keys = "/api/v1/apps/{app_id}", "/api/v1/apps/{app_id}/keys"
+    patched = await c("PATCH", app, 200, path="/api/v1/apps/testapp", json={"budget_ms": 900})
+    assert patched["budget_ms"] == 900 and not patched["own_key"], patched
+    await c("PATCH", app, 200, path="/api/v1/apps/testapp", json={"budget_ms": None})
+    await c("PATCH", app, 422, path="/api/v1/apps/testapp", json={"budget_ms": 10**9})
+    await c("PATCH", app, 404, path="/api/v1/apps/nope", json={"budget_ms": 1})
+    await c("POST", keys, 409, path="/api/v1/apps/testapp/keys",
+            json={"key": procs.SIGNING_KEY})
+    await c("POST", keys, 404, path="/api/v1/apps/nope/keys")
+    await c("POST", keys, 422, path="/api/v1/apps/testapp/keys", json={"key": "short"})
+    new = await c("POST", keys, 201, path="/api/v1/apps/testapp/keys")
+    assert len(new["signing_key"]) >= 40, new
+    await c("POST", keys, 201, path="/api/v1/apps/testapp/keys",
+            json={"key": procs.SIGNING_KEY})
+    await c("DELETE", f"{keys}/fallback", 204, path="/api/v1/apps/testapp/keys/fallback")
+    await c("DELETE", f"{keys}/fallback", 404, path="/api/v1/apps/nope/keys/fallback")
+    shown = next(x for x in (await c("GET", "/api/v1/apps", 200))["apps"]
+                 if x["id"] == "testapp")
+    assert shown["own_key"] and not shown["fallback_key"], shown
+    assert procs.SIGNING_KEY not in str(shown) and new["signing_key"] not in str(shown)
     # -- events
     await c("POST", "/api/v1/events", 202, json={"name": "test.trigger", "data": {"a": 1}})
     out = await c("POST", "/api/v1/events", 202, json=[{"name": "x.y", "id": "e1"},

@@ -66,7 +66,10 @@ def test_api_conforms(case: Any, live: Stack) -> None:
                            headers={"authorization": f"Bearer {procs.API_KEY}"}, timeout=70)
 
 
-Workflow = SCHEMA.as_state_machine()
+# An app's own routes (its budget, its keys) are fuzzed one call at a time above, not in
+# sequences: a sequence reaching the test app's id would rotate its signing key, and every
+# later call to it (of this run, and of hypothesis's replay of it) would go otherwise.
+Workflow = SCHEMA.exclude(path_regex=r"^/api/v1/apps/").as_state_machine()
 
 
 class _Stateful(Workflow):  # type: ignore[misc,valid-type]

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from orchestrator.config import Settings
-from orchestrator.engine.apps import save_app
+from orchestrator.engine.apps import KeySet, save_app
 from orchestrator.engine.engine import Engine
 from orchestrator.errors import Conflict
-from orchestrator.store import Store
+from orchestrator.store import AppKeys, Store
 
 
 def fn(name: str) -> dict[str, Any]:
@@ -26,11 +26,20 @@ def code_cron(name: str) -> dict[str, Any]:
             "next_fire_at": time.time() + 60, "created_at": time.time()}
 
 
+DEFAULT_KEYS: KeySet = frozenset({"orchestrator-key"})
+
+
+def keys_of(row: AppKeys) -> KeySet:
+    return frozenset({row.signing_key}) if row.signing_key else DEFAULT_KEYS
+
+
 async def save(store: Store, app_id: str, url: str, *functions: str,
-               crons: list[dict[str, Any]] | None = None) -> None:
+               crons: list[dict[str, Any]] | None = None, key: str | None = None) -> None:
     async with store.write() as tx:
         await save_app(tx, app_id, url, "sdk", [fn(f) for f in functions], crons or [],
-                       time.time())
+                       time.time(), signing_key=key,
+                       verified_with=frozenset({key}) if key else DEFAULT_KEYS,
+                       keys_of=keys_of)
 
 
 async def test_an_app_registered_again_replaces_its_functions_and_code_crons(
@@ -68,3 +77,18 @@ def test_the_engine_wires_the_hub_to_its_dispatcher_and_scheduler(tmp_path: Path
                              signing_key="s" * 32))
     assert engine.hub.handoff is engine.dispatcher
     assert engine.hub.timers == engine.scheduler.poke_at
+
+
+async def test_an_app_cannot_be_registered_over_with_another_apps_key(store: Store) -> None:
+    await save(store, "a", "http://127.0.0.1:1/api", "fa", key="key-of-a")
+    with pytest.raises(Conflict) as e:  # B's key, claiming A's id at B's URL
+        await save(store, "a", "http://127.0.0.1:2/api", "fb", key="key-of-b")
+    assert e.value.field == "signing_key"
+    with pytest.raises(Conflict):  # nor with the orchestrator's own key
+        await save(store, "a", "http://127.0.0.1:2/api", "fb")
+    await save(store, "a", "http://127.0.0.1:1/api", "fa2", key="key-of-a")  # its own: ok
+    async with store.read() as tx:
+        row = await tx.apps.get("a")
+        fns = await tx.apps.list_functions()
+    assert row is not None and row.signing_key == "key-of-a"
+    assert [f.name for f in fns] == ["fa2"]

@@ -433,3 +433,33 @@ async def test_exchange_raises_network_errors(
     respx_mock.post(URL).mock(side_effect=httpx.ConnectError)
     with pytest.raises(httpx.ConnectError):
         await invoker.exchange(URL, p.introspect_request())
+
+
+# -- per-app key sets --------------------------------------------------------------------------
+
+
+async def test_a_request_is_signed_with_the_apps_key_and_its_answer_verified_with_it(
+    invoker: Invoker, respx_mock: respx.MockRouter
+) -> None:
+    own = invoker.signer_for("key-of-app-a", "old-key-of-app-a")
+    assert invoker.signer_for("key-of-app-a", "old-key-of-app-a") is own  # cached
+    assert invoker.signer_for(None, None) is invoker.signer  # no key: the orchestrator's
+    route = respx_mock.post(URL).mock(
+        return_value=signed_response(p.dumps(answer()), key="old-key-of-app-a"))
+    outcome = await invoker.invoke(URL, request_body(), CALL_ID, own)
+    assert isinstance(outcome, Delivered)  # the fallback verifies
+    sent = route.calls.last.request
+    p.Signer("key-of-app-a").verify(sent.content, sent.headers)  # signed with the primary
+    with pytest.raises(p.SignatureError):
+        p.Signer(KEY).verify(sent.content, sent.headers)
+
+
+async def test_another_apps_key_cannot_sign_an_answer(
+    invoker: Invoker, respx_mock: respx.MockRouter
+) -> None:
+    respx_mock.post(URL).mock(
+        return_value=signed_response(p.dumps(answer()), key="key-of-app-b"))
+    outcome = await invoker.invoke(URL, request_body(), CALL_ID,
+                                   invoker.signer_for("key-of-app-a", None))
+    assert isinstance(outcome, Failed) and outcome.misconfigured
+    assert "answer discarded" in outcome.reason
