@@ -14,9 +14,9 @@ import sys
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+from orchestrator.rest_client import RestClient, RestError, add_client_flags
 
-DEFAULT_URL = "http://127.0.0.1:8288"
+API: str = "/api/v1"
 
 
 def _budget(v: str) -> int | None:
@@ -33,9 +33,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """Add the ``apps`` command group to ``sub`` (the CLI's subcommands)."""
     ap = sub.add_parser(
         "apps", help="manage registered apps (signing keys, time budget) over the REST API")
-    ap.add_argument("--url", default=None, metavar="URL",
-                    help="the orchestrator's base URL (DURABLE_ORCHESTRATOR_URL; default "
-                         f"{DEFAULT_URL}); the API key is DURABLE_API_KEY")
+    add_client_flags(ap)
     cmds = ap.add_subparsers(dest="apps_command", required=True)
     rotate = cmds.add_parser("rotate-key", help="give APP a new primary signing key (given "
                                                 "or generated), keep the old as fallback")
@@ -55,28 +53,24 @@ def request(args: argparse.Namespace) -> tuple[str, str, dict[str, Any] | None]:
     app = quote(args.app, safe="")
     if args.apps_command == "rotate-key":
         key = args.key or os.environ.get("DURABLE_NEW_SIGNING_KEY")
-        return "POST", f"/api/v1/apps/{app}/keys", {"key": key} if key else None
+        return "POST", f"{API}/apps/{app}/keys", {"key": key} if key else None
     if args.apps_command == "drop-fallback":
-        return "DELETE", f"/api/v1/apps/{app}/keys/fallback", None
-    return "PATCH", f"/api/v1/apps/{app}", {"budget_ms": args.ms}
+        return "DELETE", f"{API}/apps/{app}/keys/fallback", None
+    return "PATCH", f"{API}/apps/{app}", {"budget_ms": args.ms}
 
 
 def run(args: argparse.Namespace) -> int:
-    """Make the call; print its answer (the new key for ``rotate-key``). The exit status
-    is 0 on success, 1 if the orchestrator refused, 2 if it could not be reached."""
-    base = (args.url or os.environ.get("DURABLE_ORCHESTRATOR_URL") or DEFAULT_URL).rstrip("/")
-    headers = {"authorization": f"Bearer {os.environ.get('DURABLE_API_KEY', '')}"}
+    """Make the call (with the CLI's REST client); print its answer (the new key for
+    ``rotate-key``). The exit status is 0 on success, 1 if the orchestrator refused or
+    could not be reached."""
     method, path, body = request(args)
     try:
-        r = httpx.request(method, base + path, json=body, headers=headers, timeout=30)
-    except httpx.HTTPError as exc:
-        print(f"orchestrator apps: could not reach {base}: {exc}", file=sys.stderr)
-        return 2
-    if r.status_code >= 400:
-        print(f"orchestrator apps: HTTP {r.status_code}: {r.text}", file=sys.stderr)
+        out = RestClient.from_args(args).call(method, path.removeprefix(API), body)
+    except RestError as exc:
+        print(f"orchestrator apps: {exc}", file=sys.stderr)
         return 1
     if args.apps_command == "rotate-key":
-        print(r.json()["signing_key"])
-    elif r.content:
-        print(json.dumps(r.json(), indent=2))
+        print(out["signing_key"])
+    elif out is not None:
+        print(json.dumps(out, indent=2))
     return 0

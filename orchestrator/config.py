@@ -70,8 +70,9 @@ class Settings(BaseSettings):
     signing_key_fallback: Annotated[str | None, Field(
         repr=False, description="a second accepted signing key, for rotation")] = None
     call_timeout: Annotated[float, Flag("--call-timeout"), Field(
-        gt=0, description="seconds an app may take to answer one call; the app is given "
-                          "half of it as its time budget")] = 60.0
+        gt=0, description="seconds an app may take to answer one call; an app is given "
+                          "half of it as its time budget, unless it has its own "
+                          "(`budget_ms`)")] = 60.0
     lease_ttl: Annotated[float, Flag("--lease-ttl"), Field(
         gt=0, description="seconds of a claimed run's lease, renewed while its call is in "
                           "flight; another replica takes over an expired one")] = 10.0
