@@ -162,7 +162,9 @@ class Client:
             raise OrchestratorError(resp.status_code, body)
         return body
 
-    async def register(self, app_url: str, *, wait_for_app: float = 0.0) -> dict[str, Any]:
+    async def register(self, app_url: str, *, wait_for_app: float = 0.0,
+                       signing_key: str | None = None, budget_ms: int | None = None
+                       ) -> dict[str, Any]:
         """Ask the orchestrator to (re)sync the app served at ``app_url``.
 
         The orchestrator calls the app back to list its functions. From an app's own
@@ -170,12 +172,22 @@ class Client:
         the request is repeated until the app answers or the time is up::
 
             asyncio.create_task(client.register(url, wait_for_app=30))
+
+        ``signing_key``: the app's own key (the one it serves with), when it has one
+        rather than the orchestrator's; ``budget_ms``: its time budget per call (a FaaS
+        deadline), instead of the orchestrator's default. Both are kept by the
+        orchestrator across later syncs.
         """
+        body: dict[str, Any] = {"url": app_url}
+        if signing_key is not None:
+            body["signing_key"] = signing_key
+        if budget_ms is not None:
+            body["budget_ms"] = budget_ms
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_for_app
         while True:
             try:
-                return await self._call("POST", "/apps", json={"url": app_url})  # type: ignore[no-any-return]
+                return await self._call("POST", "/apps", json=body)  # type: ignore[no-any-return]
             except OrchestratorError as exc:
                 unreachable = exc.status == 422 and "could not reach" in str(exc)
                 if not unreachable or loop.time() >= deadline:
@@ -373,8 +385,10 @@ class SyncClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def register(self, app_url: str) -> dict[str, Any]:
-        return self._do(self._client.register(app_url))
+    def register(self, app_url: str, *, signing_key: str | None = None,
+                 budget_ms: int | None = None) -> dict[str, Any]:
+        return self._do(self._client.register(app_url, signing_key=signing_key,
+                                              budget_ms=budget_ms))
 
     def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> dict[str, Any]:
         return self._do(self._client.send_event(name, data, id=id))

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+import sdk
 from tests.support import procs
 
 KEYS = {"alpha": "alpha-key-0123456789abcdef", "beta": "beta-key-0123456789abcdef",
@@ -212,3 +213,21 @@ async def test_an_apps_time_budget_makes_it_yield(apps: Apps, rest: httpx.AsyncC
     assert r.status_code == 422 and r.json()["error"]["field"] == "budget_ms", r.text
     r = await rest.patch("/apps/beta", json={"budget_ms": 0})
     assert r.status_code == 422, r.text
+
+
+async def test_the_sdk_client_registers_an_app_with_its_own_key_and_budget(
+        apps: Apps, rest: httpx.AsyncClient) -> None:
+    client = sdk.Client(orchestrator_url=apps.base, api_key=procs.API_KEY)
+    try:
+        got = await client.register(apps.urls["beta"], signing_key=KEYS["beta"],
+                                    budget_ms=1500)
+        assert got["id"] == "beta", got
+        with pytest.raises(sdk.OrchestratorError) as refused:  # another app's key
+            await client.register(apps.urls["beta"], signing_key=KEYS["alpha"])
+        assert refused.value.status == 422, refused.value
+    finally:
+        await client.aclose()
+    shown = await app_row(rest, "beta")
+    assert shown["own_key"] and shown["budget_ms"] == 1500, shown
+    done = await run(rest, "beta-echo", {"via": "sdk"})
+    assert done["status"] == "completed" and done["output"] == {"via": "sdk"}, done
