@@ -163,8 +163,8 @@ class Client:
         return body
 
     async def register(self, app_url: str, *, wait_for_app: float = 0.0,
-                       signing_key: str | None = None, budget_ms: int | None = None
-                       ) -> dict[str, Any]:
+                       signing_key: str | None = None, budget_ms: int | None = None,
+                       generate_key: bool = False) -> dict[str, Any]:
         """Ask the orchestrator to (re)sync the app served at ``app_url``.
 
         The orchestrator calls the app back to list its functions. From an app's own
@@ -176,9 +176,13 @@ class Client:
         ``signing_key``: the app's own key (the one it serves with), when it has one
         rather than the orchestrator's; ``budget_ms``: its time budget per call (a FaaS
         deadline), instead of the orchestrator's default. Both are kept by the
-        orchestrator across later syncs.
+        orchestrator across later syncs. ``generate_key=True``: the orchestrator also
+        makes the app a key of its own and answers it this once, as ``signing_key`` (the
+        rotation it starts: the README, "A key generated on registration").
         """
         body: dict[str, Any] = {"url": app_url}
+        if generate_key:
+            body["generate_key"] = True
         if signing_key is not None:
             body["signing_key"] = signing_key
         if budget_ms is not None:
@@ -386,9 +390,10 @@ class SyncClient:
         self.close()
 
     def register(self, app_url: str, *, signing_key: str | None = None,
-                 budget_ms: int | None = None) -> dict[str, Any]:
+                 budget_ms: int | None = None, generate_key: bool = False) -> dict[str, Any]:
         return self._do(self._client.register(app_url, signing_key=signing_key,
-                                              budget_ms=budget_ms))
+                                              budget_ms=budget_ms,
+                                              generate_key=generate_key))
 
     def send_event(self, name: str, data: Any = None, *, id: str | None = None) -> dict[str, Any]:
         return self._do(self._client.send_event(name, data, id=id))

@@ -152,6 +152,10 @@ class RegisterApp(Body):
     url: AppUrl
     signing_key: SigningKey = None
     budget_ms: BudgetMs = None
+    generate_key: bool = Field(False, strict=True, description=(
+        "Also generate a signing key of the app's own, answered this once (as "
+        "signing_key): it is accepted at once, beside the key the app signs with now, and "
+        "becomes the primary when rotated in (POST /api/v1/apps/{id}/keys)"))
 
 
 class CreateRun(Body):

@@ -49,8 +49,9 @@ async def openapi(request: Request) -> JSON:
 
 async def register_app(request: Request) -> JSON:
     body = await read_body(request, RegisterApp)
-    return JSON(await engine_of(request).register_app(body.url, body.signing_key,
-                                                    body.budget_ms), status_code=200)
+    return JSON(await engine_of(request).register_app(
+        body.url, body.signing_key, body.budget_ms, generate_key=body.generate_key),
+        status_code=200)
 
 
 async def update_app(request: Request) -> JSON:

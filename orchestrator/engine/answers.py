@@ -113,6 +113,11 @@ class RegisteredApp(TypedDict):
     sdk: str | None
     synced_at: Time
     functions: list[FunctionConfig]
+    signing_key: NotRequired[Annotated[str, Field(
+        description="Only with generate_key: the app's new key, shown this once. Deploy "
+                    "the app with it as DURABLE_SIGNING_KEY (its old key as "
+                    "DURABLE_SIGNING_KEY_FALLBACK), then rotate it in: POST "
+                    "/api/v1/apps/{id}/keys with {\"key\": it}")]]
 
 
 AppStatus = Literal["ok", "misconfigured"]

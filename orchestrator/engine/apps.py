@@ -108,11 +108,23 @@ class Apps:
         return dict(info)
 
     async def register(self, url: str, signing_key: str | None = None,
-                       budget_ms: int | None = None) -> a.RegisteredApp:
+                       budget_ms: int | None = None, *,
+                       generate_key: bool = False) -> a.RegisteredApp:
         """Register (or re-sync) the app at ``url``, introspected with ``signing_key`` if
         given, else with the key set of the app registered there, else with the
-        orchestrator's key."""
+        orchestrator's key.
+
+        ``generate_key``: also give the app a key of its own, generated now and answered
+        this once. It starts as the app's fallback, beside the key the app signs with
+        today (which becomes the app's primary, if it was the orchestrator's): requests
+        stay signed with that key while the app is redeployed with the new one as its
+        primary (and the old one as its fallback); answers signed with either verify.
+        ``POST /apps/{id}/keys`` with the new key then swaps the two, and dropping the
+        fallback ends the rotation; no call is refused at any point."""
         self.check_budget(budget_ms)
+        if generate_key and signing_key is not None:
+            raise Invalid("give a signing_key or ask for a generated one, not both",
+                          "generate_key")
         async with self.store.read() as tx:
             known = await tx.apps.at_url(url)
         if signing_key is not None:
@@ -136,11 +148,30 @@ class Apps:
                            keys_of=self.keys_of)
             if budget_ms is not None:
                 await tx.apps.set_budget(app_id, budget_ms)
+            new_key = await self._stage_key(tx, app_id) if generate_key else None
         await self.registry.reload()
         self.crons_changed()
         log.info("registered app %s at %s with %d functions", app_id, url, len(configs))
-        return {"id": app_id, "url": url, "sdk": info.get("sdk"), "synced_at": views.stamp(now),
-                "functions": cast(list[a.FunctionConfig], configs)}
+        out: a.RegisteredApp = {
+            "id": app_id, "url": url, "sdk": info.get("sdk"), "synced_at": views.stamp(now),
+            "functions": cast(list[a.FunctionConfig], configs)}
+        if new_key is not None:
+            out["signing_key"] = new_key
+            log.info("generated a signing key for app %s (its fallback until rotated in)",
+                     app_id)
+        return out
+
+    async def _stage_key(self, tx: Tx, app_id: str) -> str:
+        """A generated key, saved as the app's fallback beside the key it signs with now
+        (refused while a rotation is under way: its fallback still verifies answers)."""
+        row = await self._get(tx, app_id)
+        if row.signing_key_fallback is not None:
+            raise Conflict(f"app {app_id!r} is mid-rotation (it has a fallback key): finish "
+                           f"it (DELETE /api/v1/apps/{app_id}/keys/fallback) before "
+                           "generating another key", "generate_key")
+        new = generate_key()
+        await tx.apps.set_keys(app_id, row.signing_key or self.default_key, new)
+        return new
 
     async def rotate_key(self, app_id: str, key: str | None = None) -> a.AppKey:
         """Make ``key`` (None: a generated one) the app's primary, its primary the

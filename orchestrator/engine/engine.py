@@ -148,8 +148,10 @@ class Engine:
     # -- apps -------------------------------------------------------------------------------
 
     async def register_app(self, url: str, signing_key: str | None = None,
-                           budget_ms: int | None = None) -> a.RegisteredApp:
-        return await self.apps.register(url, signing_key, budget_ms)
+                           budget_ms: int | None = None, *,
+                           generate_key: bool = False) -> a.RegisteredApp:
+        return await self.apps.register(url, signing_key, budget_ms,
+                                        generate_key=generate_key)
 
     async def rotate_app_key(self, app_id: str, key: str | None = None) -> a.AppKey:
         return await self.apps.rotate_key(app_id, key)

@@ -231,3 +231,40 @@ async def test_the_sdk_client_registers_an_app_with_its_own_key_and_budget(
     assert shown["own_key"] and shown["budget_ms"] == 1500, shown
     done = await run(rest, "beta-echo", {"via": "sdk"})
     assert done["status"] == "completed" and done["output"] == {"via": "sdk"}, done
+
+
+async def test_a_key_generated_on_registration_is_rotated_in_without_a_refused_call(
+        apps: Apps, rest: httpx.AsyncClient) -> None:
+    # an app on the orchestrator's key asks for a key of its own as it registers (CLI)
+    url = apps.start("epsilon", procs.SIGNING_KEY)
+    r = await rest.post("/apps", json={"url": url, "signing_key": "x" * 20,
+                                       "generate_key": True})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "generate_key", r.text
+    out = await asyncio.to_thread(apps.cli, "register", url, "--generate-key")
+    assert out.returncode == 0, out.stderr
+    key = out.stdout.strip().splitlines()[-1]
+    assert len(key) >= 40 and key != procs.SIGNING_KEY, out.stdout
+    assert '"id": "epsilon"' in out.stdout and key not in out.stdout.splitlines()[0]
+    shown = await app_row(rest, "epsilon")
+    assert shown["own_key"] and shown["fallback_key"], shown
+    assert key not in str(shown)  # a generated key is answered once, never listed
+    assert (await run(rest, "epsilon-echo", 1))["output"] == 1  # still the old key
+    # mid-rotation, another generated key is refused: the fallback is in use
+    r = await rest.post("/apps", json={"url": url, "generate_key": True})
+    assert r.status_code == 409 and r.json()["error"]["field"] == "generate_key", r.text
+    # the app is redeployed with the new key (the old as its fallback): answers signed
+    # with the new key verify
+    apps.start("epsilon", key, fallback=procs.SIGNING_KEY)
+    assert (await run(rest, "epsilon-echo", 2))["output"] == 2
+    # rotated in: the orchestrator signs with it
+    r = await rest.post("/apps/epsilon/keys", json={"key": key})
+    assert r.status_code == 201, r.text
+    assert (await run(rest, "epsilon-echo", 3))["output"] == 3
+    # the app drops the old key, and so does the orchestrator
+    apps.start("epsilon", key)
+    assert (await rest.delete("/apps/epsilon/keys/fallback")).status_code == 204
+    assert (await run(rest, "epsilon-echo", 4))["output"] == 4
+    assert not (await app_row(rest, "epsilon"))["fallback_key"]
+    # the old key no longer signs for it: a re-sync with it is refused
+    await register(rest, url, procs.SIGNING_KEY, 422)
+    await register(rest, url, key)

@@ -24,6 +24,14 @@ def test_each_command_is_its_rest_call(monkeypatch: pytest.MonkeyPatch) -> None:
     assert call("budget", "shop", "1500") == ("PATCH", "/api/v1/apps/shop", {"budget_ms": 1500})
     assert call("budget", "shop", "default") == ("PATCH", "/api/v1/apps/shop",
                                                  {"budget_ms": None})
+    monkeypatch.delenv("DURABLE_APP_SIGNING_KEY", raising=False)
+    assert call("register", "http://h/api") == ("POST", "/api/v1/apps", {"url": "http://h/api"})
+    assert call("register", "http://h/api", "--generate-key", "--budget-ms", "900") == (
+        "POST", "/api/v1/apps", {"url": "http://h/api", "generate_key": True,
+                                 "budget_ms": 900})
+    monkeypatch.setenv("DURABLE_APP_SIGNING_KEY", "the-apps-own-key-0123")
+    assert call("register", "http://h/api")[2] == {"url": "http://h/api",
+                                                   "signing_key": "the-apps-own-key-0123"}
 
 
 def test_a_budget_that_is_not_a_number_is_refused() -> None:
