@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, settings
@@ -66,10 +67,24 @@ def test_api_conforms(case: Any, live: Stack) -> None:
                            headers={"authorization": f"Bearer {procs.API_KEY}"}, timeout=70)
 
 
-# An app's own routes (its budget, its keys) are fuzzed one call at a time above, not in
-# sequences: a sequence reaching the test app's id would rotate its signing key, and every
-# later call to it (of this run, and of hypothesis's replay of it) would go otherwise.
-Workflow = SCHEMA.exclude(path_regex=r"^/api/v1/apps/").as_state_machine()
+Workflow = SCHEMA.as_state_machine()
+
+
+def _restore_apps(base: str) -> None:
+    """Undo what a sequence did to the apps (the test app's budget and keys: sequences
+    reach its id through the links schemathesis infers from ``GET /apps``): its budget
+    back to the default, its key set back to the key the test app holds, alone."""
+    with httpx.Client(base_url=f"{base}/api/v1", timeout=30,
+                      headers={"authorization": f"Bearer {procs.API_KEY}"}) as http:
+        for app in http.get("/apps").json()["apps"]:
+            path = f"/apps/{app['id']}"
+            if app["budget_ms"] is not None:
+                assert http.patch(path, json={"budget_ms": None}).status_code == 200
+            if app["own_key"]:  # 409 if it is the primary already
+                r = http.post(f"{path}/keys", json={"key": procs.SIGNING_KEY})
+                assert r.status_code in (201, 409), r.text
+            if app["own_key"] or app["fallback_key"]:
+                assert http.delete(f"{path}/keys/fallback").status_code == 204
 
 
 class _Stateful(Workflow):  # type: ignore[misc,valid-type]
@@ -82,6 +97,9 @@ class _Stateful(Workflow):  # type: ignore[misc,valid-type]
     def get_call_kwargs(self, case: Any) -> dict[str, Any]:
         return {"base_url": self.base_url, "timeout": 70,
                 "headers": {"authorization": f"Bearer {procs.API_KEY}"}}
+
+    def teardown(self) -> None:
+        _restore_apps(self.base_url)
 
     def validate_response(self, response: Any, case: Any, additional_checks: Any = None,
                           **kwargs: Any) -> None:
