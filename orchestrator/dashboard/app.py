@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -47,6 +47,26 @@ class Ctx:
         self.session = session
         self.grant = grant
         self.admin = grant.allows("admin")
+
+
+MAX_FORM = 256 * 1024
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """An urlencoded form's fields (the first value of each), at most ``MAX_FORM`` bytes;
+    read once per request (kept in its state)."""
+    cached = request.state._state.get("dash_form")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            raise ApiError(f"the form is larger than {MAX_FORM} bytes", "body")
+    fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"),
+                                           keep_blank_values=True).items()}
+    request.state.dash_form = fields
+    return fields
 
 
 def _pretty(value: Any) -> str:
@@ -117,7 +137,7 @@ class Dashboard:
                 return resp
             ctx = Ctx(session, grant)
             if request.method == "POST":
-                form = await request.form()
+                form = await _form(request)
                 token = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
                 if not Sessions.csrf_ok(session, token if isinstance(token, str) else None):
                     return self.render(request, "error.html", ctx, 403,
@@ -148,7 +168,7 @@ class Dashboard:
         return self.render(request, "login.html", None, next=request.query_params.get("next"))
 
     async def login(self, request: Request) -> Response:
-        form = await request.form()
+        form = await _form(request)
         key = form.get("api_key")
         nxt = form.get("next")
         target = nxt if isinstance(nxt, str) and nxt.startswith("/") and \
@@ -238,7 +258,7 @@ class Dashboard:
 
     async def replay(self, request: Request, ctx: Ctx) -> Response:
         rid = request.path_params["id"]
-        form = await request.form()
+        form = await _form(request)
         start = form.get("from", "failed_step")
         if start not in ("failed_step", "start"):
             raise ApiError("from: 'failed_step' or 'start'", "from")
@@ -253,7 +273,7 @@ class Dashboard:
         return self.back(f"/runs/{rid}", f"replaying from {start}")
 
     async def bulk(self, request: Request, ctx: Ctx) -> Response:
-        form = await request.form()
+        form = await _form(request)
         what = form.get("action")
         if what not in ("cancel", "replay"):
             raise ApiError("action: 'cancel' or 'replay'", "action")
@@ -281,7 +301,7 @@ class Dashboard:
         return self.render(request, "functions.html", ctx, functions=fns, crons=crons)
 
     async def trigger(self, request: Request, ctx: Ctx) -> Response:
-        form = await request.form()
+        form = await _form(request)
         fn = str(form.get("function") or "")
         if not fn:
             raise ApiError("function: required", "function")
@@ -297,7 +317,7 @@ class Dashboard:
         return self.render(request, "apps.html", ctx, apps=await self.engine.list_apps())
 
     async def sync(self, request: Request, ctx: Ctx) -> Response:
-        form = await request.form()
+        form = await _form(request)
         url = str(form.get("url") or "")
         if not url:
             raise ApiError("url: required", "url")
@@ -308,7 +328,7 @@ class Dashboard:
         return self.render(request, "events.html", ctx, sent=None)
 
     async def send_event(self, request: Request, ctx: Ctx) -> Response:
-        form = await request.form()
+        form = await _form(request)
         name = str(form.get("name") or "").strip()
         if not name:
             raise ApiError("name: required", "name")
@@ -345,7 +365,7 @@ class Dashboard:
                            webhooks=await self.engine.list_webhooks(), created=None)
 
     async def create_key(self, request: Request, ctx: Ctx) -> Response:
-        form = await request.form()
+        form = await _form(request)
         name = str(form.get("name") or "").strip()
         scope = str(form.get("scope") or "read")
         if not name:
