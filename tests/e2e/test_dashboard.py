@@ -233,7 +233,7 @@ def test_browser_follows_a_run_live(page: Page, dash: Stack) -> None:
 
 
 def test_browser_shows_a_dag(page: Page, dash: Stack) -> None:
-    rid = start(dash, "diamond", None)
+    rid = start(dash, "diamond", 1)
     wait(dash, rid)
     page.goto(f"/runs/{rid}")
     nodes = page.locator(".dag svg g.node")
