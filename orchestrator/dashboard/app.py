@@ -150,11 +150,9 @@ class Dashboard:
             try:
                 return await handler(request, ctx)
             except ApiError as exc:
-                status = exc.status if 400 <= exc.status < 500 else 400
-                if isinstance(exc, NotFound):
-                    status = 404
-                return self.render(request, "error.html", ctx, status, message=exc.message,
-                                   field=exc.field)
+                # the API's status (404, 409, 422, a 503 while the database is away)
+                return self.render(request, "error.html", ctx, exc.status,
+                                   message=exc.message, field=exc.field)
         return endpoint
 
     @staticmethod
