@@ -18,6 +18,7 @@ from orchestrator.api.auth import ApiKeyMiddleware
 from orchestrator.api.request_id import RequestIdMiddleware, request_id_of
 from orchestrator.api.responses import JSON, error_response
 from orchestrator.config import Settings
+from orchestrator.dashboard import DashboardPaths, create_dashboard
 from orchestrator.engine.engine import Engine
 from orchestrator.errors import ApiError, DatabaseUnavailable
 
@@ -72,6 +73,8 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app = Starlette(
         routes=control_routes.ROUTES + routes.ROUTES + key_routes.ROUTES + hooks_routes.ROUTES,
         middleware=[Middleware(RequestIdMiddleware),
+                    # every path outside /api/, /hooks/ and the probes: the dashboard
+                    Middleware(DashboardPaths, dashboard=create_dashboard(engine)),
                     Middleware(ApiKeyMiddleware, keys=engine.keys)],
         exception_handlers={ApiError: _api_error, DatabaseUnavailable: _db_unavailable,
                             HTTPException: _http_error,

@@ -1,0 +1,253 @@
+"""The dashboard (orchestrator/dashboard) against a live orchestrator and the test app:
+plain HTTP (pages, redirects, CSRF, scopes, escaping, no secrets) and a real browser
+(Debian's chromium driven by Playwright)."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.e2e.conftest import Stack, start_stack
+from tests.support import procs
+
+XSS = "<script>alert(1)</script>"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = start_stack(tmp_path_factory.mktemp("dash"))
+    try:
+        yield s
+    finally:
+        s.orch.stop()
+        s.app.stop()
+
+
+def api(stack: Stack, method: str, path: str, **kw: Any) -> Any:
+    r = httpx.request(method, f"{stack.base}/api/v1{path}", timeout=30,
+                      headers={"authorization": f"Bearer {procs.API_KEY}"}, **kw)
+    assert r.status_code < 300, r.text
+    return r.json() if r.content else None
+
+
+def start(stack: Stack, function: str, input: Any = None) -> str:
+    rid: str = api(stack, "POST", "/runs", json={"function": function, "input": input})["id"]
+    return rid
+
+
+def wait(stack: Stack, rid: str) -> dict[str, Any]:
+    run: dict[str, Any] = api(stack, "GET", f"/runs/{rid}/wait", params={"timeout": 20})
+    return run
+
+
+@contextmanager
+def signed_in(stack: Stack, key: str = procs.API_KEY) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.base, timeout=30) as c:
+        yield _login(c, key)
+
+
+def _login(c: httpx.Client, key: str) -> httpx.Client:
+    r = c.post("/login", data={"api_key": key, "next": "/"})
+    assert r.status_code == 303, r.text
+    assert r.headers["location"] == "/"
+    cookie = r.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=lax" in cookie
+    return c
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "no CSRF token in the page"
+    return m.group(1)
+
+
+# -- plain HTTP ------------------------------------------------------------------------------
+
+def test_pages_need_a_session_and_redirect_to_sign_in(dash: Stack) -> None:
+    for path in ("/", "/functions", "/apps", "/schedules", "/events", "/keys", "/runs/x"):
+        r = httpx.get(f"{dash.base}{path}")
+        assert r.status_code == 303, path
+        assert r.headers["location"].startswith("/login?next=")
+    r = httpx.post(f"{dash.base}/runs/x/cancel")
+    assert r.status_code == 401
+    assert httpx.get(f"{dash.base}/login").status_code == 200
+    # the API and the probes are untouched
+    assert httpx.get(f"{dash.base}/healthz").json() == {"status": "ok"}
+    assert httpx.get(f"{dash.base}/api/v1/runs").status_code == 401
+
+
+def test_bad_and_events_keys_cannot_sign_in(dash: Stack) -> None:
+    r = httpx.post(f"{dash.base}/login", data={"api_key": "wrong"})
+    assert r.status_code == 401 and "Unknown or revoked" in r.text
+    ev = api(dash, "POST", "/keys", json={"name": "ev", "scopes": ["events"]})["key"]
+    r = httpx.post(f"{dash.base}/login", data={"api_key": ev})
+    assert r.status_code == 401 and "only send events" in r.text
+
+
+def test_every_page_renders(dash: Stack) -> None:
+    rid = start(dash, "echo", {"hello": 1})
+    wait(dash, rid)
+    with signed_in(dash) as c:
+        for path in ("/", "/functions", "/apps", "/schedules", "/events", "/keys",
+                     f"/runs/{rid}", f"/runs/{rid}/live", "/static/vendor/htmx.min.js",
+                     "/static/vendor/dagre.min.js", "/static/dash.css"):
+            r = c.get(path)
+            assert r.status_code in (200, 286), (path, r.status_code)
+        assert rid in c.get("/", params={"function": "echo"}).text
+        assert rid not in c.get("/", params={"function": "chain"}).text
+        r = c.get("/", params={"status": "bogus"})
+        assert r.status_code == 400 and "status" in r.text
+        r = c.get("/", params={"since": "yesterday"})
+        assert r.status_code == 400 and "since" in r.text
+        assert c.get("/runs/nope").status_code == 404
+        assert c.get("/", params={"q": rid}).headers["location"] == f"/runs/{rid}"
+
+
+def test_csrf_token_is_required(dash: Stack) -> None:
+    rid = start(dash, "long-sleep")
+    with signed_in(dash) as c:
+        r = c.post(f"/runs/{rid}/cancel")
+        assert r.status_code == 403 and "CSRF" in r.text
+        r = c.post(f"/runs/{rid}/cancel", data={"csrf_token": "forged"})
+        assert r.status_code == 403
+        assert api(dash, "GET", f"/runs/{rid}")["status"] != "cancelled"
+        token = csrf_of(c.get(f"/runs/{rid}").text)
+        r = c.post(f"/runs/{rid}/cancel", data={"csrf_token": token})
+        assert r.status_code == 303
+    assert api(dash, "GET", f"/runs/{rid}")["status"] == "cancelled"
+
+
+def test_read_key_sees_pages_without_actions(dash: Stack) -> None:
+    key = api(dash, "POST", "/keys", json={"name": "ro", "scopes": ["read"]})
+    rid = start(dash, "long-sleep")
+    with signed_in(dash, key["key"]) as c:
+        page = c.get(f"/runs/{rid}").text
+        assert "Cancel run" not in page and "read-only" in page
+        r = c.post(f"/runs/{rid}/cancel", data={"csrf_token": csrf_of(page)})
+        assert r.status_code == 403
+        api(dash, "DELETE", f"/keys/{key['id']}")
+        time.sleep(2.5)  # the key cache's lifetime on this replica is 2 s at most
+        assert c.get("/").status_code == 303  # revoked: the session ends
+    api(dash, "POST", f"/runs/{rid}/cancel", json={})
+
+
+def test_output_is_escaped_and_no_secret_is_shown(dash: Stack) -> None:
+    rid = start(dash, "echo", {"x": XSS})
+    wait(dash, rid)
+    created = api(dash, "POST", "/keys", json={"name": "hidden", "scopes": ["read"]})
+    with signed_in(dash) as c:
+        html = c.get(f"/runs/{rid}").text
+        assert XSS not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+        pages = "".join(c.get(p).text for p in ("/keys", "/apps", "/functions", "/"))
+    for secret in (procs.SIGNING_KEY, procs.API_KEY, created["key"]):
+        assert secret not in pages
+    assert created["prefix"] in pages
+
+
+def test_actions_trigger_send_event_bulk_replay(dash: Stack) -> None:
+    with signed_in(dash) as c:
+        token = csrf_of(c.get("/functions").text)
+        r = c.post("/functions/trigger", data={"csrf_token": token, "function": "echo",
+                                               "input": '{"a": 1}'})
+        assert r.status_code == 303
+        rid = r.headers["location"].rsplit("/", 1)[1]
+        assert wait(dash, rid)["output"] == {"a": 1}
+        r = c.post("/functions/trigger", data={"csrf_token": token, "function": "echo",
+                                               "input": "{not json"})
+        assert r.status_code == 400 and "input" in r.text
+        r = c.post("/events/send", data={"csrf_token": token, "name": "test.trigger",
+                                         "data": '{"v": 1}'})
+        assert r.status_code == 200
+        started = re.findall(r'href="/runs/([^"]+)"', r.text.split('id="sent"')[1])
+        assert started
+        failed = start(dash, "always-fails")
+        assert wait(dash, failed)["status"] == "failed"
+        r = c.post("/runs/bulk", data={"csrf_token": token, "action": "replay",
+                                       "function": "always-fails", "status": "failed"})
+        assert r.status_code == 400 and "confirm" in r.text
+        r = c.post("/runs/bulk", data={"csrf_token": token, "action": "replay",
+                                       "function": "always-fails", "status": "failed",
+                                       "confirm": "yes"})
+        assert r.status_code == 303 and "replaying" in r.headers["location"]
+        assert wait(dash, failed)["history"]
+
+
+# -- in a real browser -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, dash: Stack) -> Iterator[Page]:
+    ctx = browser.new_context(base_url=dash.base)
+    pg = ctx.new_page()
+    dialogs: list[str] = []
+    pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    pg.goto("/login")
+    pg.fill("input[name=api_key]", "wrong-key")
+    pg.click("button[type=submit]")
+    expect(pg.locator(".error")).to_contain_text("Unknown or revoked")
+    pg.fill("input[name=api_key]", procs.API_KEY)
+    pg.click("button[type=submit]")
+    expect(pg.locator("h1")).to_have_text("Runs")
+    yield pg
+    assert not dialogs, dialogs
+    ctx.close()
+
+
+def test_browser_filter_and_escaped_output(page: Page, dash: Stack) -> None:
+    rid = start(dash, "echo", XSS)
+    wait(dash, rid)
+    other = start(dash, "ticker")
+    wait(dash, other)
+    page.select_option("select[name=function]", "echo")
+    page.click("form.filters button")
+    expect(page.locator(f"a[href='/runs/{rid}']")).to_be_visible()
+    expect(page.locator(f"a[href='/runs/{other}']")).to_have_count(0)
+    page.click(f"a[href='/runs/{rid}']")
+    expect(page.locator("#output")).to_contain_text(XSS)  # shown as text; no dialog
+
+
+def test_browser_follows_a_run_live(page: Page, dash: Stack) -> None:
+    rid = start(dash, "sleeper", 2.0)
+    page.goto(f"/runs/{rid}")
+    expect(page.locator("#status")).not_to_have_text("completed")
+    page.evaluate("window.__same_page = true")
+    expect(page.locator("#status")).to_have_text("completed", timeout=15000)
+    assert page.evaluate("window.__same_page") is True  # no reload
+    expect(page.locator("#output")).to_contain_text("slept")
+
+
+def test_browser_shows_a_dag(page: Page, dash: Stack) -> None:
+    rid = start(dash, "diamond", 1)
+    wait(dash, rid)
+    page.goto(f"/runs/{rid}")
+    nodes = page.locator(".dag svg g.node")
+    expect(nodes).to_have_count(4)
+    expect(page.locator(".dag svg g.node[data-status=completed]")).to_have_count(4)
+    assert page.locator(".dag svg path").count() >= 4
+
+
+def test_browser_cancel_and_replay(page: Page, dash: Stack) -> None:
+    rid = start(dash, "long-sleep")
+    page.goto(f"/runs/{rid}")
+    page.click("#cancel")
+    expect(page.locator("#status")).to_have_text("cancelled")
+    page.click("#replay-failed")
+    expect(page.locator(".flash")).to_contain_text("replaying")
+    assert api(dash, "GET", f"/runs/{rid}")["history"]
+    api(dash, "POST", f"/runs/{rid}/cancel", json={})
