@@ -72,7 +72,9 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
     app = Starlette(
         routes=control_routes.ROUTES + routes.ROUTES + key_routes.ROUTES + hooks_routes.ROUTES,
         middleware=[Middleware(RequestIdMiddleware),
-                    Middleware(ApiKeyMiddleware, keys=engine.keys)],
+                    Middleware(ApiKeyMiddleware, keys=engine.keys,
+                               guarded=frozenset() if settings.metrics_public
+                               else frozenset({"/metrics"}))],
         exception_handlers={ApiError: _api_error, DatabaseUnavailable: _db_unavailable,
                             HTTPException: _http_error,
                             Exception: _internal_error},
