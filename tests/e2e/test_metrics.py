@@ -10,8 +10,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from orchestrator.store import Store
 from tests.e2e.conftest import running_stack
 from tests.support import procs
+from tests.unit.test_metrics import test_depth_and_lag_per_function as depth_case
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -66,3 +68,8 @@ async def test_counters_match_the_runs_made(request: pytest.FixtureRequest, tmp_
                         if n == "durable_call_duration_seconds_count")
             assert calls >= 29
             assert no_key.status_code == 401
+
+
+async def test_queue_depth_on_postgres(store: Store) -> None:
+    """The depth query on PostgreSQL (``store``: a fresh PostgreSQL database)."""
+    await depth_case(store)
