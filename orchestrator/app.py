@@ -75,7 +75,9 @@ def create_app(settings: Settings, *, transport: httpx.AsyncBaseTransport | None
         middleware=[Middleware(RequestIdMiddleware),
                     # every path outside /api/, /hooks/ and the probes: the dashboard
                     Middleware(DashboardPaths, dashboard=create_dashboard(engine)),
-                    Middleware(ApiKeyMiddleware, keys=engine.keys)],
+                    Middleware(ApiKeyMiddleware, keys=engine.keys,
+                               guarded=frozenset() if settings.metrics_public
+                               else frozenset({"/metrics"}))],
         exception_handlers={ApiError: _api_error, DatabaseUnavailable: _db_unavailable,
                             HTTPException: _http_error,
                             Exception: _internal_error},

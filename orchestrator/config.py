@@ -126,6 +126,12 @@ class Settings(BaseSettings):
                     "ones are always accepted)")] = False
     log_level: Annotated[LogLevel, Flag("--log-level"), Field(
         description="the log level")] = "info"
+    metrics_public: Annotated[bool, Field(
+        description="serve `/metrics` without an API key (else a key with the `read` "
+                    "scope)")] = False
+    metrics_cache_seconds: Annotated[float, Field(
+        ge=0, description="seconds a reading of the queue's depth and lag is reused by "
+                          "`/metrics` scrapes")] = 5.0
 
     @field_validator("api_keys", mode="before")
     @classmethod

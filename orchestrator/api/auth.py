@@ -62,8 +62,11 @@ def _bearer(scope: Scope) -> str | None:
 
 class ApiKeyMiddleware:
     def __init__(self, app: ASGIApp, keys: Keys, prefix: str = "/api/",
-                 ops: Operations = OPS) -> None:
+                 ops: Operations = OPS, guarded: frozenset[str] = frozenset({"/metrics"})
+                 ) -> None:
         self.app = app
+        self.guarded = guarded
+        """Paths outside ``prefix`` that need a key too (``/metrics``, unless public)."""
         self.keys = keys
         self.prefix = prefix
         self.ops = ops
@@ -82,7 +85,8 @@ class ApiKeyMiddleware:
         return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path", "").startswith(self.prefix):
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if path.startswith(self.prefix) or path in self.guarded:
             try:
                 err = await self._refusal(scope)
             except DatabaseUnavailable as exc:

@@ -44,8 +44,8 @@ class _Components:
         return ref(name)
 
 
-def _content(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
+def _content(schema: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+    return {media: {"schema": schema}}
 
 
 def _param(q: Param) -> dict[str, Any]:
@@ -74,7 +74,7 @@ def _operation(op: Operation, components: _Components) -> dict[str, Any]:
     for status, answer in op.responses.items():
         item: dict[str, Any] = {"description": answer.description}
         if answer.schema is not None:
-            item["content"] = _content(components.add(answer.schema))
+            item["content"] = _content(components.add(answer.schema), answer.media)
         if answer.links:
             item["links"] = {name[0].upper() + name[1:]: {
                 "operationId": name, "parameters": {answer.link_param: "$response.body#/id"}}

@@ -52,6 +52,7 @@ class Answer:
     description: str = "OK"
     links: tuple[str, ...] = ()  # operations whose ``link_param`` is this answer's id
     link_param: str = ""
+    media: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,12 @@ OPERATIONS: Final = (
               "Readiness: the engine started and its database answers",
               {200: Answer(a.Ready, "Ready"), 503: Answer(a.NotReady, "Not ready")},
               public=True),
+    Operation("/metrics", "get", "metrics", "service",
+              "Prometheus metrics (text format 0.0.4)",
+              {200: Answer(Raw({"type": "string"}), media="text/plain")}, scope="read",
+              description="Runs, steps, call latency, invoker errors, queue depth and lag "
+                          "(docs/observability.md). With `metrics_public` no key is "
+                          "needed."),
     Operation("/api/v1/openapi.json", "get", "openapi", "service",
               "This document (no API key needed)",
               {200: Answer(Raw({"type": "object"}))}, public=True),

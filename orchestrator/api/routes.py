@@ -43,6 +43,12 @@ async def readyz(request: Request) -> JSON:
                 headers={"Retry-After": "5"})
 
 
+async def metrics(request: Request) -> Response:
+    """Prometheus text format: this replica's counters, the shared queue's gauges."""
+    return Response(await engine_of(request).metrics_text(),
+                    media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 async def openapi(request: Request) -> JSON:
     return JSON(document())
 
@@ -135,6 +141,7 @@ async def list_runs(request: Request) -> JSON:
 ROUTES = [
     Route("/healthz", healthz),
     Route("/readyz", readyz),
+    Route("/metrics", metrics),
     Route("/api/v1/openapi.json", openapi),
     Route("/api/v1/apps", register_app, methods=["POST"]),
     Route("/api/v1/apps", list_apps, methods=["GET"]),

@@ -63,6 +63,7 @@ class Dispatcher:
         self.hub = hub
         self.notifier = hub.notifier
         self.settings = settings
+        self.metrics = hub.metrics
         self.inflight: dict[str, Claim] = {}
         self.answered: dict[str, Claim] = {}
         """Calls answered, their outcome waiting in the reducer's queue (leases renewed)."""
@@ -193,7 +194,11 @@ class Dispatcher:
                                  f"bytes, past the {p.MAX_REQUEST_BYTES} a call may carry")
                 return
             signer = self.invoker.signer_for(c.fn.signing_key, c.fn.signing_key_fallback)
+            t0 = time.perf_counter()
             outcome = await self.invoker.invoke(c.fn.url, body, c.call_id, signer)
+            if self.metrics is not None:
+                self.metrics.call(c.fn.app_id, time.perf_counter() - t0,
+                                  outcome.kind if isinstance(outcome, Failed) else None)
             self.answered[c.run_id] = c
             self.reducer.submit(c, outcome)
         except Exception as exc:

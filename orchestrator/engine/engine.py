@@ -27,6 +27,7 @@ from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Invoker
 from orchestrator.engine.keys import Keys
 from orchestrator.engine.lifecycle import Effects
+from orchestrator.engine.metrics import Metrics
 from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.probe import Prober
 from orchestrator.engine.reducer import Reducer
@@ -63,7 +64,8 @@ class Engine:
         self.store = Store(settings.database_url, pool_size=settings.db_pool_size)
         self.notifier = Notifier()
         self.registry = Registry(self.store)
-        self.hub = Hub(self.store, self.registry, self.notifier)
+        self.metrics = Metrics(self.store, settings.metrics_cache_seconds)
+        self.hub = Hub(self.store, self.registry, self.notifier, self.metrics)
         self.signer = p.Signer(settings.signing_key, settings.signing_key_fallback,
                                max_skew=settings.max_clock_skew)
         self.invoker = Invoker(self.signer, timeout=settings.call_timeout,
@@ -144,6 +146,10 @@ class Engine:
             if t.done() and self.ready:
                 problems[t.get_name()] = "the loop ended"
         return problems
+
+    async def metrics_text(self) -> bytes:
+        """``/metrics``: this replica's counters and the shared queue's depth and lag."""
+        return await self.metrics.exposition()
 
     # -- apps -------------------------------------------------------------------------------
 

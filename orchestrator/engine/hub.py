@@ -10,6 +10,7 @@ from typing import Protocol, TypeVar
 from orchestrator.engine.claim import Claim, Lease
 from orchestrator.engine.dag import advance_worklist
 from orchestrator.engine.lifecycle import Effects
+from orchestrator.engine.metrics import Metrics
 from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.registry import Registry
 from orchestrator.store import Store, Tx
@@ -35,8 +36,10 @@ class Hub:
     The composition root (``Engine``) wires the dispatcher and the scheduler in
     (``wire``); until then runs are not created claimed and deadlines wake nobody."""
 
-    def __init__(self, store: Store, registry: Registry, notifier: Notifier) -> None:
+    def __init__(self, store: Store, registry: Registry, notifier: Notifier,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
+        self.metrics = metrics
         self.registry = registry
         self.notifier = notifier
         self.handoff: Handoff | None = None
@@ -77,6 +80,8 @@ class Hub:
             fx.lease.claims = []
         if fx.ended:
             self.notifier.runs_ended(fx.ended)
+        if self.metrics is not None and (fx.started or fx.finished or fx.steps):
+            self.metrics.committed(fx.started, fx.finished, fx.steps)
         if fx.wake:
             self.notifier.wake_dispatcher()
         elif fx.due is not None:

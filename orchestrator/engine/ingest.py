@@ -124,6 +124,8 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
             fx.lease.release(lost)
     await tx.queue.add_many(queue_rows)
     await tx.waits.add(cancel_waits)
+    fx.started.extend(r["function"] for r in rows
+                      if r["id"] not in lost and r.get("status") != p.RunStatus.SKIPPED)
     for wf in workflows:
         fx.advance_later(wf, now)
     return ids

@@ -42,6 +42,9 @@ class Failed:
     retry_after: float | None = None
     timed_out: bool = False
     misconfigured: bool = False
+    kind: str = "error"
+    """What went wrong, for the metrics: connect, timeout, connection, http_status,
+    misconfigured, too_large, malformed (the orchestrator's own: error)."""
     """The app's answer failed verification (or it refused our signature): its keys are
     wrong, and calling it again would run its side effects again for nothing."""
 
@@ -136,25 +139,29 @@ class Invoker:
         default: the orchestrator's own); never raises for what the app or network did."""
         bad = self.misconfigured.get(url)
         if bad is not None:
-            return Failed(f"not sent: the app is misconfigured ({bad[0]})", misconfigured=True)
+            return Failed(f"not sent: the app is misconfigured ({bad[0]})", misconfigured=True,
+                          kind="misconfigured")
         signer = signer or self.signer
         try:
             resp = await self._post(url, body, signer)
         except httpx.ConnectTimeout:
-            return Failed(f"could not connect within {self.timeout}s")
+            return Failed(f"could not connect within {self.timeout}s", kind="connect")
         except httpx.TimeoutException:
-            return Failed(f"no answer within {self.timeout}s", timed_out=True)
+            return Failed(f"no answer within {self.timeout}s", timed_out=True,
+                          kind="timeout")
         except httpx.HTTPError as exc:
-            return Failed(f"connection failed: {type(exc).__name__}: {exc}")
+            return Failed(f"connection failed: {type(exc).__name__}: {exc}",
+                          kind="connection")
         if resp.status_code == 401:  # the app does not accept our signature
             return self._misconfigured(url, f"app answered HTTP 401: {resp.text[:300]}")
         if resp.status_code != 200:
             return Failed(
                 f"app answered HTTP {resp.status_code}: {resp.text[:300]}",
-                parse_retry_after(resp.headers.get("retry-after")),
+                parse_retry_after(resp.headers.get("retry-after")), kind="http_status",
             )
         if len(resp.content) > p.MAX_ANSWER_BYTES:
-            return Failed(f"answer of {len(resp.content)} bytes exceeds {p.MAX_ANSWER_BYTES}")
+            return Failed(f"answer of {len(resp.content)} bytes exceeds {p.MAX_ANSWER_BYTES}",
+                          kind="too_large")
         try:
             signer.verify(resp.content, resp.headers)
         except p.SignatureError as exc:
@@ -164,11 +171,11 @@ class Invoker:
             answer = p.parse_answer(p.loads(resp.content), call_id)
         except (ValueError, p.ProtocolError) as exc:
             log.warning("discarded a malformed answer to %s from %s: %s", call_id, url, exc)
-            return Failed(f"malformed answer: {exc}")
+            return Failed(f"malformed answer: {exc}", kind="malformed")
         return Delivered(answer)
 
     def _misconfigured(self, url: str, reason: str) -> Failed:
         log.warning("app at %s is misconfigured (%s): no call is sent to it until a probe "
                     "verifies", url, reason)
         self.misconfigured[url] = (reason, time.time())
-        return Failed(reason, misconfigured=True)
+        return Failed(reason, misconfigured=True, kind="misconfigured")

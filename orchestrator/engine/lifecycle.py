@@ -35,6 +35,12 @@ class Effects:
     """The earliest run deadline (timeout) this transaction set."""
     due: float | None = None
     """The earliest time a queue row this transaction scheduled falls due."""
+    started: list[str] = field(default_factory=list)
+    """The functions of the runs created (one entry per run), counted once it commits."""
+    finished: list[tuple[str, str]] = field(default_factory=list)
+    """(function, status) of each run ended, counted once it commits."""
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    """(function, status) of each step an answer recorded, counted once it commits."""
 
     def due_at(self, t: float) -> None:
         if self.due is None or t < self.due:
@@ -90,6 +96,7 @@ async def end_run(
     # its queue row, a pending wait and its cancel_on waits go when the transaction's
     # work is done (``Hub.transact``): one statement for all the runs it ended
     fx.ended.append(run.id)
+    fx.finished.append((run.function, status))
     if run.parent_id and run.parent_waits:
         left = await tx.runs.child_done(run.parent_id)
         if left == 0:

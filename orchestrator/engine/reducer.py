@@ -91,6 +91,9 @@ class Reducer:
         # anything reads a memo
         await tx.steps.record([self._step_row(c.run_id, e) for c, o in live
                                if isinstance(o, Delivered) for e in o.answer.get("steps", [])])
+        fx.steps.extend((c.run.function, e.get("status", p.StepStatus.COMPLETED))
+                        for c, o in live if isinstance(o, Delivered)
+                        for e in o.answer.get("steps", []))
         for claim, outcome in live:
             if isinstance(outcome, Failed):
                 await self._delivery_failed(tx, claim, outcome, now, fx)

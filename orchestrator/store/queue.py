@@ -13,7 +13,7 @@ from typing import Any, cast
 from sqlalchemy import bindparam, case, delete, func, or_, select, update
 
 from orchestrator.store.base import Repo, ids_param, prepared
-from orchestrator.store.models import queue
+from orchestrator.store.models import queue, runs
 from orchestrator.store.rows import ClaimedRow, QueueInsert
 
 NEVER = 1e12  # a due time that never comes (year 33658)
@@ -137,3 +137,20 @@ class QueueRepo(Repo):
         """When the next row falls due, or the next lease held on a row expires."""
         row = (await self.conn.execute(_WAKEUP(self.backend))).first()
         return None if row is None or row[0] is None else float(row[0])
+
+    async def depth(self, now: float) -> list[tuple[str, int, float]]:
+        """Per function: how many queue rows are due now (in flight or not), and the
+        oldest due time among them. One statement, over the ``due_at`` index (parked rows,
+        due never, are not read)."""
+        rows = await self.conn.execute(_DEPTH(self.backend), {"now": now})
+        return [(str(r[0]), int(r[1]), float(r[2])) for r in rows]
+
+
+_DEPTH = prepared(lambda b: (
+    select(runs.c.function,
+           func.count().label("due"),
+           func.min(queue.c.due_at).label("oldest"))
+    .select_from(queue.join(runs, runs.c.id == queue.c.run_id))
+    .where(queue.c.due_at <= bindparam("now"))
+    .group_by(runs.c.function)))
+

@@ -44,6 +44,10 @@ class Contract:
         content = answer.get("content")
         if content is None:
             assert not r.content, r.text
+        elif "text/plain" in content:
+            assert r.headers["content-type"].startswith("text/plain"), r.headers
+            self.seen.add((method.lower(), template, status))
+            return r.text
         else:
             assert r.headers["content-type"].startswith("application/json")
             schema = {**content["application/json"]["schema"], **COMPONENTS}
@@ -97,6 +101,8 @@ async def test_every_route_answers_as_the_document_says(stack: Stack, api: Contr
     await c("GET", "/healthz", 200)
     await c("GET", "/readyz", 200)
     await c("GET", "/api/v1/openapi.json", 200)
+    assert "durable_runs_started" in await c("GET", "/metrics", 200)
+    await c("GET", "/metrics", 401, headers={"authorization": "Bearer nope"})
     await c("POST", "/api/v1/apps", 200, json={"url": stack.app_url})
     await c("POST", "/api/v1/apps", 422, json={"url": "ftp://x"})
     await c("POST", "/api/v1/apps", 413, content=b"x" * (5 * 1024 * 1024),

@@ -68,6 +68,8 @@ BAD_VALUES = [
     ("DURABLE_MAX_CLOCK_SKEW", "3601", "less than or equal to 3600"),
     ("DURABLE_ALLOW_INSECURE_APP_URLS", "maybe", "valid boolean"),
     ("DURABLE_LOG_LEVEL", "loud", "'info'"),
+    ("DURABLE_METRICS_CACHE_SECONDS", "-1", "greater than or equal to 0"),
+    ("DURABLE_METRICS_PUBLIC", "maybe", "valid boolean"),
 ]
 
 
