@@ -49,6 +49,7 @@ def test_a_bad_number_is_named_in_one_line() -> None:
 
 
 BAD_VALUES = [
+    ("DURABLE_DASHBOARD_SESSION_MAX_AGE", "0", "greater than 0"),
     ("DURABLE_PORT", "0", "greater than or equal to 1"),
     ("DURABLE_PORT", "65536", "less than or equal to 65535"),
     ("DURABLE_PORT", "80.5", "valid integer"),
