@@ -23,6 +23,7 @@ from orchestrator.api.openapi import document
 from orchestrator.api.parse import float_param
 from orchestrator.api.responses import JSON, engine_of, path_id, query_str, read_body, read_json
 from orchestrator.api.route_table import DEFAULT_PAGE, DEFAULT_WAIT, MAX_PAGE, MAX_WAIT
+from orchestrator.engine.metrics import CONTENT_TYPE as METRICS_TYPE
 from orchestrator.errors import ApiError, Invalid
 
 #: A run id, as ``next_cursor`` gives it (the empty string: the first page).
@@ -45,8 +46,7 @@ async def readyz(request: Request) -> JSON:
 
 async def metrics(request: Request) -> Response:
     """Prometheus text format: this replica's counters, the shared queue's gauges."""
-    return Response(await engine_of(request).metrics_text(),
-                    media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(await engine_of(request).metrics_text(), media_type=METRICS_TYPE)
 
 
 async def openapi(request: Request) -> JSON:

@@ -139,7 +139,7 @@ class Dashboard:
             if request.method == "POST":
                 form = await _form(request)
                 token = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
-                if not Sessions.csrf_ok(session, token if isinstance(token, str) else None):
+                if not Sessions.csrf_ok(session, token):
                     return self.render(request, "error.html", ctx, 403,
                                        message="The form's CSRF token is missing or wrong: "
                                                "reload the page and try again.")
@@ -167,16 +167,15 @@ class Dashboard:
 
     async def login(self, request: Request) -> Response:
         form = await _form(request)
-        key = form.get("api_key")
-        nxt = form.get("next")
-        target = nxt if isinstance(nxt, str) and nxt.startswith("/") and \
-            not nxt.startswith("//") else "/"
-        grant = await self.engine.keys.grant(key) if isinstance(key, str) and key else None
+        key = form.get("api_key", "")
+        nxt = form.get("next", "")
+        target = nxt if nxt.startswith("/") and not nxt.startswith("//") else "/"
+        grant = await self.engine.keys.grant(key) if key else None
         if grant is None or not grant.allows("read"):
             why = ("This key may only send events: the dashboard needs a read or admin key."
                    if grant is not None else "Unknown or revoked API key.")
             return self.render(request, "login.html", None, 401, error=why, next=target)
-        _, cookie = self.sessions.new(key if isinstance(key, str) else "")
+        _, cookie = self.sessions.new(key)
         resp = RedirectResponse(target, 303)
         resp.set_cookie(COOKIE, cookie, max_age=self.sessions.max_age, httponly=True,
                         samesite="lax", secure=request.url.scheme == "https", path="/")
@@ -220,33 +219,28 @@ class Dashboard:
         run = await self.engine.get_run(run_id)
         return {"run": run, "live": run["status"] not in p.TERMINAL,
                 "nodes": json.dumps([{"id": t["name"], "status": t["status"],
-                                      "run": t["id"]} for t in run.get("tasks", [])])}
+                                      "run": t["id"]} for t in run.get("tasks", [])]),
+                "graph_edges": await self._edges(run)}
 
     async def run(self, request: Request, ctx: Ctx) -> Response:
         values = await self._run_values(request.path_params["id"])
-        values["graph_edges"] = await self._edges(values["run"])
         return self.render(request, "run.html", ctx, **values)
 
     async def run_live(self, request: Request, ctx: Ctx) -> Response:
         values = await self._run_values(request.path_params["id"])
-        values["graph_edges"] = await self._edges(values["run"])
         resp = self.render(request, "run_body.html", ctx, **values)
         if not values["live"]:
             resp.status_code = 286  # htmx: swap this, then stop polling
         return resp
 
     async def _edges(self, run: Any) -> str:
-        """The workflow's edges (parent -> task), from its declared configuration."""
-        if not run.get("tasks"):
+        """The workflow's edges (parent -> task), from its declared configuration (the
+        registry's, in memory: the live fragment asks every second)."""
+        info = await self.engine.registry.get(run["function"]) if run.get("tasks") else None
+        if info is None:
             return "[]"
-        for fn in await self.engine.list_functions():
-            if fn["name"] == run["function"]:
-                edges = [[parent, t["name"]] for t in fn.get("tasks", [])
-                         for parent in t.get("parents", [])]
-                if fn.get("on_failure"):
-                    edges.append(["*", fn["on_failure"]["name"]])
-                return json.dumps([e for e in edges if e[0] != "*"])
-        return "[]"
+        return json.dumps([[parent, t["name"]] for t in info.config.get("tasks", [])
+                           for parent in t.get("parents", [])])
 
     async def cancel(self, request: Request, ctx: Ctx) -> Response:
         rid = request.path_params["id"]
@@ -262,7 +256,7 @@ class Dashboard:
             raise ApiError("from: 'failed_step' or 'start'", "from")
         raw = form.get("input")
         new_input: Any = ...
-        if start == "start" and isinstance(raw, str) and raw.strip():
+        if start == "start" and raw and raw.strip():
             try:
                 new_input = json.loads(raw)
             except ValueError as exc:
@@ -280,10 +274,10 @@ class Dashboard:
         status = form.get("status") or None
         if status is not None and status not in STATUSES:
             raise ApiError(f"status: one of {', '.join(STATUSES)}", "status")
-        f = RunFilter(function=str(form.get("function") or "") or None,
-                      statuses=(str(status),) if status else (),
-                      since=_parse_time(str(form.get("since") or ""), "since"),
-                      until=_parse_time(str(form.get("until") or ""), "until"))
+        f = RunFilter(function=form.get("function") or None,
+                      statuses=(status,) if status else (),
+                      since=_parse_time(form.get("since"), "since"),
+                      until=_parse_time(form.get("until"), "until"))
         if what == "cancel":
             n = len((await self.engine.cancel_runs(f, "bulk cancel from the dashboard"))
                     ["cancelled"])
@@ -300,10 +294,10 @@ class Dashboard:
 
     async def trigger(self, request: Request, ctx: Ctx) -> Response:
         form = await _form(request)
-        fn = str(form.get("function") or "")
+        fn = form.get("function", "")
         if not fn:
             raise ApiError("function: required", "function")
-        raw = str(form.get("input") or "").strip()
+        raw = form.get("input", "").strip()
         try:
             value = json.loads(raw) if raw else None
         except ValueError as exc:
@@ -316,7 +310,7 @@ class Dashboard:
 
     async def sync(self, request: Request, ctx: Ctx) -> Response:
         form = await _form(request)
-        url = str(form.get("url") or "")
+        url = form.get("url", "")
         if not url:
             raise ApiError("url: required", "url")
         res = await self.engine.register_app(url)
@@ -327,10 +321,10 @@ class Dashboard:
 
     async def send_event(self, request: Request, ctx: Ctx) -> Response:
         form = await _form(request)
-        name = str(form.get("name") or "").strip()
+        name = form.get("name", "").strip()
         if not name:
             raise ApiError("name: required", "name")
-        raw = str(form.get("data") or "").strip()
+        raw = form.get("data", "").strip()
         try:
             data = json.loads(raw) if raw else {}
         except ValueError as exc:
@@ -364,8 +358,8 @@ class Dashboard:
 
     async def create_key(self, request: Request, ctx: Ctx) -> Response:
         form = await _form(request)
-        name = str(form.get("name") or "").strip()
-        scope = str(form.get("scope") or "read")
+        name = form.get("name", "").strip()
+        scope = form.get("scope") or "read"
         if not name:
             raise ApiError("name: required", "name")
         if scope not in ("admin", "read", "events"):

@@ -40,13 +40,19 @@ class Failed:
 
     reason: str
     retry_after: float | None = None
-    timed_out: bool = False
-    misconfigured: bool = False
     kind: str = "error"
-    """What went wrong, for the metrics: connect, timeout, connection, http_status,
-    misconfigured, too_large, malformed (the orchestrator's own: error)."""
-    """The app's answer failed verification (or it refused our signature): its keys are
-    wrong, and calling it again would run its side effects again for nothing."""
+    """What went wrong (also a metrics label): connect, timeout, connection, http_status,
+    misconfigured, too_large, malformed; the orchestrator's own: error."""
+
+    @property
+    def timed_out(self) -> bool:
+        return self.kind == "timeout"
+
+    @property
+    def misconfigured(self) -> bool:
+        """The app's answer failed verification (or it refused our signature): its keys
+        are wrong, and calling it again would run its side effects again for nothing."""
+        return self.kind == "misconfigured"
 
 
 Outcome = Delivered | Failed
@@ -139,16 +145,14 @@ class Invoker:
         default: the orchestrator's own); never raises for what the app or network did."""
         bad = self.misconfigured.get(url)
         if bad is not None:
-            return Failed(f"not sent: the app is misconfigured ({bad[0]})", misconfigured=True,
-                          kind="misconfigured")
+            return Failed(f"not sent: the app is misconfigured ({bad[0]})", kind="misconfigured")
         signer = signer or self.signer
         try:
             resp = await self._post(url, body, signer)
         except httpx.ConnectTimeout:
             return Failed(f"could not connect within {self.timeout}s", kind="connect")
         except httpx.TimeoutException:
-            return Failed(f"no answer within {self.timeout}s", timed_out=True,
-                          kind="timeout")
+            return Failed(f"no answer within {self.timeout}s", kind="timeout")
         except httpx.HTTPError as exc:
             return Failed(f"connection failed: {type(exc).__name__}: {exc}",
                           kind="connection")
@@ -178,4 +182,4 @@ class Invoker:
         log.warning("app at %s is misconfigured (%s): no call is sent to it until a probe "
                     "verifies", url, reason)
         self.misconfigured[url] = (reason, time.time())
-        return Failed(reason, misconfigured=True, kind="misconfigured")
+        return Failed(reason, kind="misconfigured")

@@ -89,11 +89,13 @@ class Reducer:
                 live.append((claim, outcome))
         # the steps of every answer in one statement (one round trip on PostgreSQL), before
         # anything reads a memo
-        await tx.steps.record([self._step_row(c.run_id, e) for c, o in live
-                               if isinstance(o, Delivered) for e in o.answer.get("steps", [])])
-        fx.steps.extend((c.run.function, e.get("status", p.StepStatus.COMPLETED))
-                        for c, o in live if isinstance(o, Delivered)
-                        for e in o.answer.get("steps", []))
+        rows: list[StepInsert] = []
+        for c, o in live:
+            if isinstance(o, Delivered):
+                for e in o.answer.get("steps", []):
+                    rows.append(row := self._step_row(c.run_id, e))
+                    fx.steps.append((c.run.function, row["status"]))
+        await tx.steps.record(rows)
         for claim, outcome in live:
             if isinstance(outcome, Failed):
                 await self._delivery_failed(tx, claim, outcome, now, fx)
