@@ -29,6 +29,9 @@ class App(SQLModel, table=True):
     """A second key its answers may be signed with, while a rotation is under way."""
     budget_ms: int | None = None
     """The time budget sent in each invoke request; None: ``Settings.budget_ms``."""
+    last_contact_at: float | None = None
+    """When the app last answered a call or a probe (kept in memory by the invoker, written
+    at most every few seconds: not a write per call)."""
 
 
 class FunctionRow(SQLModel, table=True):
@@ -54,6 +57,7 @@ class Run(SQLModel, table=True):
         Index("ix_runs_function_id", "function", "id"),
         Index("ix_runs_status_id", "status", "id"),
         Index("ix_runs_parent", "parent_id", "parent_step"),
+        Index("ix_runs_created", "created_at"),
     )
     id: str = Field(primary_key=True)
     function: str
@@ -139,6 +143,7 @@ class Wait(SQLModel, table=True):
 
 class Event(SQLModel, table=True):
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_ts", "ts"),)
     id: str = Field(primary_key=True)
     name: str = Field(index=True)
     data_json: str = Field(sa_column=Column(Text, nullable=False))
@@ -176,6 +181,9 @@ class Cron(SQLModel, table=True):
     next_fire_at: float | None = Field(default=None, index=True)
     last_fire_at: float | None = None
     created_at: float = 0.0
+    paused: bool = False
+    """A paused cron does not fire (its next fire time still moves on, so resuming does
+    not fire the ticks it missed)."""
 
 
 class ApiKey(SQLModel, table=True):
@@ -238,5 +246,5 @@ meta = Meta.__table__  # type: ignore[attr-defined]
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 webhook_sources = WebhookSource.__table__  # type: ignore[attr-defined]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 metadata = SQLModel.metadata

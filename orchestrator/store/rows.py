@@ -312,6 +312,8 @@ class AppRow(MisconfiguredApp, Protocol):
     def status(self) -> str: ...
     @property
     def budget_ms(self) -> int | None: ...
+    @property
+    def last_contact_at(self) -> float | None: ...
 
 
 class RegisteredFunction(AppKeys, Protocol):
@@ -382,6 +384,8 @@ class CronRow(Row, Protocol):
     def last_fire_at(self) -> float | None: ...
     @property
     def created_at(self) -> float: ...
+    @property
+    def paused(self) -> bool: ...
 
 
 class CronInsert(TypedDict):
@@ -394,6 +398,7 @@ class CronInsert(TypedDict):
     next_fire_at: NotRequired[float | None]
     last_fire_at: NotRequired[float | None]
     created_at: NotRequired[float]
+    paused: NotRequired[bool]
 
 
 # -- API keys ------------------------------------------------------------------------------
