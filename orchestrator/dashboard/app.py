@@ -28,6 +28,7 @@ from orchestrator.dashboard.session import (
     Sessions,
     derive_secret,
 )
+from orchestrator.engine.control import REPLAYABLE
 from orchestrator.engine.engine import Engine, RunFilter
 from orchestrator.engine.keys import Grant
 from orchestrator.errors import ApiError, NotFound
@@ -108,6 +109,7 @@ class Dashboard:
         self.env.filters["pretty"] = _pretty
         self.env.globals["duration"] = _duration
         self.env.globals["STATUSES"] = STATUSES
+        self.env.globals["REPLAYABLE"] = REPLAYABLE
 
     # -- plumbing ---------------------------------------------------------------------
 

@@ -218,6 +218,8 @@ class Step(TypedDict):
     error: JsonObject | None
     started_at: OptionalTime
     ended_at: OptionalTime
+    deadline_at: Annotated[OptionalTime, Field(
+        description="A sleep's end, a wait's timeout (null for other steps)")]
 
 
 class Child(TypedDict):

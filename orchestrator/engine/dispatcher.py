@@ -175,7 +175,7 @@ class Dispatcher:
             await tx.runs.mark_running(queued, now)
         waiting = [rid for rid in ids if rid in runs and _waits_for_event(runs[rid])]
         for w in await tx.waits.take_expired(waiting, now):
-            await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, None, now)
+            await resolve_wait(tx, w, None, now)
         # every claimed run's memo in one statement, after the expired waits are recorded
         memos = await tx.steps.memo([rid for rid in ids if rid not in done])
         return rows, runs, done, memos

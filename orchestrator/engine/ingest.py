@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.engine.lifecycle import Effects, cancel_run, memo_row
 from orchestrator.ids import new_id
-from orchestrator.store import QueueInsert, RunInsert, Tx, WaitInsert
+from orchestrator.store import QueueInsert, RunInsert, TakenWait, Tx, WaitInsert
 from sdk import protocol as p
 
 
@@ -204,7 +204,7 @@ async def ingest_events(
                         "message": f"cancelled by event {e['name']!r} ({e['id']})",
                         "event_id": e["id"]}, now, fx)
                 continue
-            await resolve_wait(tx, w.run_id, w.step_id, w.seq, w.name, encoded[e["id"]], now)
+            await resolve_wait(tx, w, encoded[e["id"]], now)
             await tx.queue.wake(w.run_id, now)
             fx.wake = True
     await tx.events.set_run_ids(
@@ -215,11 +215,10 @@ async def ingest_events(
     return out
 
 
-async def resolve_wait(
-    tx: Tx, run_id: str, step_id: str, seq: int, name: str, event_json: str | None, now: float
-) -> None:
-    """Record a wait's outcome (the event, or null on timeout) in the run's memo."""
-    op = {"id": step_id, "seq": seq, "name": name}
-    await tx.steps.record([memo_row(run_id, op, p.MemoKind.WAIT, event_json or "null",
-                                    None, now)])
-    await tx.runs.set_waiting(run_id, None)
+async def resolve_wait(tx: Tx, w: TakenWait, event_json: str | None, now: float) -> None:
+    """Record a wait's outcome (the event, or null on timeout) in the run's memo, with
+    when it began and its deadline (for the run's timeline)."""
+    op = {"id": w.step_id, "seq": w.seq, "name": w.name}
+    await tx.steps.record([memo_row(w.run_id, op, p.MemoKind.WAIT, event_json or "null",
+                                    w.created_at, now, w.expires_at)])
+    await tx.runs.set_waiting(w.run_id, None)

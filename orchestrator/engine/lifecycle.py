@@ -72,7 +72,7 @@ def opt_js(value: Any) -> str | None:
 
 def memo_row(
     rid: str, op: Mapping[str, Any], kind: p.MemoKind, output_json: str | None,
-    started: float | None, ended: float,
+    started: float | None, ended: float, deadline: float | None = None,
 ) -> StepInsert:
     """The memo row of an op the orchestrator itself resolves (a sleep, a wait's outcome,
     children started or gathered)."""
@@ -80,7 +80,7 @@ def memo_row(
         "run_id": rid, "step_id": op["id"], "seq": op["seq"], "name": op["name"],
         "kind": kind, "status": p.StepStatus.COMPLETED, "attempts": 0,
         "output_json": output_json, "error_json": None,
-        "started_at": started, "ended_at": ended,
+        "started_at": started, "ended_at": ended, "deadline_at": deadline,
     }
 
 

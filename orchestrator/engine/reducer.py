@@ -175,6 +175,7 @@ class Reducer:
             "attempts": int(e.get("attempts", 0)),
             "output_json": opt_js(e.get("output")), "error_json": opt_js(e.get("error")),
             "started_at": e.get("started_at"), "ended_at": e.get("ended_at"),
+            "deadline_at": None,
         }
 
     async def _errored(
@@ -206,7 +207,8 @@ class Reducer:
             fx.wake = fx.wake or at <= now
         elif op["op"] == p.Op.SLEEP:
             until = float(op["until"])
-            await tx.steps.record([memo_row(rid, op, p.MemoKind.SLEEP, js(until), now, until)])
+            await tx.steps.record([memo_row(rid, op, p.MemoKind.SLEEP, js(until), now, until,
+                                            deadline=until)])
             await self._schedule(tx, fx, rid, until)
             await tx.runs.set_waiting(rid, js({"kind": "sleep", "step": op["id"],
                                                "until": until}))

@@ -99,6 +99,7 @@ def run_detail(r: RunRow, steps: Sequence[StepRow], children: Sequence[RunCore],
                 "error": _j(s.error_json),
                 "started_at": iso(s.started_at),
                 "ended_at": iso(s.ended_at),
+                "deadline_at": iso(s.deadline_at),
             }
             for s in steps
         ],

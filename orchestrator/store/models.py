@@ -106,6 +106,8 @@ class Step(SQLModel, table=True):
     error_json: str | None = Field(default=None, sa_column=Column(Text))
     started_at: float | None = None
     ended_at: float | None = None
+    deadline_at: float | None = None
+    """A sleep's end, a wait's timeout (None: a wait without one, and every other kind)."""
 
 
 class QueueItem(SQLModel, table=True):

@@ -184,6 +184,8 @@ class StepRow(Row, Protocol):
     def started_at(self) -> float | None: ...
     @property
     def ended_at(self) -> float | None: ...
+    @property
+    def deadline_at(self) -> float | None: ...
 
 
 class StepInsert(TypedDict):
@@ -198,6 +200,7 @@ class StepInsert(TypedDict):
     error_json: NotRequired[str | None]
     started_at: NotRequired[float | None]
     ended_at: NotRequired[float | None]
+    deadline_at: NotRequired[float | None]
 
 
 class ClaimedRow(Row, Protocol):
@@ -234,6 +237,10 @@ class TakenWait(Row, Protocol):
     def seq(self) -> int: ...
     @property
     def name(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def expires_at(self) -> float | None: ...
 
 
 class MatchedWait(TakenWait, Protocol):

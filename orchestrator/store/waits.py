@@ -37,7 +37,7 @@ class WaitsRepo(Repo):
             delete(waits)
             .where(waits.c.event == name, waits.c.match_key.in_(keys))
             .returning(waits.c.run_id, waits.c.step_id, waits.c.seq, waits.c.name,
-                       waits.c.purpose)
+                       waits.c.created_at, waits.c.expires_at, waits.c.purpose)
         )
         return cast("list[MatchedWait]", list(await self.conn.execute(stmt)))
 
@@ -48,7 +48,8 @@ class WaitsRepo(Repo):
             delete(waits)
             .where(waits.c.run_id.in_(run_ids), waits.c.expires_at <= now,
                    waits.c.purpose == "wait")
-            .returning(waits.c.run_id, waits.c.step_id, waits.c.seq, waits.c.name)
+            .returning(waits.c.run_id, waits.c.step_id, waits.c.seq, waits.c.name,
+                       waits.c.created_at, waits.c.expires_at)
         )
         return cast("list[TakenWait]", list(await self.conn.execute(stmt)))
 

@@ -181,6 +181,50 @@ def test_actions_trigger_send_event_bulk_replay(dash: Stack) -> None:
         assert wait(dash, failed)["history"]
 
 
+def test_timeline_shows_sleeps_waits_deadlines_and_the_waking_event(dash: Stack) -> None:
+    slept = start(dash, "sleeper", 0.2)
+    assert wait(dash, slept)["status"] == "completed"
+    woken = start(dash, "waiter", {"key": "tl-1", "timeout": 600})
+    timed_out = start(dash, "waiter", {"key": "tl-2", "timeout": 0.3})
+    pending = start(dash, "waiter", {"key": "tl-3"})
+    with signed_in(dash) as c:
+        deadline = time.monotonic() + 20
+        while "waits for event" not in c.get(f"/runs/{woken}").text:
+            assert time.monotonic() < deadline, "the wait never began"
+            time.sleep(0.05)
+        html = c.get(f"/runs/{woken}").text
+        assert 'id="pending-step"' in html and "deadline" in html
+        ev = api(dash, "POST", "/events", json={
+            "name": "test.go", "data": {"key": "tl-1", "note": XSS}})["ids"][0]
+        assert wait(dash, woken)["status"] == "completed"
+        assert wait(dash, timed_out)["status"] == "completed"
+        run = api(dash, "GET", f"/runs/{slept}")
+        sleep_step = next(s for s in run["steps"] if s["kind"] == "sleep")
+        assert sleep_step["deadline_at"] == sleep_step["ended_at"]
+        assert f"slept until {sleep_step['deadline_at']}" in c.get(f"/runs/{slept}").text
+        run = api(dash, "GET", f"/runs/{woken}")
+        step = next(s for s in run["steps"] if s["kind"] == "wait")
+        assert step["output"]["id"] == ev and step["deadline_at"] and step["started_at"]
+        html = c.get(f"/runs/{woken}").text
+        assert 'id="pending-step"' not in html
+        assert f'href="/events/{ev}"' in html and "woken by event" in html
+        assert f"before its deadline {step['deadline_at']}" in html
+        assert XSS not in html and "&lt;script&gt;" in html
+        run = api(dash, "GET", f"/runs/{timed_out}")
+        step = next(s for s in run["steps"] if s["kind"] == "wait")
+        assert step["output"] is None and step["deadline_at"]
+        assert f"timed out at its deadline {step['deadline_at']}" in \
+            c.get(f"/runs/{timed_out}").text
+        html = c.get(f"/runs/{pending}").text
+        assert "waits for event <code>test.go</code>" in html and "no deadline" in html
+        # a completed run offers no replay (the engine refuses it: 409), a failed one does
+        assert 'id="replay-failed"' not in c.get(f"/runs/{slept}").text
+        failed = start(dash, "always-fails")
+        assert wait(dash, failed)["status"] == "failed"
+        assert 'id="replay-failed"' in c.get(f"/runs/{failed}").text
+    api(dash, "POST", f"/runs/{pending}/cancel")
+
+
 # -- in a real browser -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -46,7 +46,8 @@ def test_a_run_summary_is_a_run_summary() -> None:
 def test_a_run_detail_is_a_run() -> None:
     step = SimpleNamespace(step_id="s1", name="charge", kind="step", status="completed",
                            attempts=1, output_json="3", error_json=None,
-                           started_at=1700000000.0, ended_at=1700000001.0)
+                           started_at=1700000000.0, ended_at=1700000001.0,
+                           deadline_at=None)
     child = SimpleNamespace(id="c1", function="g", status="completed", parent_step="b",
                             task="b")
     out = views.run_detail(_run(status="completed"), [step], [child], ["a", "b"])
