@@ -14,7 +14,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from tests.e2e.conftest import Stack, start_stack
+from tests.e2e.conftest import Stack, running_stack
 from tests.support import procs
 
 XSS = "<script>alert(1)</script>"
@@ -22,14 +22,13 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
 
 
-@pytest.fixture(scope="module")
-def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = start_stack(tmp_path_factory.mktemp("dash"))
-    try:
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def dash(request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The orchestrator and the test app, on each database (every page reads through the
+    engine's facade: the same pages, the same queries, two backends)."""
+    with running_stack(request, tmp_path_factory.mktemp("dash"), request.param) as s:
         yield s
-    finally:
-        s.orch.stop()
-        s.app.stop()
 
 
 def api(stack: Stack, method: str, path: str, **kw: Any) -> Any:
