@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from orchestrator.api.bodies import RunFilterBody
+from orchestrator.api.fields import epoch
 from orchestrator.engine.engine import RunFilter
 from orchestrator.errors import Invalid
 
@@ -20,6 +21,19 @@ def float_param(request: Request, name: str, default: float, lo: float, hi: floa
     if not lo <= v <= hi:
         raise Invalid(f"'{name}' must be within [{lo}, {hi}]", name)
     return v
+
+
+def time_param(request: Request, name: str) -> float | None:
+    """A time in the query (None if absent): epoch seconds, or ISO-8601 with a time zone
+    (within ``fields.epoch``'s range)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return None
+    try:
+        value: float | str = float(raw)
+    except ValueError:
+        value = raw
+    return epoch(value, name)
 
 
 def run_filter(body: RunFilterBody) -> RunFilter:

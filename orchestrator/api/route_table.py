@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from orchestrator.api import bodies as b
-from orchestrator.api.fields import MAX_ID_CHARS, MAX_STR_CHARS, NO_NUL
+from orchestrator.api.fields import MAX_ID_CHARS, MAX_STR_CHARS, NO_NUL, TIMESTAMP_SCHEMA
 from orchestrator.engine import answers as a
 from orchestrator.engine.engine import MAX_BULK
 from orchestrator.engine.keys import CACHE_SECONDS
@@ -128,6 +128,12 @@ FUNCTION_Q: Final = Param("function", "query", {"type": "string", "minLength": 1
                                                 "maxLength": MAX_STR_CHARS,
                                                 "pattern": NO_NUL},
                           "Only those of this function")
+SINCE_Q: Final = Param("since", "query", TIMESTAMP_SCHEMA,
+                       "Only runs created at or after this time (epoch seconds or ISO-8601 "
+                       "with a time zone)")
+UNTIL_Q: Final = Param("until", "query", TIMESTAMP_SCHEMA,
+                       "Only runs created before this time (epoch seconds or ISO-8601 with "
+                       "a time zone)")
 EVENTS: Final = Raw({"oneOf": [ref("Event"), {"type": "array", "items": ref("Event"),
                                               "minItems": 1,
                                               "maxItems": b.MAX_EVENTS_PER_REQUEST}]},
@@ -195,7 +201,7 @@ OPERATIONS: Final = (
                               "end, and answer with the run (as GET /runs/{run_id}/wait "
                               "does) instead of its id"),)),
     Operation("/api/v1/runs", "get", "listRuns", "runs", "List runs, newest first",
-              {200: Answer(a.RunList)}, errors=(400, 422), params=(
+              {200: Answer(a.RunList)}, errors=(400, 404, 422), params=(
                   FUNCTION_Q,
                   Param("status", "query", {"enum": list(b.STATUSES)},
                         "Only runs with this status"),
@@ -203,7 +209,19 @@ OPERATIONS: Final = (
                                            "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
                         "Page size"),
                   Param("cursor", "query", {"type": "string"},
-                        "next_cursor of the previous page (anything else is 400)"))),
+                        "next_cursor of the previous page (anything else is 400)"),
+                  SINCE_Q, UNTIL_Q,
+                  Param("event_id", "query", {"type": "string", "maxLength": MAX_ID_CHARS,
+                                              "pattern": NO_NUL},
+                        "Only the runs the event with this id started")),
+              error_text={404: "No event with that `event_id`"}),
+    Operation("/api/v1/runs/counts", "get", "countRuns", "runs",
+              "Runs per status, and in all, of a function (or every one) in a time range",
+              {200: Answer(a.RunCounts)}, errors=(422,),
+              params=(FUNCTION_Q, SINCE_Q, UNTIL_Q),
+              description="Every status is named (0 if no run has it); `total` counts "
+                          "them all. The time range is on the runs' creation time, as "
+                          "for GET /runs."),
     Operation("/api/v1/runs/bulk", "post", "startRuns", "runs",
               f"Start up to {MAX_BULK} runs in one transaction (all or none)",
               {201: Answer(a.RunIds, "Started")}, body=one_of(b.BulkInputs, b.BulkRunList),

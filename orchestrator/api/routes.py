@@ -18,9 +18,9 @@ from orchestrator.api.bodies import (
     RotateKey,
     UpdateApp,
 )
-from orchestrator.api.fields import validated
+from orchestrator.api.fields import MAX_ID_CHARS, validated
 from orchestrator.api.openapi import document
-from orchestrator.api.parse import float_param
+from orchestrator.api.parse import float_param, time_param
 from orchestrator.api.responses import JSON, engine_of, path_id, query_str, read_body, read_json
 from orchestrator.api.route_table import DEFAULT_PAGE, DEFAULT_WAIT, MAX_PAGE, MAX_WAIT
 from orchestrator.engine.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -134,8 +134,18 @@ async def list_runs(request: Request) -> JSON:
     cursor = q.get("cursor")
     if cursor is not None and not CURSOR_RE.fullmatch(cursor):
         raise ApiError("'cursor' is not a cursor this API gave (a 'next_cursor')", "cursor")
+    since, until = time_param(request, "since"), time_param(request, "until")
+    event_id = query_str(request, "event_id", MAX_ID_CHARS) or None
     return JSON(await engine_of(request).list_runs(query_str(request, "function"), status,
-                                                 limit, cursor or None))
+                                                 limit, cursor or None, since=since,
+                                                 until=until, event_id=event_id))
+
+
+async def count_runs(request: Request) -> JSON:
+    """Runs per status of a function (or all) in a time range."""
+    since, until = time_param(request, "since"), time_param(request, "until")
+    return JSON(await engine_of(request).count_runs(query_str(request, "function"),
+                                                  since, until))
 
 
 ROUTES = [
@@ -152,6 +162,7 @@ ROUTES = [
     Route("/api/v1/events", send_events, methods=["POST"]),
     Route("/api/v1/runs", create_run, methods=["POST"]),
     Route("/api/v1/runs", list_runs, methods=["GET"]),
+    Route("/api/v1/runs/counts", count_runs, methods=["GET"]),  # before /runs/{run_id}
     Route("/api/v1/runs/{run_id}", get_run, methods=["GET"]),
     Route("/api/v1/runs/{run_id}/wait", wait_run, methods=["GET"]),
 ]

@@ -35,8 +35,10 @@ from orchestrator.errors import ApiError, NotFound
 from sdk import protocol as p
 
 HERE = Path(__file__).parent
-STATUSES = ("queued", "running", "completed", "failed", "cancelled")
+STATUSES = tuple(s.value for s in p.RunStatus)
 PAGE = 50
+#: The longest search (a run or event id, as the API takes them).
+MAX_SEARCH = 256
 
 Handler = Callable[[Request, "Ctx"], Awaitable[Response]]
 
@@ -84,6 +86,11 @@ def _parse_time(raw: str | None, field: str) -> float | None:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return dt.timestamp()
+
+
+def _searchable(text: str) -> bool:
+    """Whether ``text`` could be a run or an event id (what the store can look up)."""
+    return len(text) <= MAX_SEARCH and "\x00" not in text
 
 
 def _stamp(iso: str | None) -> float | None:
@@ -191,31 +198,45 @@ class Dashboard:
     # -- runs -------------------------------------------------------------------------
 
     async def runs(self, request: Request, ctx: Ctx) -> Response:
+        """The runs list: filtered by function, status and creation time in the store
+        (each page holds only matching runs); the search box takes a run id (jump to the
+        run) or an event id (the runs it started); a count per status for the function
+        and time range."""
         q = request.query_params
         search = (q.get("q") or "").strip()
+        event_id = None
         if search:
+            if not _searchable(search):
+                raise ApiError(f"q: at most {MAX_SEARCH} characters, no NUL", "q")
             try:
                 await self.engine.get_run(search)
                 return RedirectResponse(f"/runs/{search}", 303)
             except NotFound:
-                pass
+                event_id = search
         function = q.get("function") or None
         status = q.get("status") or None
         if status is not None and status not in STATUSES:
             raise ApiError(f"status: one of {', '.join(STATUSES)}", "status")
         since = _parse_time(q.get("since"), "since")
         until = _parse_time(q.get("until"), "until")
-        page = await self.engine.list_runs(function, status, PAGE, q.get("cursor") or None)
-        runs = [r for r in page["runs"]
-                if (since is None or (_stamp(r["created_at"]) or 0) >= since)
-                and (until is None or (_stamp(r["created_at"]) or 0) <= until)]
+        cursor = q.get("cursor") or None
+        try:
+            page = await self.engine.list_runs(function, status, PAGE, cursor, since=since,
+                                               until=until, event_id=event_id)
+        except NotFound as exc:
+            if exc.field != "event_id":
+                raise
+            page, event_id = {"runs": [], "next_cursor": None}, None
+        counts = await self.engine.count_runs(function, since, until)
         functions = sorted({f["name"] for f in await self.engine.list_functions()})
         params = {k: v for k, v in q.items() if k not in ("cursor", "flash") and v}
         nxt = None
         if page["next_cursor"]:
             nxt = "/?" + urlencode({**params, "cursor": page["next_cursor"]})
-        return self.render(request, "runs.html", ctx, runs=runs, functions=functions,
-                           f=params, next_page=nxt, searched=search)
+        scope = {k: v for k, v in params.items() if k in ("function", "since", "until")}
+        return self.render(request, "runs.html", ctx, runs=page["runs"], functions=functions,
+                           f=params, next_page=nxt, searched=search if event_id is None
+                           else "", event=event_id, counts=counts, scope=scope)
 
     async def _run_values(self, run_id: str) -> dict[str, Any]:
         run = await self.engine.get_run(run_id)

@@ -282,6 +282,20 @@ class RunList(TypedDict):
     next_cursor: Annotated[str | None, Field(description="null on the last page")]
 
 
+class RunCounts(TypedDict):
+    """Runs per status (0 for a status no run has), and all of them, for a function and
+    a time range (``GET /runs/counts``)."""
+
+    queued: int
+    running: int
+    completed: int
+    failed: int
+    cancelled: int
+    timed_out: int
+    skipped: int
+    total: int
+
+
 class RunId(TypedDict):
     id: str
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -287,14 +288,33 @@ class Engine:
         return views.run_detail(run, steps, children, declared)
 
     async def list_runs(
-        self, function: str | None, status: str | None, limit: int, cursor: str | None
+        self, function: str | None, status: str | None, limit: int, cursor: str | None,
+        *, since: float | None = None, until: float | None = None,
+        event_id: str | None = None,
     ) -> a.RunList:
+        """A page of runs, newest first: created in ``[since, until)``; with ``event_id``,
+        only the runs that event started (``NotFound`` on ``event_id`` if no such event)."""
         async with self.store.read() as tx:
-            rows = await tx.runs.page(function, status, limit + 1, cursor)
+            ids = None
+            if event_id is not None:
+                found = (await tx.events.run_ids([event_id])).get(event_id)
+                if found is None:
+                    raise NotFound(f"no event {event_id!r}", "event_id")
+                ids = [str(i) for i in json.loads(found)]
+            rows = await tx.runs.page(function, status, limit + 1, cursor,
+                                      since=since, until=until, ids=ids)
         more = len(rows) > limit
         rows = rows[:limit]
         return {"runs": [views.run_summary(r) for r in rows],
                 "next_cursor": rows[-1].id if more and rows else None}
+
+    async def count_runs(self, function: str | None, since: float | None = None,
+                         until: float | None = None) -> a.RunCounts:
+        """Runs per status (and in all) of ``function`` (None: every function), created
+        in ``[since, until)``."""
+        async with self.store.read() as tx:
+            counts = await tx.runs.counts(function, since, until)
+        return views.run_counts(counts)
 
     async def wait_run(self, run_id: str, timeout: float) -> a.Run:
         """The run (as ``get_run`` shows it) once it has ended, or as it is after

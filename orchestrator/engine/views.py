@@ -60,6 +60,14 @@ def run_summary(r: RunSummaryRow) -> a.RunSummary:
     }
 
 
+def run_counts(counts: Mapping[str, int]) -> a.RunCounts:
+    """Counts per status (``RunsRepo.counts``) with every status named, and the total."""
+    c = {s.value: counts.get(s.value, 0) for s in p.RunStatus}
+    return {"queued": c["queued"], "running": c["running"], "completed": c["completed"],
+            "failed": c["failed"], "cancelled": c["cancelled"], "timed_out": c["timed_out"],
+            "skipped": c["skipped"], "total": sum(counts.values())}
+
+
 NOT_STARTED: Final = "not started"
 """The state of a workflow's task that has no run (yet, or ever: its workflow failed)."""
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import Select, bindparam, func, select, update
 
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import runs
@@ -206,8 +206,12 @@ class RunsRepo(Repo):
         return cast("list[ChildRow]", list(res))
 
     async def page(
-        self, function: str | None, status: str | None, limit: int, cursor: str | None
+        self, function: str | None, status: str | None, limit: int, cursor: str | None,
+        *, since: float | None = None, until: float | None = None,
+        ids: Sequence[str] | None = None,
     ) -> list[RunSummaryRow]:
+        """Newest first (ids sort by creation time), after ``cursor``; ``since <=
+        created_at < until``; with ``ids``, only those runs (an empty list: none)."""
         q = select(*_PAGE_COLUMNS)
         if function:
             q = q.where(runs.c.function == function)
@@ -215,6 +219,29 @@ class RunsRepo(Repo):
             q = q.where(runs.c.status == status)
         if cursor:
             q = q.where(runs.c.id < cursor)
+        q = _created_within(q, since, until)
+        if ids is not None:
+            q = q.where(runs.c.id.in_(list(ids)))
         return cast("list[RunSummaryRow]",
                     list(await self.conn.execute(q.order_by(runs.c.id.desc()).limit(limit))))
 
+    async def counts(self, function: str | None, since: float | None,
+                     until: float | None) -> dict[str, int]:
+        """Runs per status (only the statuses some run has), in one GROUP BY."""
+        q = select(runs.c.status, func.count()).group_by(runs.c.status)
+        if function:
+            q = q.where(runs.c.function == function)
+        q = _created_within(q, since, until)
+        return {str(r[0]): int(r[1]) for r in await self.conn.execute(q)}
+
+
+S = TypeVar("S", bound=Select[Any])
+
+
+def _created_within(q: S, since: float | None, until: float | None) -> S:
+    """``q`` limited to the runs created in ``[since, until)`` (either end open if None)."""
+    if since is not None:
+        q = q.where(runs.c.created_at >= since)
+    if until is not None:
+        q = q.where(runs.c.created_at < until)
+    return q

@@ -181,3 +181,23 @@ async def test_a_schedule_stored_before_the_check_can_be_listed_and_deleted(
     assert [s["at"] for s in r.json()["schedules"] if s["id"] == "poisoned"] == [None]
     assert (await rest.delete("/schedules/poisoned")).status_code == 204
     assert (await rest.get("/schedules/poisoned")).status_code == 404
+
+
+async def test_runs_list_and_counts_time_range_and_event_id_are_4xx(
+        rest: httpx.AsyncClient) -> None:
+    bad_times = ["yesterday", "", "2026-01-01T00:00:00", "2026-13-01T00:00:00Z", "1e400",
+                 "-1e20", "NaN", "Infinity", "0000-01-01T00:00:00Z"]
+    for path in ("/runs", "/runs/counts"):
+        for name in ("since", "until"):
+            for value in bad_times:
+                r = await rest.get(path, params={name: value})
+                refused(r, name)
+                assert name in r.json()["error"]["message"], (path, value, r.text)
+        refused(await rest.get(path, params={"function": "a\x00"}), "function")
+    refused(await rest.get("/runs", params={"event_id": "a\x00b"}), "event_id")
+    refused(await rest.get("/runs", params={"event_id": "e" * 1000}), "event_id")
+    refused(await rest.get("/runs", params={"event_id": "no-such-event"}), "event_id", 404)
+    # "counts" is not taken for a run id (GET /runs/{run_id} would answer 404)
+    r = await rest.get("/runs/counts")
+    assert r.status_code == 200 and "total" in r.json(), r.text
+    await _healthy(rest)

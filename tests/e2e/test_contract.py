@@ -148,6 +148,14 @@ async def test_every_route_answers_as_the_document_says(stack: Stack, api: Contr
                                       "function": "chain"})
     await c("GET", RUNS, 400, params={"cursor": "not-a-cursor"})
     await c("GET", RUNS, 422, params={"status": "exploded"})
+    since = await c("GET", RUNS, 200, params={"since": 0, "until": "9999-01-01T00:00:00Z"})
+    assert since["runs"], since
+    await c("GET", RUNS, 200, params={"event_id": "e1"})
+    await c("GET", RUNS, 404, params={"event_id": "no-such-event"})
+    await c("GET", RUNS, 422, params={"since": "yesterday"})
+    counts = await c("GET", f"{RUNS}/counts", 200, params={"function": "chain", "since": 0})
+    assert counts["completed"] >= 1 and counts["total"] >= counts["completed"], counts
+    await c("GET", f"{RUNS}/counts", 422, params={"until": "soon"})
     for rid in ids.values():
         await c("GET", ONE, 200, path=f"{RUNS}/{rid}")
     await c("GET", ONE, 404, path=f"{RUNS}/no-such-run")

@@ -4,10 +4,13 @@ plain HTTP (pages, redirects, CSRF, scopes, escaping, no secrets) and a real bro
 
 from __future__ import annotations
 
+import math
 import re
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -294,3 +297,71 @@ def test_browser_cancel_and_replay(page: Page, dash: Stack) -> None:
     expect(page.locator(".flash")).to_contain_text("replaying")
     assert api(dash, "GET", f"/runs/{rid}")["history"]
     api(dash, "POST", f"/runs/{rid}/cancel", json={})
+
+
+def _next_second() -> int:
+    """Sleep into the next whole second; it (epoch seconds), which nothing before was
+    created in."""
+    t = time.time()
+    time.sleep(math.ceil(t) - t + 0.02)
+    return math.ceil(t)
+
+
+def _local(ts: int) -> str:
+    """``ts`` as a datetime-local value (the dashboard reads it as UTC)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def test_browser_runs_by_time_range_and_event_with_counts(page: Page, dash: Stack) -> None:
+    since = _next_second()
+    echoes = [start(dash, "echo", i) for i in range(2)]
+    failed = start(dash, "always-fails")
+    for rid in [*echoes, failed]:
+        wait(dash, rid)
+    until = _next_second()
+    after = start(dash, "echo", "after")
+    wait(dash, after)
+    eid = f"dash-{uuid.uuid4().hex}"
+    [started] = api(dash, "POST", "/events", json={"id": eid, "name": "test.trigger",
+                                                   "data": {"v": 2}})["runs"]
+    assert started
+    rows = page.locator("table.runs tbody a[href^='/runs/']")
+    counts = page.locator("#counts")
+    # the time range: exactly the runs created in it, and their counts
+    page.fill("input[name=since]", _local(since))
+    page.fill("input[name=until]", _local(until))
+    page.click("form.filters button")
+    expect(rows).to_have_count(3)
+    for rid in (*echoes, failed):
+        expect(page.locator(f"a[href='/runs/{rid}']")).to_be_visible()
+    expect(page.locator(f"a[href='/runs/{after}']")).to_have_count(0)
+    expect(counts.locator("[data-status=total] b")).to_have_text("3")
+    expect(counts.locator("[data-status=completed] b")).to_have_text("2")
+    expect(counts.locator("[data-status=failed] b")).to_have_text("1")
+    expect(counts.locator("[data-status=queued] b")).to_have_text("0")
+    # a count is a link to its runs, in the same time range
+    counts.locator("[data-status=failed]").click()
+    expect(page.locator("select[name=status]")).to_have_value("failed")
+    expect(rows).to_have_count(1)
+    expect(page.locator(f"a[href='/runs/{failed}']")).to_be_visible()
+    expect(counts.locator("[data-status=total] b")).to_have_text("3")  # not by status
+    # with a function too: the counts are that function's
+    page.select_option("select[name=status]", "")
+    page.select_option("select[name=function]", "echo")
+    page.click("form.filters button")
+    expect(rows).to_have_count(2)
+    expect(counts.locator("[data-status=total] b")).to_have_text("2")
+    expect(counts.locator("[data-status=failed] b")).to_have_text("0")
+    # search by event id: the runs it started, with a note saying so
+    page.goto("/")
+    page.fill("input[name=q]", eid)
+    page.click("form.filters button")
+    expect(page.locator("#event-note")).to_contain_text(eid)
+    expect(rows).to_have_count(len(started))
+    for rid in started:
+        expect(page.locator(f"a[href='/runs/{rid}']")).to_be_visible()
+    # an id that is neither a run's nor an event's
+    page.fill("input[name=q]", "nothing-by-this-id")
+    page.click("form.filters button")
+    expect(page.locator("main")).to_contain_text("No run or event with id")
+    expect(page.locator("#event-note")).to_have_count(0)

@@ -12,6 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from orchestrator.engine import answers as a
 from orchestrator.engine import views
+from sdk import protocol as p
 
 
 def conforms(t: Any, answer: dict[str, Any]) -> None:
@@ -67,6 +68,14 @@ def test_schedules_and_crons_are_what_the_document_says() -> None:
                             "next_fire_at": 60.0, "created_at": 0.0})
     assert set(cron) == _keys(a.Cron)
     conforms(a.Cron, cron)
+
+
+def test_run_counts_name_every_status_and_the_total() -> None:
+    out = views.run_counts({"failed": 2, "completed": 5})
+    assert _keys(a.RunCounts) == {s.value for s in p.RunStatus} | {"total"}
+    assert set(out) == _keys(a.RunCounts)
+    conforms(a.RunCounts, out)
+    assert (out["failed"], out["completed"], out["queued"], out["total"]) == (2, 5, 0, 7)
 
 
 def test_an_answer_of_another_shape_is_refused() -> None:
