@@ -242,7 +242,9 @@ class OtelTracing(Tracing):
 
 
 def _ns(seconds: float) -> int:
-    return int(seconds * 1e9)
+    """A recorded time (float seconds) in nanoseconds, to the microsecond (a float of
+    today's epoch seconds holds no finer)."""
+    return round(seconds * 1e6) * 1000
 
 
 def _error_text(error_json: str | None) -> str | None:
