@@ -129,7 +129,8 @@ class Invoker:
             if span is None:
                 return await client.post(url, content=body, headers=headers)
             headers["traceparent"] = span.traceparent  # the app's spans join the run's trace
-            resp = await client.post(url, content=body, headers=headers)
+            with span.current():
+                resp = await client.post(url, content=body, headers=headers)
             span.status_code = resp.status_code
             return resp
 

@@ -22,6 +22,7 @@ import json
 import logging
 import re
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, cast
 
@@ -83,6 +84,12 @@ class CallSpan:
         self.traceparent = header
         self.status_code: int | None = None
         self._trace = trace
+
+    def current(self) -> AbstractContextManager[object]:
+        """The span as the current context while the request is sent (an instrumented
+        HTTP client's own span becomes its child); it is not ended on exit."""
+        return cast("AbstractContextManager[object]",
+                    self._trace.use_span(self.span, end_on_exit=False))
 
     def end(self, outcome: str, error: str | None = None) -> None:
         """End the span: ``outcome`` is the answer's status or the failure's kind."""

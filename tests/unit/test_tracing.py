@@ -188,16 +188,26 @@ async def test_the_invoker_sends_the_call_spans_traceparent(
         respx_mock: respx.MockRouter, invoker: Invoker,
         spans: tuple[OtelTracing, InMemorySpanExporter]) -> None:
     url = "http://app.test/api/durable"
-    route = respx_mock.post(url).mock(return_value=httpx.Response(503, text="busy"))
+    current: list[trace.SpanContext] = []
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        current.append(trace.get_current_span().get_span_context())
+        return httpx.Response(503, text="busy")
+
+    route = respx_mock.post(url).mock(side_effect=busy)
     tracing, exporter = spans
     call = tracing.call(RUN, f"{RUN}:1", "chain", "shop")
     await invoker.invoke(url, b"{}", f"{RUN}:1", span=call)
     assert route.calls.last.request.headers["traceparent"] == call.traceparent
+    # the call span is current while it is sent (an instrumented client's span is its child)
+    assert current == [call.span.get_span_context()]
+    assert not trace.get_current_span().get_span_context().is_valid
     assert call.status_code == 503
     call.end("http_status", "app answered HTTP 503: busy")
     assert dict(_one(exporter).attributes or {})["http.status_code"] == 503
     await invoker.invoke(url, b"{}", f"{RUN}:2")  # no span: no header
     assert "traceparent" not in route.calls.last.request.headers
+    assert not current[1].is_valid
 
 
 # -- the SDK joins the traceparent --------------------------------------------------------------
