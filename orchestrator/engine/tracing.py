@@ -93,12 +93,15 @@ class CallSpan:
 
     def end(self, outcome: str, error: str | None = None) -> None:
         """End the span: ``outcome`` is the answer's status or the failure's kind."""
-        if self.status_code is not None:
-            self.span.set_attribute("http.status_code", self.status_code)
-        self.span.set_attribute("durable.outcome", outcome)
-        if error is not None:
-            self.span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
-        self.span.end()
+        try:
+            if self.status_code is not None:
+                self.span.set_attribute("http.status_code", self.status_code)
+            self.span.set_attribute("durable.outcome", outcome)
+            if error is not None:
+                self.span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, error))
+            self.span.end()
+        except Exception:  # tracing never fails a call
+            log.exception("ending a call span failed")
 
 
 class Tracing:
@@ -173,11 +176,16 @@ class OtelTracing(Tracing):
                             trace_flags=t.TraceFlags(t.TraceFlags.SAMPLED))
         return cast("Context", t.set_span_in_context(t.NonRecordingSpan(ctx)))
 
-    def call(self, run_id: str, call_id: str, function: str, app: str) -> CallSpan:
-        span = self._tracer().start_span(
-            f"call {function}", context=self._root(run_id), kind=self._trace.SpanKind.CLIENT,
-            attributes={"durable.run_id": run_id, "durable.call_id": call_id,
-                        "durable.function": function, "durable.app": app})
+    def call(self, run_id: str, call_id: str, function: str, app: str) -> CallSpan | None:
+        try:
+            span = self._tracer().start_span(
+                f"call {function}", context=self._root(run_id),
+                kind=self._trace.SpanKind.CLIENT,
+                attributes={"durable.run_id": run_id, "durable.call_id": call_id,
+                            "durable.function": function, "durable.app": app})
+        except Exception:  # tracing never fails a call: this one goes without a span
+            log.exception("starting a call span failed")
+            return None
         sc = span.get_span_context()
         return CallSpan(span, traceparent(sc.trace_id, sc.span_id, sc.trace_flags), self._trace)
 

@@ -81,6 +81,7 @@ def test_a_call_span_is_a_client_child_of_the_run_span(
         spans: tuple[OtelTracing, InMemorySpanExporter]) -> None:
     tracing, exporter = spans
     call = tracing.call(RUN, f"{RUN}:3", "chain", "shop")
+    assert call is not None
     call.status_code = 200
     call.end("complete")
     span = _one(exporter)
@@ -99,7 +100,9 @@ def test_a_call_span_is_a_client_child_of_the_run_span(
 def test_a_failed_call_has_an_error_status(
         spans: tuple[OtelTracing, InMemorySpanExporter]) -> None:
     tracing, exporter = spans
-    tracing.call(RUN, f"{RUN}:1", "chain", "shop").end("connect", "could not connect")
+    call = tracing.call(RUN, f"{RUN}:1", "chain", "shop")
+    assert call is not None
+    call.end("connect", "could not connect")
     span = _one(exporter)
     assert span.status.status_code is trace.StatusCode.ERROR
     assert span.status.description == "could not connect"
@@ -152,7 +155,9 @@ def test_the_run_span_has_the_derived_ids_and_the_runs_times(
     assert dict(run.attributes or {}) == {"durable.run_id": RUN, "durable.function": "chain",
                                           "durable.status": "completed"}
     # the chosen ids were for that span only: the next spans get the provider's own
-    tracing.call(RUN, f"{RUN}:9", "chain", "shop").end("complete")
+    call = tracing.call(RUN, f"{RUN}:9", "chain", "shop")
+    assert call is not None
+    call.end("complete")
     later = exporter.get_finished_spans()[-1]
     assert later.context is not None and later.context.span_id != root_span_id_of(RUN)
 
@@ -171,6 +176,20 @@ def test_a_child_run_has_its_own_trace_linked_to_its_parents(
     assert span.status.status_code is trace.StatusCode.ERROR
     assert span.status.description == "StepError: boom"
     assert span.attributes is not None and span.attributes["durable.parent_id"] == RUN
+
+
+class _Broken:
+    def get_tracer(self, *args: object) -> object:
+        raise RuntimeError("exporter misconfigured")
+
+
+def test_a_broken_provider_costs_spans_not_calls(caplog: pytest.LogCaptureFixture) -> None:
+    tracing = OtelTracing(_Broken())  # type: ignore[arg-type]
+    assert tracing.call(RUN, f"{RUN}:1", "chain", "shop") is None  # sent without a header
+    tracing.committed([(RUN, _step())], [EndedRun(RUN, "chain", "completed", None, None,
+                                                  1.0, 2.0, None)])
+    assert [r.getMessage() for r in caplog.records] == ["starting a call span failed",
+                                                        "emitting spans failed"]
 
 
 # -- the invoker sends traceparent ------------------------------------------------------------
@@ -197,6 +216,7 @@ async def test_the_invoker_sends_the_call_spans_traceparent(
     route = respx_mock.post(url).mock(side_effect=busy)
     tracing, exporter = spans
     call = tracing.call(RUN, f"{RUN}:1", "chain", "shop")
+    assert call is not None
     await invoker.invoke(url, b"{}", f"{RUN}:1", span=call)
     assert route.calls.last.request.headers["traceparent"] == call.traceparent
     # the call span is current while it is sent (an instrumented client's span is its child)
