@@ -146,8 +146,14 @@ class Settings(BaseSettings):
     @field_validator("otel")
     @classmethod
     def _otel_installed(cls, v: bool) -> bool:
-        if v and importlib.util.find_spec("opentelemetry") is None:
-            raise ValueError("needs OpenTelemetry: pip install 'durable-orchestrator[otel]'")
+        if v:
+            try:
+                found = importlib.util.find_spec("opentelemetry.trace") is not None
+            except ModuleNotFoundError:
+                found = False
+            if not found:
+                raise ValueError("needs OpenTelemetry: pip install "
+                                 "'durable-orchestrator[otel]'")
         return v
 
     @field_validator("log_level", mode="before")

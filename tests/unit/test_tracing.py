@@ -288,7 +288,8 @@ print("clean")
 
 def test_otel_true_needs_opentelemetry(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings(otel=True).otel is True  # installed here (the dev extra)
-    monkeypatch.setitem(sys.modules, "opentelemetry", None)  # as if it were not
+    for name in ("opentelemetry", "opentelemetry.trace"):  # as if it were not
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setenv("DURABLE_OTEL", "true")
     with pytest.raises(BadSettings, match=r"^DURABLE_OTEL: .*pip install "
                                           r"'durable-orchestrator\[otel\]'"):
