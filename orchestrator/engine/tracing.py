@@ -138,7 +138,8 @@ class _ChosenIds:
         return int(self.inner.generate_span_id()) if self.span_id is None else self.span_id
 
     def is_trace_id_random(self) -> bool:
-        return False
+        """A run id is not random throughout (a time, then 80 random bits)."""
+        return self.trace_id is None and bool(self.inner.is_trace_id_random())
 
 
 class OtelTracing(Tracing):
