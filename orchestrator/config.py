@@ -5,6 +5,7 @@ there with ``BadSettings``, one line naming the variable (or flag) and the probl
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import secrets
 import stat
@@ -132,11 +133,28 @@ class Settings(BaseSettings):
     metrics_cache_seconds: Annotated[float, Field(
         ge=0, description="seconds a reading of the queue's depth and lag is reused by "
                           "`/metrics` scrapes")] = 5.0
+    otel: Annotated[bool, Field(
+        description="emit OpenTelemetry traces through the globally configured "
+                    "`TracerProvider` and send `traceparent` to apps (needs the `otel` "
+                    "extra; docs/observability.md)")] = False
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _comma_separated(cls, v: object) -> object:
         return [k for k in v.split(",") if k] if isinstance(v, str) else v
+
+    @field_validator("otel")
+    @classmethod
+    def _otel_installed(cls, v: bool) -> bool:
+        if v:
+            try:
+                found = importlib.util.find_spec("opentelemetry.trace") is not None
+            except ModuleNotFoundError:
+                found = False
+            if not found:
+                raise ValueError("needs OpenTelemetry: pip install "
+                                 "'durable-orchestrator[otel]'")
+        return v
 
     @field_validator("log_level", mode="before")
     @classmethod

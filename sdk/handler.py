@@ -8,6 +8,7 @@ they hand ``Handler.handle`` the raw body and headers and send back what it retu
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -174,5 +175,34 @@ class Handler:
                 + (f" with a task {request['task']!r}" if request.get("task") else ""),
                 retriable=False,
             )))
-        answer = await execute(fn, request, len(body))
+        parent = headers.get("traceparent")
+        joined = _join_trace(parent) if parent else None
+        try:
+            answer = await execute(fn, request, len(body))
+        finally:
+            if joined is not None:
+                joined[0].detach(joined[1])
         return self._signed(200, answer)
+
+
+@functools.cache
+def _otel() -> tuple[Any, Any] | None:
+    """opentelemetry's ``context`` module and a W3C propagator, imported on the first
+    request that carries a ``traceparent`` (None: opentelemetry-api is not installed)."""
+    try:
+        from opentelemetry import context
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    except ImportError:
+        return None
+    return context, TraceContextTextMapPropagator()
+
+
+def _join_trace(traceparent: str) -> tuple[Any, object] | None:
+    """Make the request's ``traceparent`` the current OpenTelemetry context, so the spans
+    the function starts join the run's trace; what to detach it with (None: nothing was
+    attached, opentelemetry-api is not installed)."""
+    otel = _otel()
+    if otel is None:
+        return None
+    context, propagator = otel
+    return context, context.attach(propagator.extract({"traceparent": traceparent}))

@@ -64,6 +64,7 @@ class Dispatcher:
         self.notifier = hub.notifier
         self.settings = settings
         self.metrics = hub.metrics
+        self.tracing = hub.tracing
         self.inflight: dict[str, Claim] = {}
         self.answered: dict[str, Claim] = {}
         """Calls answered, their outcome waiting in the reducer's queue (leases renewed)."""
@@ -194,11 +195,18 @@ class Dispatcher:
                                  f"bytes, past the {p.MAX_REQUEST_BYTES} a call may carry")
                 return
             signer = self.invoker.signer_for(c.fn.signing_key, c.fn.signing_key_fallback)
+            span = (self.tracing.call(c.run_id, c.call_id, c.run.function, c.fn.app_id)
+                    if self.tracing.enabled else None)
             t0 = time.perf_counter()
-            outcome = await self.invoker.invoke(c.fn.url, body, c.call_id, signer)
+            outcome = await self.invoker.invoke(c.fn.url, body, c.call_id, signer, span=span)
             if self.metrics is not None:
                 self.metrics.call(c.fn.app_id, time.perf_counter() - t0,
                                   outcome.kind if isinstance(outcome, Failed) else None)
+            if span is not None:
+                if isinstance(outcome, Failed):
+                    span.end(outcome.kind, outcome.reason)
+                else:
+                    span.end(outcome.answer["status"])
             self.answered[c.run_id] = c
             self.reducer.submit(c, outcome)
         except Exception as exc:

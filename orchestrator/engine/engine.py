@@ -17,7 +17,7 @@ import httpx
 
 from orchestrator.config import Settings
 from orchestrator.engine import answers as a
-from orchestrator.engine import control, views
+from orchestrator.engine import control, tracing, views
 from orchestrator.engine.apps import Apps
 from orchestrator.engine.checks import input_json, require_known
 from orchestrator.engine.control import RunFilter
@@ -66,7 +66,9 @@ class Engine:
         self.notifier = Notifier()
         self.registry = Registry(self.store)
         self.metrics = Metrics(self.store, settings.metrics_cache_seconds)
-        self.hub = Hub(self.store, self.registry, self.notifier, self.metrics)
+        self.tracing = tracing.for_settings(settings.otel)
+        self.hub = Hub(self.store, self.registry, self.notifier, self.metrics,
+                       tracing=self.tracing)
         self.signer = p.Signer(settings.signing_key, settings.signing_key_fallback,
                                max_skew=settings.max_clock_skew)
         self.invoker = Invoker(self.signer, timeout=settings.call_timeout,

@@ -13,6 +13,7 @@ from orchestrator.engine.lifecycle import Effects
 from orchestrator.engine.metrics import Metrics
 from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.registry import Registry
+from orchestrator.engine.tracing import OFF, Tracing
 from orchestrator.store import Store, Tx
 
 T = TypeVar("T")
@@ -37,9 +38,10 @@ class Hub:
     (``wire``); until then runs are not created claimed and deadlines wake nobody."""
 
     def __init__(self, store: Store, registry: Registry, notifier: Notifier,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, tracing: Tracing = OFF) -> None:
         self.store = store
         self.metrics = metrics
+        self.tracing = tracing
         self.registry = registry
         self.notifier = notifier
         self.handoff: Handoff | None = None
@@ -72,7 +74,8 @@ class Hub:
         return result
 
     def effects(self) -> Effects:
-        return Effects(self.registry, self.handoff.lease() if self.handoff else None)
+        return Effects(self.registry, self.handoff.lease() if self.handoff else None,
+                       tracing=self.tracing.enabled)
 
     def settle(self, fx: Effects) -> None:
         if fx.lease is not None and fx.lease.claims and self.handoff is not None:
@@ -82,6 +85,8 @@ class Hub:
             self.notifier.runs_ended(fx.ended)
         if self.metrics is not None and (fx.started or fx.finished or fx.steps):
             self.metrics.committed(fx.started, fx.finished, fx.steps)
+        if fx.traced_steps or fx.traced_runs:
+            self.tracing.committed(fx.traced_steps, fx.traced_runs)
         if fx.wake:
             self.notifier.wake_dispatcher()
         elif fx.due is not None:

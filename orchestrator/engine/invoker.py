@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from orchestrator.engine.pool import ClientPool
+from orchestrator.engine.tracing import CallSpan
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.invoker")
@@ -119,11 +120,19 @@ class Invoker:
     def _headers(signer: p.Signer, body: bytes) -> dict[str, str]:
         return {"content-type": "application/json", **signer.sign(body)}
 
-    async def _post(self, url: str, body: bytes, signer: p.Signer) -> httpx.Response:
+    async def _post(self, url: str, body: bytes, signer: p.Signer,
+                    span: CallSpan | None = None) -> httpx.Response:
         async with self.pool.client(url) as client:
             # signed once a connection is ours: the wait for one (all of this app's in
             # use) must not eat into the app's short replay window (protocol.md §3)
-            return await client.post(url, content=body, headers=self._headers(signer, body))
+            headers = self._headers(signer, body)
+            if span is None:
+                return await client.post(url, content=body, headers=headers)
+            headers["traceparent"] = span.traceparent  # the app's spans join the run's trace
+            with span.current():
+                resp = await client.post(url, content=body, headers=headers)
+            span.status_code = resp.status_code
+            return resp
 
     async def exchange(self, url: str, message: Mapping[str, Any],
                        signer: p.Signer | None = None) -> Any:
@@ -140,15 +149,17 @@ class Invoker:
         return p.check_version(p.loads(resp.content))
 
     async def invoke(self, url: str, body: bytes, call_id: str,
-                     signer: p.Signer | None = None) -> Outcome:
+                     signer: p.Signer | None = None, *, span: CallSpan | None = None
+                     ) -> Outcome:
         """Deliver one invoke request signed by ``signer`` (the app's: ``signer_for``;
-        default: the orchestrator's own); never raises for what the app or network did."""
+        default: the orchestrator's own); never raises for what the app or network did.
+        With the call's ``span``, the request carries its ``traceparent``."""
         bad = self.misconfigured.get(url)
         if bad is not None:
             return Failed(f"not sent: the app is misconfigured ({bad[0]})", kind="misconfigured")
         signer = signer or self.signer
         try:
-            resp = await self._post(url, body, signer)
+            resp = await self._post(url, body, signer, span)
         except httpx.ConnectTimeout:
             return Failed(f"could not connect within {self.timeout}s", kind="connect")
         except httpx.TimeoutException:

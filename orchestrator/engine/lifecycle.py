@@ -12,6 +12,7 @@ from typing import Any
 
 from orchestrator.engine.claim import Lease
 from orchestrator.engine.registry import Registry
+from orchestrator.engine.tracing import EndedRun
 from orchestrator.store import ChildRow, RunCore, StepInsert, Tx
 from sdk import protocol as p
 
@@ -41,6 +42,12 @@ class Effects:
     """(function, status) of each run ended, counted once it commits."""
     steps: list[tuple[str, str]] = field(default_factory=list)
     """(function, status) of each step an answer recorded, counted once it commits."""
+    tracing: bool = False
+    """Traces are on: collect what their spans need below (``tracing.Tracing``)."""
+    traced_steps: list[tuple[str, StepInsert]] = field(default_factory=list)
+    """(run id, row) of each step an answer recorded, emitted as spans once it commits."""
+    traced_runs: list[EndedRun] = field(default_factory=list)
+    """Each run ended, emitted as its run's span once it commits."""
 
     def due_at(self, t: float) -> None:
         if self.due is None or t < self.due:
@@ -97,6 +104,9 @@ async def end_run(
     # work is done (``Hub.transact``): one statement for all the runs it ended
     fx.ended.append(run.id)
     fx.finished.append((run.function, status))
+    if fx.tracing:
+        fx.traced_runs.append(EndedRun(run.id, run.function, status, run.parent_id, run.task,
+                                       getattr(run, "created_at", None), now, error_json))
     if run.parent_id and run.parent_waits:
         left = await tx.runs.child_done(run.parent_id)
         if left == 0:

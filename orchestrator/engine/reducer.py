@@ -95,6 +95,8 @@ class Reducer:
                 for e in o.answer.get("steps", []):
                     rows.append(row := self._step_row(c.run_id, e))
                     fx.steps.append((c.run.function, row["status"]))
+                    if fx.tracing:
+                        fx.traced_steps.append((c.run_id, row))
         await tx.steps.record(rows)
         for claim, outcome in live:
             if isinstance(outcome, Failed):

@@ -71,6 +71,7 @@ BAD_VALUES = [
     ("DURABLE_LOG_LEVEL", "loud", "'info'"),
     ("DURABLE_METRICS_CACHE_SECONDS", "-1", "greater than or equal to 0"),
     ("DURABLE_METRICS_PUBLIC", "maybe", "valid boolean"),
+    ("DURABLE_OTEL", "maybe", "valid boolean"),
 ]
 
 
