@@ -195,14 +195,16 @@ class Dispatcher:
                 return
             signer = self.invoker.signer_for(c.fn.signing_key, c.fn.signing_key_fallback)
             t0 = time.perf_counter()
-            outcome = await self.invoker.invoke(c.fn.url, body, c.call_id, signer)
+            outcome = await self.invoker.invoke(c.fn.url, body, c.call_id, signer,
+                                                run_id=c.run_id, app=c.fn.app_id,
+                                                function=c.run.function)
             if self.metrics is not None:
                 self.metrics.call(c.fn.app_id, time.perf_counter() - t0,
                                   outcome.kind if isinstance(outcome, Failed) else None)
             self.answered[c.run_id] = c
             self.reducer.submit(c, outcome)
         except Exception as exc:
-            log.exception("delivering %s failed", c.call_id)
+            log.exception("delivering %s failed", c.call_id, extra=c.log_extra())
             self.answered[c.run_id] = c
             self.reducer.submit(c, Failed(f"orchestrator error: {exc}"))
         finally:
