@@ -23,11 +23,15 @@ TRACE: Final = 5
 """uvicorn's ``trace`` level (it names it only once it configures its own logging)."""
 
 
+_BREAKS: Final = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028",
+                                "\u2029": "\\u2029"})
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: ``ts`` (ISO 8601 UTC), ``level``, ``logger``, ``message``,
     the ``CONTEXT`` fields the record carries, and ``exc`` (the traceback) if any.
-    Non-ASCII is kept as is; a newline in a message or traceback is escaped by JSON, so
-    a record is always one line."""
+    Non-ASCII is kept as is; a line break in a message or traceback is escaped, so a
+    record is always one line."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
@@ -48,7 +52,10 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = record.exc_text
         if record.stack_info:
             out["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(out, ensure_ascii=False, default=str)
+        line = json.dumps(out, ensure_ascii=False, default=str)
+        # JSON escapes control characters but not these, which line readers (Python's
+        # ``splitlines``, JavaScript) take for line breaks; they occur only inside strings
+        return line.translate(_BREAKS)
 
 
 def configure(level: str, fmt: Literal["text", "json"]) -> None:
