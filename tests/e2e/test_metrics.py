@@ -26,7 +26,7 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-N_DONE, N_FAILED, N_CANCELLED = 60, 12, 8
+N_DONE, N_FAILED, N_CANCELLED, N_BRANCHING = 60, 12, 8, 4
 
 
 def _total(m: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str,
@@ -43,9 +43,9 @@ COUNTERS = ("durable_runs_started_total", "durable_runs_ended_total", "durable_s
 @pytest.mark.parametrize("db", ["sqlite", "postgres"])
 async def test_counters_match_the_runs_made(request: pytest.FixtureRequest, tmp_path: Path,
                                             db: str) -> None:
-    """Many concurrent runs (some failing, some cancelled), /metrics scraped all along:
-    every scrape answers, no counter goes down, and at the end they count exactly the
-    runs made, their steps and their calls."""
+    """Many concurrent runs (some failing, some cancelled, some workflows skipping a
+    task), /metrics scraped all along: every scrape answers, no counter goes down, and
+    at the end they count exactly the runs made, their steps and their calls."""
     with running_stack(request, tmp_path, db) as stack:
         auth = {"authorization": f"Bearer {procs.API_KEY}"}
         scrapes: list[dict[tuple[str, tuple[tuple[str, str], ...]], float]] = []
@@ -68,9 +68,11 @@ async def test_counters_match_the_runs_made(request: pytest.FixtureRequest, tmp_
             started = await asyncio.gather(
                 *[start("chain", 2) for _ in range(N_DONE)],
                 *[start("always-fails") for _ in range(N_FAILED)],
-                *[start("sleeper", 600) for _ in range(N_CANCELLED)])
+                *[start("sleeper", 600) for _ in range(N_CANCELLED)],
+                *[start("branching", {"amount": 5}) for _ in range(N_BRANCHING)])
             done, failed = started[:N_DONE], started[N_DONE:N_DONE + N_FAILED]
-            sleeping = started[N_DONE + N_FAILED:]
+            sleeping = started[N_DONE + N_FAILED:N_DONE + N_FAILED + N_CANCELLED]
+            flows = started[N_DONE + N_FAILED + N_CANCELLED:]
 
             async def ended(rid: str) -> str:
                 r = await rest.get(f"/runs/{rid}/wait", params={"timeout": 60})
@@ -85,9 +87,10 @@ async def test_counters_match_the_runs_made(request: pytest.FixtureRequest, tmp_
                 assert r.status_code == 200, r.text
 
             statuses, _ = await asyncio.gather(
-                asyncio.gather(*[ended(rid) for rid in [*done, *failed]]),
+                asyncio.gather(*[ended(rid) for rid in [*done, *failed, *flows]]),
                 asyncio.gather(*[cancel(rid) for rid in sleeping]))
-            assert statuses == ["completed"] * N_DONE + ["failed"] * N_FAILED
+            assert statuses == (["completed"] * N_DONE + ["failed"] * N_FAILED
+                                + ["completed"] * N_BRANCHING)
             loaded.set()
             await scraper
             r = await http.get(f"{stack.base}/metrics", headers=auth)
@@ -98,7 +101,10 @@ async def test_counters_match_the_runs_made(request: pytest.FixtureRequest, tmp_
         assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
         m = _samples(r.text)
         scrapes.append(m)
-        total = N_DONE + N_FAILED + N_CANCELLED
+        # a branching run with a small amount: the workflow run and its tasks check,
+        # small and merge complete, big is skipped by its condition (its app says so),
+        # after_big is skipped without a call: neither started nor ended
+        total = N_DONE + N_FAILED + N_CANCELLED + 5 * N_BRANCHING
         assert any(_total(x, "durable_runs_started_total") > 0
                    and _total(x, "durable_runs_ended_total") < total for x in scrapes), (
             "no scrape while the runs ran")
@@ -115,6 +121,13 @@ async def test_counters_match_the_runs_made(request: pytest.FixtureRequest, tmp_
                   (("function", "always-fails"), ("status", "failed")))] == N_FAILED
         assert m[("durable_runs_ended_total",
                   (("function", "sleeper"), ("status", "cancelled")))] == N_CANCELLED
+        assert m[("durable_runs_started_total", (("function", "branching"),))] == (
+            5 * N_BRANCHING)
+        assert m[("durable_runs_ended_total",
+                  (("function", "branching"), ("status", "completed")))] == 4 * N_BRANCHING
+        assert m[("durable_runs_ended_total",
+                  (("function", "branching"), ("status", "skipped")))] == N_BRANCHING
+        assert _total(m, "durable_runs_started_total") == total
         assert _total(m, "durable_runs_ended_total") == total
         # chain(2): two steps; sleeper: its first step (the sleep is the orchestrator's);
         # always-fails raises outside any step
@@ -122,10 +135,10 @@ async def test_counters_match_the_runs_made(request: pytest.FixtureRequest, tmp_
                       status="completed") == 2 * N_DONE
         assert _total(m, "durable_steps_total", function="sleeper") == N_CANCELLED
         assert _total(m, "durable_steps_total") == 2 * N_DONE + N_CANCELLED
-        # one call each at least (one is enough for all three), all to the test app, and
-        # none that failed to answer
+        # one call each at least (one is enough for these), a workflow's four tasks
+        # called, all to the test app, and none that failed to answer
         calls = _total(m, "durable_call_duration_seconds_count")
-        assert calls >= total
+        assert calls >= N_DONE + N_FAILED + N_CANCELLED + 4 * N_BRANCHING
         assert _total(m, "durable_call_duration_seconds_count", app="testapp") == calls
         assert _total(m, "durable_invoker_errors_total") == 0
         assert no_key.status_code == bad_key.status_code == 401
