@@ -93,8 +93,13 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, str | None]:
             s.api_keys = ["dev-" + secrets.token_urlsafe(18)]
         if not s.signing_key:
             s.signing_key = "dev-signing-" + secrets.token_urlsafe(24)
-            print("! no DURABLE_SIGNING_KEY set: generated one for this session; give your "
-                  "app the same key (--show-keys prints it)", file=sys.stderr)
+            note = ("no DURABLE_SIGNING_KEY set: generated one for this session; give your "
+                    "app the same key (--show-keys prints it)")
+            if s.log_format == "json":  # stderr stays all JSON (main's configure: a no-op)
+                logs.configure(s.log_level, s.log_format)
+                logging.getLogger("orchestrator").warning(note)
+            else:
+                print("! " + note, file=sys.stderr)
     else:
         missing = [n for n, v in (("DURABLE_API_KEY(S)", s.api_keys),
                                   ("DURABLE_SIGNING_KEY", s.signing_key)) if not v]

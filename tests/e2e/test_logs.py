@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from sdk import Client
 from tests.e2e.test_settings_cli import _refused
@@ -106,6 +107,30 @@ async def test_json_logs_name_the_run_a_line_is_about(tmp_path: Path) -> None:
                for x in lines), lines
     stdout = (tmp_path / "stdout.log").read_text()
     assert f"listening on {base}" in stdout  # the banner is for people: stdout, as text
+
+
+def test_dev_s_generated_key_notice_is_json_too(tmp_path: Path,
+                                               request: pytest.FixtureRequest) -> None:
+    """``orchestrator dev`` on a database without a keys file beside it (PostgreSQL)
+    generates a signing key and says so, before logging starts: as JSON in json mode."""
+    port = procs.free_port()
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DURABLE_")},
+           "PYTHONPATH": str(procs.ROOT), "DURABLE_LOG_FORMAT": "json"}
+    err_path = tmp_path / "stderr.log"
+    with open(tmp_path / "stdout.log", "wb") as out, open(err_path, "wb") as err:
+        p = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator", "dev", "--port", str(port),
+             "--database-url", request.getfixturevalue("pg").create_db()],
+            env=env, cwd=tmp_path, stdout=out, stderr=err)
+    try:
+        procs.wait_http(f"http://127.0.0.1:{port}/readyz", p)
+    finally:
+        p.terminate()
+        p.wait(15)
+    lines = _json_lines(err_path)
+    assert lines[0]["level"] == "WARNING" and lines[0]["message"].startswith(
+        "no DURABLE_SIGNING_KEY set: generated one for this session"), lines
+    assert any("Uvicorn running on" in x["message"] for x in lines), lines
 
 
 def test_a_bad_log_format_is_refused_at_start(tmp_path: Path) -> None:
