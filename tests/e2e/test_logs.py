@@ -80,6 +80,19 @@ async def test_json_logs_name_the_run_a_line_is_about(tmp_path: Path) -> None:
             good.start()  # fixed: the probe verifies, the run goes on and completes
             done = await client.wait(h.id, timeout=30)
             assert done["status"] == "completed", done
+            # a run cancelled while its call (a 1.5 s step) is in flight: its answer,
+            # when it comes, is discarded by the reducer, which says so
+            slow = await client.run_no_wait("slow-step")
+            for _ in range(200):
+                if (await client.get_run(slow.id))["status"] == "running":
+                    break
+                await asyncio.sleep(0.05)
+            r = await rest.post(f"/runs/{slow.id}/cancel", json={})
+            assert r.status_code == 200, r.text
+            for _ in range(150):
+                if "its lease was lost" in (tmp_path / "stderr.log").read_text():
+                    break
+                await asyncio.sleep(0.1)
     finally:
         await client.aclose()
         orch.terminate()
@@ -105,6 +118,12 @@ async def test_json_logs_name_the_run_a_line_is_about(tmp_path: Path) -> None:
                and x["app"] == app_id for x in lines), lines
     assert any(x["message"].startswith(f"registered app {app_id} ") and x["app"] == app_id
                for x in lines), lines
+    late = [x for x in lines if x["message"].startswith("discarded the answer to ")]
+    assert len(late) == 1, lines
+    assert late[0]["logger"] == "orchestrator.reducer" and late[0]["level"] == "INFO"
+    assert (late[0]["run_id"], late[0]["app"], late[0]["function"]) == (
+        slow.id, app_id, "slow-step"), late
+    assert late[0]["call_id"] == f"{slow.id}:1"
     stdout = (tmp_path / "stdout.log").read_text()
     assert f"listening on {base}" in stdout  # the banner is for people: stdout, as text
 
