@@ -128,8 +128,8 @@ class Settings(BaseSettings):
     log_level: Annotated[LogLevel, Flag("--log-level"), Field(
         description="the log level")] = "info"
     log_format: Annotated[LogFormat, Flag("--log-format"), Field(
-        description="`text`, or `json`: one JSON object a line on stderr, uvicorn's own "
-                    "lines too (docs/observability.md)")] = "text"
+        description="how log lines are written to stderr; `json`: one JSON object a "
+                    "line, uvicorn's own lines too (docs/observability.md)")] = "text"
     metrics_public: Annotated[bool, Field(
         description="serve `/metrics` without an API key (else a key with the `read` "
                     "scope)")] = False

@@ -29,9 +29,9 @@ _BREAKS: Final = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028",
 
 class JsonFormatter(logging.Formatter):
     """One JSON object a line: ``ts`` (ISO 8601 UTC), ``level``, ``logger``, ``message``,
-    the ``CONTEXT`` fields the record carries, and ``exc`` (the traceback) if any.
-    Non-ASCII is kept as is; a line break in a message or traceback is escaped, so a
-    record is always one line."""
+    the ``CONTEXT`` fields the record carries, ``exc`` (the traceback) if any, and
+    ``stack`` for a ``stack_info=True`` call. Non-ASCII is kept as is; a line break in
+    a message or traceback is escaped, so a record is always one line."""
 
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
