@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from orchestrator import apps_cli, keys_cli, webhooks_cli
+from orchestrator import apps_cli, keys_cli, logs, webhooks_cli
 from orchestrator.app import create_app
 from orchestrator.config import (
     DEV_KEYS_FILE,
@@ -93,8 +93,13 @@ def _settings(args: argparse.Namespace) -> tuple[Settings, str | None]:
             s.api_keys = ["dev-" + secrets.token_urlsafe(18)]
         if not s.signing_key:
             s.signing_key = "dev-signing-" + secrets.token_urlsafe(24)
-            print("! no DURABLE_SIGNING_KEY set: generated one for this session; give your "
-                  "app the same key (--show-keys prints it)", file=sys.stderr)
+            note = ("no DURABLE_SIGNING_KEY set: generated one for this session; give your "
+                    "app the same key (--show-keys prints it)")
+            if s.log_format == "json":  # stderr stays all JSON (main's configure: a no-op)
+                logs.configure(s.log_level, s.log_format)
+                logging.getLogger("orchestrator").warning(note)
+            else:
+                print("! " + note, file=sys.stderr)
     else:
         missing = [n for n, v in (("DURABLE_API_KEY(S)", s.api_keys),
                                   ("DURABLE_SIGNING_KEY", s.signing_key)) if not v]
@@ -147,7 +152,12 @@ async def _register_apps(s: Settings, urls: list[str]) -> None:
                     err = repr(exc)
                 await asyncio.sleep(min(0.25 * (attempt + 1), 2.0))
             else:
-                print(f"  ! could not register {url}: {err}", file=sys.stderr, flush=True)
+                if s.log_format == "json":  # stderr stays all JSON
+                    logging.getLogger("orchestrator").warning(
+                        "could not register %s: %s", url, err)
+                else:
+                    print(f"  ! could not register {url}: {err}", file=sys.stderr,
+                          flush=True)
 
 
 def _malloc_trim() -> Callable[[], object] | None:
@@ -212,8 +222,10 @@ async def _serve(s: Settings, dev: bool, apps: list[str], show_keys: bool = Fals
     # tracebacks in uvicorn's log.
     try:
         async with app.router.lifespan_context(app):
+            # json: no config of uvicorn's own, its loggers propagate to ours (logs.py)
+            log_config = uvicorn.config.LOGGING_CONFIG if s.log_format == "text" else None
             config = uvicorn.Config(app, host=s.host, port=s.port, log_level=s.log_level,
-                                    access_log=False, lifespan="off",
+                                    log_config=log_config, access_log=False, lifespan="off",
                                     timeout_keep_alive=int(s.keep_alive))
             server = _Server(config)
             task = asyncio.create_task(server.serve())
@@ -251,9 +263,7 @@ def main(argv: list[str] | None = None) -> None:
         s, keys_path = _settings(args)
     except BadSettings as exc:
         raise SystemExit(f"orchestrator: {exc}") from None
-    logging.basicConfig(level=s.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.configure(s.log_level, s.log_format)
     serve = _serve(s, args.command == "dev", args.app,
                    bool(getattr(args, "show_keys", False)), keys_path)
     try:

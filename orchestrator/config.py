@@ -31,6 +31,7 @@ ENV_FILE_VAR = "DURABLE_ENV_FILE"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+LogFormat = Literal["text", "json"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,9 @@ class Settings(BaseSettings):
                     "ones are always accepted)")] = False
     log_level: Annotated[LogLevel, Flag("--log-level"), Field(
         description="the log level")] = "info"
+    log_format: Annotated[LogFormat, Flag("--log-format"), Field(
+        description="how log lines are written to stderr; `json`: one JSON object a "
+                    "line, uvicorn's own lines too (docs/observability.md)")] = "text"
     metrics_public: Annotated[bool, Field(
         description="serve `/metrics` without an API key (else a key with the `read` "
                     "scope)")] = False
@@ -156,7 +160,7 @@ class Settings(BaseSettings):
                                  "'durable-orchestrator[otel]'")
         return v
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, v: object) -> object:
         return v.lower() if isinstance(v, str) else v

@@ -151,14 +151,15 @@ class Apps:
             new_key = await self._stage_key(tx, app_id) if generate_key else None
         await self.registry.reload()
         self.crons_changed()
-        log.info("registered app %s at %s with %d functions", app_id, url, len(configs))
+        log.info("registered app %s at %s with %d functions", app_id, url, len(configs),
+                 extra={"app": app_id})
         out: a.RegisteredApp = {
             "id": app_id, "url": url, "sdk": info.get("sdk"), "synced_at": views.stamp(now),
             "functions": cast(list[a.FunctionConfig], configs)}
         if new_key is not None:
             out["signing_key"] = new_key
             log.info("generated a signing key for app %s (its fallback until rotated in)",
-                     app_id)
+                     app_id, extra={"app": app_id})
         return out
 
     async def _stage_key(self, tx: Tx, app_id: str) -> str:
@@ -185,7 +186,7 @@ class Apps:
                 raise Conflict("that key is the app's primary key already", "key")
             await tx.apps.set_keys(app_id, new, old)
         await self.registry.reload()
-        log.info("rotated the signing key of app %s", app_id)
+        log.info("rotated the signing key of app %s", app_id, extra={"app": app_id})
         return {"id": app_id, "signing_key": new}
 
     async def drop_fallback(self, app_id: str) -> None:

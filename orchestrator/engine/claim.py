@@ -25,6 +25,13 @@ class Claim:
     def call_id(self) -> str:
         return f"{self.run_id}:{self.claims}"
 
+    def log_extra(self) -> dict[str, str | None]:
+        """The ``extra`` of a log call about this call (``orchestrator.logs.CONTEXT``);
+        built only when something is logged."""
+        return {"run_id": self.run_id, "call_id": self.call_id,
+                "app": self.fn.app_id if self.fn is not None else None,
+                "function": self.run.function}
+
 
 @dataclass
 class Lease:

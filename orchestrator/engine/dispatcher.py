@@ -198,7 +198,9 @@ class Dispatcher:
             span = (self.tracing.call(c.run_id, c.call_id, c.run.function, c.fn.app_id)
                     if self.tracing.enabled else None)
             t0 = time.perf_counter()
-            outcome = await self.invoker.invoke(c.fn.url, body, c.call_id, signer, span=span)
+            outcome = await self.invoker.invoke(c.fn.url, body, c.call_id, signer, span=span,
+                                                run_id=c.run_id, app=c.fn.app_id,
+                                                function=c.run.function)
             if self.metrics is not None:
                 self.metrics.call(c.fn.app_id, time.perf_counter() - t0,
                                   outcome.kind if isinstance(outcome, Failed) else None)
@@ -210,7 +212,7 @@ class Dispatcher:
             self.answered[c.run_id] = c
             self.reducer.submit(c, outcome)
         except Exception as exc:
-            log.exception("delivering %s failed", c.call_id)
+            log.exception("delivering %s failed", c.call_id, extra=c.log_extra())
             self.answered[c.run_id] = c
             self.reducer.submit(c, Failed(f"orchestrator error: {exc}"))
         finally:

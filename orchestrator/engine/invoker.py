@@ -58,6 +58,12 @@ class Failed:
 
 Outcome = Delivered | Failed
 
+
+def _extra(run_id: str | None, call_id: str, app: str | None,
+           function: str | None) -> dict[str, str | None]:
+    """The ``extra`` of a log line about one call (``orchestrator.logs.CONTEXT``)."""
+    return {"run_id": run_id, "call_id": call_id, "app": app, "function": function}
+
 MAX_SIGNERS = 4096
 """The most apps' signers cached (building one costs a key derivation)."""
 
@@ -149,11 +155,13 @@ class Invoker:
         return p.check_version(p.loads(resp.content))
 
     async def invoke(self, url: str, body: bytes, call_id: str,
-                     signer: p.Signer | None = None, *, span: CallSpan | None = None
-                     ) -> Outcome:
+                     signer: p.Signer | None = None, *, span: CallSpan | None = None,
+                     run_id: str | None = None, app: str | None = None,
+                     function: str | None = None) -> Outcome:
         """Deliver one invoke request signed by ``signer`` (the app's: ``signer_for``;
         default: the orchestrator's own); never raises for what the app or network did.
-        With the call's ``span``, the request carries its ``traceparent``."""
+        With the call's ``span``, the request carries its ``traceparent``; ``run_id``,
+        ``app`` and ``function`` only name the call in log lines."""
         bad = self.misconfigured.get(url)
         if bad is not None:
             return Failed(f"not sent: the app is misconfigured ({bad[0]})", kind="misconfigured")
@@ -168,7 +176,8 @@ class Invoker:
             return Failed(f"connection failed: {type(exc).__name__}: {exc}",
                           kind="connection")
         if resp.status_code == 401:  # the app does not accept our signature
-            return self._misconfigured(url, f"app answered HTTP 401: {resp.text[:300]}")
+            return self._misconfigured(url, f"app answered HTTP 401: {resp.text[:300]}",
+                                       _extra(run_id, call_id, app, function))
         if resp.status_code != 200:
             return Failed(
                 f"app answered HTTP {resp.status_code}: {resp.text[:300]}",
@@ -180,17 +189,21 @@ class Invoker:
         try:
             signer.verify(resp.content, resp.headers)
         except p.SignatureError as exc:
-            log.warning("discarded an answer to %s from %s: %s", call_id, url, exc)
-            return self._misconfigured(url, f"answer discarded: {exc}")
+            extra = _extra(run_id, call_id, app, function)
+            log.warning("discarded an answer to %s from %s: %s", call_id, url, exc,
+                        extra=extra)
+            return self._misconfigured(url, f"answer discarded: {exc}", extra)
         try:
             answer = p.parse_answer(p.loads(resp.content), call_id)
         except (ValueError, p.ProtocolError) as exc:
-            log.warning("discarded a malformed answer to %s from %s: %s", call_id, url, exc)
+            log.warning("discarded a malformed answer to %s from %s: %s", call_id, url, exc,
+                        extra=_extra(run_id, call_id, app, function))
             return Failed(f"malformed answer: {exc}", kind="malformed")
         return Delivered(answer)
 
-    def _misconfigured(self, url: str, reason: str) -> Failed:
+    def _misconfigured(self, url: str, reason: str,
+                       extra: dict[str, str | None] | None = None) -> Failed:
         log.warning("app at %s is misconfigured (%s): no call is sent to it until a probe "
-                    "verifies", url, reason)
+                    "verifies", url, reason, extra=extra)
         self.misconfigured[url] = (reason, time.time())
         return Failed(reason, kind="misconfigured")

@@ -134,7 +134,8 @@ async def gather(tx: Tx, parent_id: str, now: float) -> None:
     waiting = json.loads(parent.waiting_json or "{}")
     step = waiting.get("step")
     if not step:
-        log.error("run %s has no children step to gather into", parent_id)
+        log.error("run %s has no children step to gather into", parent_id,
+                  extra={"run_id": parent_id, "function": parent.function})
         return
     results = [p.child_result(ch.id, ch.function, ch.status, **outcome(ch))
                for ch in await tx.runs.children_of(parent_id, step)]

@@ -64,7 +64,7 @@ class Metrics:
         self.runs_started = Counter("durable_runs_started", "Runs created, per function",
                                     ["function"], registry=r)
         self.runs_ended = Counter("durable_runs_ended", "Runs ended, per function and "
-                                  "status (completed, failed, cancelled, timed_out)",
+                                  "status (completed, failed, cancelled, timed_out, skipped)",
                                   ["function", "status"], registry=r)
         self.steps = Counter("durable_steps", "Steps recorded from answers, per function "
                              "and status", ["function", "status"], registry=r)

@@ -73,4 +73,5 @@ class Prober:
             await tx.apps.probed(row.id, error, failures, at)
         if error is None:
             self.invoker.misconfigured.pop(row.url, None)
-            log.info("app %s at %s verifies again: its runs continue", row.id, row.url)
+            log.info("app %s at %s verifies again: its runs continue", row.id, row.url,
+                     extra={"app": row.id})

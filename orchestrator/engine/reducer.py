@@ -67,7 +67,8 @@ class Reducer:
         try:
             await self.hub.transact(lambda tx, fx: self._apply_all(tx, [item], fx))
         except Exception as exc:
-            log.exception("applying the answer to %s failed", item[0].call_id)
+            log.exception("applying the answer to %s failed", item[0].call_id,
+                          extra=item[0].log_extra())
             # count it as a failed delivery, so the run backs off (and eventually fails)
             # instead of being claimed again with the same answer forever
             bad = (item[0], Failed(f"the orchestrator could not apply the answer: "
@@ -75,7 +76,8 @@ class Reducer:
             try:
                 await self.hub.transact(lambda tx, fx: self._apply_all(tx, [bad], fx))
             except Exception:
-                log.exception("recording the failure of %s failed", item[0].call_id)
+                log.exception("recording the failure of %s failed", item[0].call_id,
+                              extra=item[0].log_extra())
 
     async def _apply_all(self, tx: Tx, batch: list[tuple[Claim, Outcome]], fx: Effects) -> None:
         fences = await tx.queue.fences([c.run_id for c, _ in batch])
@@ -84,7 +86,7 @@ class Reducer:
         for claim, outcome in batch:
             if fences.get(claim.run_id) != (self.settings.worker_id, claim.claims):
                 log.info("discarded the answer to %s: its lease was lost or the run ended",
-                         claim.call_id)
+                         claim.call_id, extra=claim.log_extra())
             else:
                 live.append((claim, outcome))
         # the steps of every answer in one statement (one round trip on PostgreSQL), before

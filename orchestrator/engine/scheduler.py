@@ -110,7 +110,8 @@ class Scheduler:
         try:
             trigger = cron.parse(c.expression, c.timezone)
         except cron.CronError as exc:
-            log.error("cron %s no longer parses (%s): disabled", c.id, exc)
+            log.error("cron %s no longer parses (%s): disabled", c.id, exc,
+                      extra={"function": c.function})
             await tx.crons.advance(c.id, tick, None, None)
             return
         # the latest tick at or before now (missed ticks are not fired one by one)
@@ -128,7 +129,7 @@ class Scheduler:
             return  # another replica moved it first
         if late:
             log.warning("cron %s missed its tick at %s (beyond the %ss grace): skipped",
-                        c.id, iso(latest), self.cron_grace)
+                        c.id, iso(latest), self.cron_grace, extra={"function": c.function})
         if not fire:
             return
         await create_runs(tx, [NewRun(c.function, c.input_json,

@@ -69,6 +69,7 @@ BAD_VALUES = [
     ("DURABLE_MAX_CLOCK_SKEW", "3601", "less than or equal to 3600"),
     ("DURABLE_ALLOW_INSECURE_APP_URLS", "maybe", "valid boolean"),
     ("DURABLE_LOG_LEVEL", "loud", "'info'"),
+    ("DURABLE_LOG_FORMAT", "xml", "'text' or 'json'"),
     ("DURABLE_METRICS_CACHE_SECONDS", "-1", "greater than or equal to 0"),
     ("DURABLE_METRICS_PUBLIC", "maybe", "valid boolean"),
     ("DURABLE_OTEL", "maybe", "valid boolean"),
@@ -125,6 +126,9 @@ def test_booleans_and_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
         assert Settings.load().allow_insecure_app_urls is want
     monkeypatch.setenv("DURABLE_LOG_LEVEL", "WARNING")
     assert Settings.load().log_level == "warning"
+    assert Settings.load().log_format == "text"
+    monkeypatch.setenv("DURABLE_LOG_FORMAT", "JSON")
+    assert Settings.load().log_format == "json"
 
 
 def test_dotenv_in_the_working_directory_is_read(tmp_path: Path) -> None:
@@ -187,12 +191,13 @@ def test_the_cli_has_a_flag_for_each_field_that_names_one() -> None:
     args = cli._parser().parse_args(
         ["serve", "--database-url", "sqlite:///x.db", "--host", "0.0.0.0", "--port", "9",
          "--call-timeout", "5", "--lease-ttl", "2", "--allow-insecure-apps",
-         "--log-level", "debug"])
+         "--log-level", "debug", "--log-format", "json"])
     assert {f for f, _, _ in flag_fields()} <= set(vars(args))
     s = Settings.load({f: getattr(args, f) for f, _, _ in flag_fields()})
     assert (s.database_url, s.host, s.port, s.call_timeout, s.lease_ttl) == (
         "sqlite:///x.db", "0.0.0.0", 9, 5, 2)
     assert s.allow_insecure_app_urls is True and s.log_level == "debug"
+    assert s.log_format == "json"
 
 
 def test_serve_counts_a_database_url_from_dotenv(tmp_path: Path) -> None:
