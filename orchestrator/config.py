@@ -160,6 +160,19 @@ class Settings(BaseSettings):
                                  "'durable-orchestrator[otel]'")
         return v
 
+    @field_validator("database_url")
+    @classmethod
+    def _durable_database(cls, v: str) -> str:
+        if not v.startswith(("sqlite:", "sqlite+aiosqlite:", "postgres:", "postgresql:",
+                             "postgresql+asyncpg:")):
+            raise ValueError("input should be postgresql:// or sqlite:/// followed by a "
+                             "file's path")
+        if v.startswith("sqlite") and (":memory:" in v or "mode=memory" in v
+                                       or v.split(":", 1)[1] in ("//", "///")):
+            raise ValueError("input should be a file (sqlite:///path.db): an in-memory "
+                             "database loses every run when the process ends")
+        return v
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, v: object) -> object:
@@ -273,7 +286,7 @@ def _explain(model: type[BaseSettings], err: ErrorDetails, flags: Mapping[str, o
         where = next((n for n in names if os.environ.get(n)), "")
         if not where:
             where = f"{names[0]} (in {env_file})" if env_file else names[0]
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")  # our validators' own words
     if err["type"].endswith("_parsing"):  # "..., unable to parse string as a number"
         msg = msg.split(",", 1)[0]
     return f"{where}: {msg[:1].lower()}{msg[1:]}, got {err['input']!r}"

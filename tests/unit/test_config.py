@@ -73,6 +73,9 @@ BAD_VALUES = [
     ("DURABLE_METRICS_CACHE_SECONDS", "-1", "greater than or equal to 0"),
     ("DURABLE_METRICS_PUBLIC", "maybe", "valid boolean"),
     ("DURABLE_OTEL", "maybe", "valid boolean"),
+    ("DURABLE_DATABASE_URL", "sqlite:///:memory:", "a file"),
+    ("DURABLE_DATABASE_URL", "sqlite://", "a file"),
+    ("DURABLE_DATABASE_URL", "mysql://db/x", "postgresql:// or sqlite:///"),
 ]
 
 
