@@ -175,8 +175,8 @@ class Invoker:
         except p.SignatureError as exc:
             log.warning("discarded an answer to %s from %s: %s", call_id, url, exc)
             return self._misconfigured(url, f"answer discarded: {exc}")
-        self.contacts[url] = time.time()
         try:
+            self.contacts[url] = time.time()  # an answer that verified: the app is there
             answer = p.parse_answer(p.loads(resp.content), call_id)
         except (ValueError, p.ProtocolError) as exc:
             log.warning("discarded a malformed answer to %s from %s: %s", call_id, url, exc)

@@ -72,6 +72,19 @@ class Prober:
         due = [r for r in rows if r.probe_at is None or r.probe_at <= now]
         await asyncio.gather(*(self.probe(r) for r in due))
 
+    async def flush_contacts(self) -> None:
+        """Write the last contact time of each app whose time moved since the last flush
+        (the invoker keeps them in memory: no write per call). The first contact after a
+        quiet spell is written at the next pass, later ones wait for the interval."""
+        moved = {u: t for u, t in list(self.invoker.contacts.items())
+                 if self._flushed.get(u) != t}
+        if not moved:
+            return
+        self._flushed_at = time.time()
+        async with self.store.write() as tx:
+            await tx.apps.set_last_contact(moved)
+        self._flushed.update(moved)
+
     async def probe(self, row: MisconfiguredApp) -> None:
         try:
             signer = self.invoker.signer_for(row.signing_key, row.signing_key_fallback)
@@ -87,15 +100,3 @@ class Prober:
             self.invoker.misconfigured.pop(row.url, None)
             log.info("app %s at %s verifies again: its runs continue", row.id, row.url)
 
-    async def flush_contacts(self) -> None:
-        """Write the last contact time of each app whose time moved since the last flush
-        (the invoker keeps them in memory: no write per call). The first contact after a
-        quiet spell is written at the next pass, later ones wait for the interval."""
-        moved = {u: t for u, t in list(self.invoker.contacts.items())
-                 if self._flushed.get(u) != t}
-        if not moved:
-            return
-        self._flushed_at = time.time()
-        async with self.store.write() as tx:
-            await tx.apps.set_last_contact(moved)
-        self._flushed.update(moved)

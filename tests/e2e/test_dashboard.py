@@ -153,34 +153,6 @@ def test_output_is_escaped_and_no_secret_is_shown(dash: Stack) -> None:
     assert created["prefix"] in pages
 
 
-def test_actions_trigger_send_event_bulk_replay(dash: Stack) -> None:
-    with signed_in(dash) as c:
-        token = csrf_of(c.get("/functions").text)
-        r = c.post("/functions/trigger", data={"csrf_token": token, "function": "echo",
-                                               "input": '{"a": 1}'})
-        assert r.status_code == 303
-        rid = r.headers["location"].rsplit("/", 1)[1]
-        assert wait(dash, rid)["output"] == {"a": 1}
-        r = c.post("/functions/trigger", data={"csrf_token": token, "function": "echo",
-                                               "input": "{not json"})
-        assert r.status_code == 400 and "input" in r.text
-        r = c.post("/events/send", data={"csrf_token": token, "name": "test.trigger",
-                                         "data": '{"v": 1}'})
-        assert r.status_code == 200
-        started = re.findall(r'href="/runs/([^"]+)"', r.text.split('id="sent"')[1])
-        assert started
-        failed = start(dash, "always-fails")
-        assert wait(dash, failed)["status"] == "failed"
-        r = c.post("/runs/bulk", data={"csrf_token": token, "action": "replay",
-                                       "function": "always-fails", "status": "failed"})
-        assert r.status_code == 400 and "confirm" in r.text
-        r = c.post("/runs/bulk", data={"csrf_token": token, "action": "replay",
-                                       "function": "always-fails", "status": "failed",
-                                       "confirm": "yes"})
-        assert r.status_code == 303 and "replaying" in r.headers["location"]
-        assert wait(dash, failed)["history"]
-
-
 def test_catalog_pages_events_functions_and_crons(dash: Stack) -> None:
     name = f"page.test{int(time.time() * 1000)}"
     sent = api(dash, "POST", "/events", json=[{"name": name, "data": {"i": i}}
@@ -215,6 +187,34 @@ def test_catalog_pages_events_functions_and_crons(dash: Stack) -> None:
     finally:
         api(dash, "DELETE", f"/crons/{cron['id']}")
         api(dash, "DELETE", f"/keys/{key['id']}")
+
+
+def test_actions_trigger_send_event_bulk_replay(dash: Stack) -> None:
+    with signed_in(dash) as c:
+        token = csrf_of(c.get("/functions").text)
+        r = c.post("/functions/trigger", data={"csrf_token": token, "function": "echo",
+                                               "input": '{"a": 1}'})
+        assert r.status_code == 303
+        rid = r.headers["location"].rsplit("/", 1)[1]
+        assert wait(dash, rid)["output"] == {"a": 1}
+        r = c.post("/functions/trigger", data={"csrf_token": token, "function": "echo",
+                                               "input": "{not json"})
+        assert r.status_code == 400 and "input" in r.text
+        r = c.post("/events/send", data={"csrf_token": token, "name": "test.trigger",
+                                         "data": '{"v": 1}'})
+        assert r.status_code == 200
+        started = re.findall(r'href="/runs/([^"]+)"', r.text.split('id="sent"')[1])
+        assert started
+        failed = start(dash, "always-fails")
+        assert wait(dash, failed)["status"] == "failed"
+        r = c.post("/runs/bulk", data={"csrf_token": token, "action": "replay",
+                                       "function": "always-fails", "status": "failed"})
+        assert r.status_code == 400 and "confirm" in r.text
+        r = c.post("/runs/bulk", data={"csrf_token": token, "action": "replay",
+                                       "function": "always-fails", "status": "failed",
+                                       "confirm": "yes"})
+        assert r.status_code == 303 and "replaying" in r.headers["location"]
+        assert wait(dash, failed)["history"]
 
 
 # -- in a real browser -------------------------------------------------------------------
@@ -278,17 +278,6 @@ def test_browser_shows_a_dag(page: Page, dash: Stack) -> None:
     assert page.locator(".dag svg path").count() >= 4
 
 
-def test_browser_cancel_and_replay(page: Page, dash: Stack) -> None:
-    rid = start(dash, "long-sleep")
-    page.goto(f"/runs/{rid}")
-    page.click("#cancel")
-    expect(page.locator("#status")).to_have_text("cancelled")
-    page.click("#replay-failed")
-    expect(page.locator(".flash")).to_contain_text("replaying")
-    assert api(dash, "GET", f"/runs/{rid}")["history"]
-    api(dash, "POST", f"/runs/{rid}/cancel", json={})
-
-
 def test_browser_events_page_shows_an_event_and_its_runs(page: Page, dash: Stack) -> None:
     sent = api(dash, "POST", "/events", json={"name": "test.trigger",
                                               "data": {"marker": "from-the-browser"}})
@@ -338,3 +327,14 @@ def test_browser_apps_page_shows_a_last_contact(page: Page, dash: Stack) -> None
     shown = next(x for x in api(dash, "GET", "/apps")["apps"] if x["id"] == app["id"])
     assert shown["last_contact_at"] is not None
     assert time.time() - 120 < shown["last_contact_at"] <= time.time()
+
+def test_browser_cancel_and_replay(page: Page, dash: Stack) -> None:
+    rid = start(dash, "long-sleep")
+    page.goto(f"/runs/{rid}")
+    page.click("#cancel")
+    expect(page.locator("#status")).to_have_text("cancelled")
+    page.click("#replay-failed")
+    expect(page.locator(".flash")).to_contain_text("replaying")
+    assert api(dash, "GET", f"/runs/{rid}")["history"]
+    api(dash, "POST", f"/runs/{rid}/cancel", json={})
+
