@@ -99,4 +99,3 @@ class Prober:
         if error is None:
             self.invoker.misconfigured.pop(row.url, None)
             log.info("app %s at %s verifies again: its runs continue", row.id, row.url)
-

@@ -337,4 +337,3 @@ def test_browser_cancel_and_replay(page: Page, dash: Stack) -> None:
     expect(page.locator(".flash")).to_contain_text("replaying")
     assert api(dash, "GET", f"/runs/{rid}")["history"]
     api(dash, "POST", f"/runs/{rid}/cancel", json={})
-
