@@ -328,6 +328,7 @@ def test_browser_apps_page_shows_a_last_contact(page: Page, dash: Stack) -> None
     assert shown["last_contact_at"] is not None
     assert time.time() - 120 < shown["last_contact_at"] <= time.time()
 
+
 def test_browser_cancel_and_replay(page: Page, dash: Stack) -> None:
     rid = start(dash, "long-sleep")
     page.goto(f"/runs/{rid}")
