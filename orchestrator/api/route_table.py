@@ -279,8 +279,7 @@ OPERATIONS: Final = (
               errors=(404,), error_text={409: "The schedule already fired"}),
     # -- crons ----------------------------------------------------------------------------
     Operation("/api/v1/crons", "post", "createCron", "crons", "Create a cron trigger",
-              {201: Answer(a.Cron, "Created",
-                           ("getCron", "pauseCron", "resumeCron", "deleteCron"), "cid")},
+              {201: Answer(a.Cron, "Created", ("deleteCron",), "cid")},
               body=b.CreateCron, errors=(404,),
               error_text={404: BAD_FUNCTION, 422: "Invalid input, expression or time zone"}),
     Operation("/api/v1/crons", "get", "listCrons", "crons",
