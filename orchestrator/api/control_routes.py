@@ -101,6 +101,18 @@ async def delete_cron(request: Request) -> Response:
     return Response(status_code=204)
 
 
+async def get_cron(request: Request) -> JSON:
+    return JSON(await engine_of(request).get_cron(path_id(request, "cid")))
+
+
+async def pause_cron(request: Request) -> JSON:
+    return JSON(await engine_of(request).pause_cron(path_id(request, "cid")))
+
+
+async def resume_cron(request: Request) -> JSON:
+    return JSON(await engine_of(request).resume_cron(path_id(request, "cid")))
+
+
 ROUTES = [
     Route("/api/v1/runs/bulk", bulk_runs, methods=["POST"]),
     Route("/api/v1/runs/cancel", cancel_runs, methods=["POST"]),
@@ -114,4 +126,7 @@ ROUTES = [
     Route("/api/v1/crons", create_cron, methods=["POST"]),
     Route("/api/v1/crons", list_crons, methods=["GET"]),
     Route("/api/v1/crons/{cid}", delete_cron, methods=["DELETE"]),
+    Route("/api/v1/crons/{cid}", get_cron, methods=["GET"]),
+    Route("/api/v1/crons/{cid}/pause", pause_cron, methods=["POST"]),
+    Route("/api/v1/crons/{cid}/resume", resume_cron, methods=["POST"]),
 ]

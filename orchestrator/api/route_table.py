@@ -25,6 +25,9 @@ MAX_WAIT: Final = 60.0
 DEFAULT_WAIT: Final = 25.0
 #: The most pending schedules ``GET /schedules`` lists.
 MAX_SCHEDULES: Final = 1000
+#: The longest ``cursor`` of ``GET /events`` (an event id of at most ``MAX_ID_CHARS``,
+#: and its time, base64-encoded).
+MAX_CURSOR_CHARS: Final = 4 * MAX_ID_CHARS + 64
 
 
 def ref(name: str) -> dict[str, str]:
@@ -185,12 +188,33 @@ OPERATIONS: Final = (
               {204: Answer(None, "Dropped")}, params=(APP_ID,), errors=(404,)),
     Operation("/api/v1/functions", "get", "listFunctions", "apps", "List functions",
               {200: Answer(a.FunctionList)}),
+    Operation("/api/v1/functions/{name}", "get", "getFunction", "apps",
+              "A function: its app, triggers, crons (with their next fire time), retry "
+              "policy, timeouts and, for a workflow, its tasks",
+              {200: Answer(a.FunctionDetail)},
+              params=(path_id("name", "A function's name"),), errors=(404,)),
     # -- events ---------------------------------------------------------------------------
     Operation("/api/v1/events", "post", "sendEvents", "events",
               f"Send one event or a list of up to {b.MAX_EVENTS_PER_REQUEST} events",
               {202: Answer(a.EventsAccepted, "Accepted")}, body=EVENTS, scope="events",
               description="Stores the events, starts the runs they trigger, resumes the "
                           "runs waiting for them and cancels the runs they cancel."),
+    Operation("/api/v1/events", "get", "listEvents", "events",
+              "Stored events, newest first, each with the runs it started",
+              {200: Answer(a.EventList)}, errors=(400, 422), params=(
+                  Param("name", "query", {"type": "string", "minLength": 1,
+                                          "maxLength": MAX_STR_CHARS, "pattern": NO_NUL},
+                        "Only events of this name"),
+                  Param("limit", "query", {"type": "integer", "minimum": 1,
+                                           "maximum": MAX_PAGE, "default": DEFAULT_PAGE},
+                        "Page size"),
+                  Param("cursor", "query", {"type": "string",
+                                            "maxLength": MAX_CURSOR_CHARS},
+                        "next_cursor of the previous page (anything else is 400)"))),
+    Operation("/api/v1/events/{event_id}", "get", "getEvent", "events",
+              "An event: its data and the runs it started (function and status)",
+              {200: Answer(a.EventDetail)},
+              params=(path_id("event_id", "An event id"),), errors=(404,)),
     # -- runs -----------------------------------------------------------------------------
     Operation("/api/v1/runs", "post", "startRun", "runs", "Start a run",
               {201: Answer(one_of(a.RunId, a.Run, key="anyOf"),
@@ -285,6 +309,19 @@ OPERATIONS: Final = (
               errors=(404,),
               error_text={409: "The cron is declared in code (remove it there and re-sync "
                                "the app)"}),
+    Operation("/api/v1/crons/{cid}", "get", "getCron", "crons",
+              "A cron trigger (its next fire time, whether it is paused)",
+              {200: Answer(a.Cron)}, params=(path_id("cid", "A cron id"),), errors=(404,)),
+    Operation("/api/v1/crons/{cid}/pause", "post", "pauseCron", "crons",
+              "Pause a cron trigger (one declared in code too: re-syncing keeps it paused)",
+              {200: Answer(a.Cron, "Paused")}, params=(path_id("cid", "A cron id"),),
+              errors=(404,),
+              description="A paused cron starts no run; its next fire time still moves "
+                          "on with each tick, so resuming fires none of the ticks missed."),
+    Operation("/api/v1/crons/{cid}/resume", "post", "resumeCron", "crons",
+              "Resume a paused cron trigger from its next tick after now",
+              {200: Answer(a.Cron, "Resumed")}, params=(path_id("cid", "A cron id"),),
+              errors=(404,)),
     # -- API keys -------------------------------------------------------------------------
     Operation("/api/v1/keys", "post", "createKey", "keys",
               "Create an API key with the given scopes",

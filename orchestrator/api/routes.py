@@ -22,7 +22,13 @@ from orchestrator.api.fields import MAX_ID_CHARS, validated
 from orchestrator.api.openapi import document
 from orchestrator.api.parse import float_param, time_param
 from orchestrator.api.responses import JSON, engine_of, path_id, query_str, read_body, read_json
-from orchestrator.api.route_table import DEFAULT_PAGE, DEFAULT_WAIT, MAX_PAGE, MAX_WAIT
+from orchestrator.api.route_table import (
+    DEFAULT_PAGE,
+    DEFAULT_WAIT,
+    MAX_CURSOR_CHARS,
+    MAX_PAGE,
+    MAX_WAIT,
+)
 from orchestrator.engine.metrics import CONTENT_TYPE as METRICS_TYPE
 from orchestrator.errors import ApiError, Invalid
 
@@ -103,6 +109,21 @@ async def send_events(request: Request) -> JSON:
     return JSON(await engine_of(request).send_events(events), status_code=202)
 
 
+async def list_events(request: Request) -> JSON:
+    limit = int(float_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE))
+    cursor = query_str(request, "cursor", MAX_CURSOR_CHARS)
+    return JSON(await engine_of(request).list_events(query_str(request, "name"), limit,
+                                                   cursor or None))
+
+
+async def get_event(request: Request) -> JSON:
+    return JSON(await engine_of(request).get_event(path_id(request, "event_id")))
+
+
+async def get_function(request: Request) -> JSON:
+    return JSON(await engine_of(request).get_function(path_id(request, "name")))
+
+
 async def create_run(request: Request) -> JSON:
     """Start a run; with ``?wait=<seconds>``, also wait up to that long for it to end and
     answer with the run (as ``GET /runs/{id}/wait`` does)."""
@@ -159,7 +180,10 @@ ROUTES = [
     Route("/api/v1/apps/{app_id}/keys", rotate_key, methods=["POST"]),
     Route("/api/v1/apps/{app_id}/keys/fallback", drop_fallback_key, methods=["DELETE"]),
     Route("/api/v1/functions", list_functions, methods=["GET"]),
+    Route("/api/v1/functions/{name}", get_function, methods=["GET"]),
     Route("/api/v1/events", send_events, methods=["POST"]),
+    Route("/api/v1/events", list_events, methods=["GET"]),
+    Route("/api/v1/events/{event_id}", get_event, methods=["GET"]),
     Route("/api/v1/runs", create_run, methods=["POST"]),
     Route("/api/v1/runs", list_runs, methods=["GET"]),
     Route("/api/v1/runs/counts", count_runs, methods=["GET"]),  # before /runs/{run_id}

@@ -76,6 +76,13 @@ def _pretty(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
+def _epoch(ts: float | None) -> str:
+    """Epoch seconds as the API's ISO-8601 UTC time ('—' for none)."""
+    if ts is None:
+        return "—"
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def _parse_time(raw: str | None, field: str) -> float | None:
     if not raw:
         return None
@@ -114,6 +121,7 @@ class Dashboard:
         self.env = Environment(loader=FileSystemLoader(HERE / "templates"),
                                autoescape=select_autoescape(default=True), auto_reload=False)
         self.env.filters["pretty"] = _pretty
+        self.env.filters["epoch"] = _epoch
         self.env.globals["duration"] = _duration
         self.env.globals["STATUSES"] = STATUSES
         self.env.globals["REPLAYABLE"] = REPLAYABLE
@@ -315,6 +323,10 @@ class Dashboard:
         crons = await self.engine.list_crons(None)
         return self.render(request, "functions.html", ctx, functions=fns, crons=crons)
 
+    async def function(self, request: Request, ctx: Ctx) -> Response:
+        fn = await self.engine.get_function(request.path_params["name"])
+        return self.render(request, "function.html", ctx, fn=fn)
+
     async def trigger(self, request: Request, ctx: Ctx) -> Response:
         form = await _form(request)
         fn = form.get("function", "")
@@ -339,8 +351,24 @@ class Dashboard:
         res = await self.engine.register_app(url)
         return self.back("/apps", f"synced {res['id']}: {len(res['functions'])} function(s)")
 
+    async def _events_values(self, request: Request) -> dict[str, Any]:
+        """The events list: newest first, ``PAGE`` a page, filtered by name."""
+        q = request.query_params
+        name = (q.get("name") or "").strip() or None
+        page = await self.engine.list_events(name, PAGE, q.get("cursor") or None)
+        nxt = None
+        if page["next_cursor"]:
+            nxt = "/events?" + urlencode({**({"name": name} if name else {}),
+                                          "cursor": page["next_cursor"]})
+        return {"events": page["events"], "event_name": name or "", "next_page": nxt}
+
     async def events(self, request: Request, ctx: Ctx) -> Response:
-        return self.render(request, "events.html", ctx, sent=None)
+        return self.render(request, "events.html", ctx, sent=None,
+                           **await self._events_values(request))
+
+    async def event(self, request: Request, ctx: Ctx) -> Response:
+        ev = await self.engine.get_event(request.path_params["id"])
+        return self.render(request, "event.html", ctx, event=ev)
 
     async def send_event(self, request: Request, ctx: Ctx) -> Response:
         form = await _form(request)
@@ -356,7 +384,8 @@ class Dashboard:
             raise ApiError("data: a JSON object", "data")
         res = await self.engine.send_events([{"name": name, "data": data}])
         return self.render(request, "events.html", ctx, sent={
-            "id": res["ids"][0], "name": name, "runs": res["runs"][0]})
+            "id": res["ids"][0], "name": name, "runs": res["runs"][0]},
+            **await self._events_values(request))
 
     # -- schedules and crons ----------------------------------------------------------
 
@@ -368,6 +397,14 @@ class Dashboard:
     async def delete_cron(self, request: Request, ctx: Ctx) -> Response:
         await self.engine.delete_cron(request.path_params["id"])
         return self.back("/schedules", "cron deleted")
+
+    async def pause_cron(self, request: Request, ctx: Ctx) -> Response:
+        await self.engine.pause_cron(request.path_params["id"])
+        return self.back("/schedules", "cron paused")
+
+    async def resume_cron(self, request: Request, ctx: Ctx) -> Response:
+        await self.engine.resume_cron(request.path_params["id"])
+        return self.back("/schedules", "cron resumed")
 
     async def delete_schedule(self, request: Request, ctx: Ctx) -> Response:
         await self.engine.delete_schedule(request.path_params["id"])
@@ -415,12 +452,16 @@ class Dashboard:
             Route("/runs/{id}/replay", act(self.replay), methods=["POST"]),
             Route("/functions", pg(self.functions), methods=["GET"]),
             Route("/functions/trigger", act(self.trigger), methods=["POST"]),
+            Route("/functions/{name}", pg(self.function), methods=["GET"]),
             Route("/apps", pg(self.apps), methods=["GET"]),
             Route("/apps/sync", act(self.sync), methods=["POST"]),
             Route("/events", pg(self.events), methods=["GET"]),
             Route("/events/send", act(self.send_event), methods=["POST"]),
+            Route("/events/{id}", pg(self.event), methods=["GET"]),
             Route("/schedules", pg(self.schedules), methods=["GET"]),
             Route("/crons/{id}/delete", act(self.delete_cron), methods=["POST"]),
+            Route("/crons/{id}/pause", act(self.pause_cron), methods=["POST"]),
+            Route("/crons/{id}/resume", act(self.resume_cron), methods=["POST"]),
             Route("/schedules/{id}/delete", act(self.delete_schedule), methods=["POST"]),
             Route("/keys", pg(self.keys), methods=["GET"]),
             Route("/keys/create", act(self.create_key), methods=["POST"]),

@@ -138,6 +138,9 @@ class App(TypedDict):
         "DURABLE_SIGNING_KEY); keys are never shown")]
     fallback_key: Annotated[bool, Field(
         description="A fallback key is accepted too (a rotation is under way)")]
+    last_contact_at: Annotated[float | None, Field(
+        description="When the app last answered a call or a probe (epoch seconds; "
+        "recorded every 30 s at most; null: not yet)")]
 
 
 class AppList(TypedDict):
@@ -345,10 +348,51 @@ class Cron(TypedDict):
     next_fire_at: OptionalTime
     last_fire_at: OptionalTime
     created_at: Time
+    paused: Annotated[bool, Field(
+        description="A paused cron does not fire; its next fire time moves on, so "
+        "resuming it fires none of the ticks it missed")]
 
 
 class CronList(TypedDict):
     crons: list[Cron]
+
+
+# -- events and functions, for the catalog pages ------------------------------------------
+
+class EventSummary(TypedDict):
+    id: str
+    name: str
+    ts: Annotated[float, Field(description="When it happened (epoch seconds)")]
+    runs: Annotated[list[str], Field(description="The runs it started")]
+
+
+class EventList(TypedDict):
+    events: Annotated[list[EventSummary], Field(description="Newest first")]
+    next_cursor: Annotated[str | None, Field(description="null on the last page")]
+
+
+class EventRun(TypedDict):
+    id: str
+    function: str
+    status: p.RunStatus
+
+
+class EventDetail(TypedDict):
+    id: str
+    name: str
+    data: JsonObject
+    ts: Annotated[float, Field(description="When it happened (epoch seconds)")]
+    runs: Annotated[list[EventRun], Field(
+        description="The runs it started (a run deleted since is left out)")]
+
+
+class FunctionDetail(Function):
+    """A function's configuration with its app and its crons as they stand."""
+
+    app: App
+    cron_triggers: Annotated[list[Cron], Field(
+        description="Its crons (declared in code or made through the API), with their "
+        "next fire time and paused state")]
 
 
 # -- API keys ------------------------------------------------------------------------------

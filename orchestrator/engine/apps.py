@@ -223,7 +223,8 @@ class Apps:
                  "functions": by_app.get(r.id, []), "status": cast(a.AppStatus, r.status),
                  "error": r.error, "budget_ms": r.budget_ms,
                  "own_key": r.signing_key is not None,
-                 "fallback_key": r.signing_key_fallback is not None}
+                 "fallback_key": r.signing_key_fallback is not None,
+                 "last_contact_at": r.last_contact_at}
                 for r in apps]
 
     async def list_functions(self) -> list[a.Function]:
@@ -231,3 +232,15 @@ class Apps:
             fns = await tx.apps.list_functions()
         return [cast(a.Function, {**json.loads(f.config_json), "app_id": f.app_id, "url": f.url})
                 for f in fns]
+
+    async def get_function(self, name: str) -> a.FunctionDetail:
+        """A function as ``list_functions`` shows it, with its app (as ``list_apps``) and
+        its crons as they stand (next fire time, paused)."""
+        fn = next((f for f in await self.list_functions() if f["name"] == name), None)
+        if fn is None:
+            raise NotFound(f"no function {name!r}", "name")
+        app = next(x for x in await self.list_apps() if x["id"] == fn["app_id"])
+        async with self.store.read() as tx:
+            crons = await tx.crons.all(name)
+        return {**fn, "kind": fn.get("kind", "task"), "app": app,
+                "cron_triggers": [views.cron_view(c._asdict()) for c in crons]}

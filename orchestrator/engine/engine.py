@@ -121,7 +121,8 @@ class Engine:
                 pass
             except Exception:
                 log.exception("the %s loop had ended with an error", t.get_name())
-        for close in (self.keys.settle, self.invoker.close, self.store.close):
+        for close in (self.keys.settle, self.prober.flush_contacts, self.invoker.close,
+                      self.store.close):
             try:
                 await close()
             except Exception:
@@ -177,6 +178,9 @@ class Engine:
     async def list_functions(self) -> list[a.Function]:
         return await self.apps.list_functions()
 
+    async def get_function(self, name: str) -> a.FunctionDetail:
+        return await self.apps.get_function(name)
+
     # -- triggers ---------------------------------------------------------------------------
 
     async def start_run(
@@ -204,6 +208,34 @@ class Engine:
             return {"ids": res.event_ids, "runs": res.run_ids, "duplicate": res.duplicate}
 
         return await self.hub.transact(work)
+
+    async def list_events(self, name: str | None, limit: int,
+                          cursor: str | None) -> a.EventList:
+        """Stored events newest first; ``cursor`` is a previous page's ``next_cursor``."""
+        after = views.read_event_cursor(cursor) if cursor else None
+        async with self.store.read() as tx:
+            rows = await tx.events.page(name, limit + 1, after)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {"events": [{"id": r.id, "name": r.name, "ts": r.ts,
+                            "runs": json.loads(r.run_ids_json)} for r in rows],
+                "next_cursor": views.event_cursor(rows[-1].ts, rows[-1].id)
+                if more and rows else None}
+
+    async def get_event(self, event_id: str) -> a.EventDetail:
+        """An event, its data and the runs it started (their functions and statuses read
+        in one query)."""
+        async with self.store.read() as tx:
+            row = await tx.events.get(event_id)
+            if row is None:
+                raise NotFound(f"no event {event_id!r}", "id")
+            ids: list[str] = json.loads(row.run_ids_json)
+            found = await tx.runs.get_many(ids)
+        runs: list[a.EventRun] = [
+            {"id": r.id, "function": r.function, "status": cast(p.RunStatus, r.status)}
+            for r in (found.get(i) for i in ids) if r is not None]
+        return {"id": row.id, "name": row.name, "data": json.loads(row.data_json),
+                "ts": row.ts, "runs": runs}
 
     # -- control ----------------------------------------------------------------------------
 
@@ -250,6 +282,15 @@ class Engine:
 
     async def delete_cron(self, cid: str) -> None:
         await self.schedules.delete_cron(cid)
+
+    async def get_cron(self, cid: str) -> a.Cron:
+        return await self.schedules.get_cron(cid)
+
+    async def pause_cron(self, cid: str) -> a.Cron:
+        return await self.schedules.pause_cron(cid)
+
+    async def resume_cron(self, cid: str) -> a.Cron:
+        return await self.schedules.resume_cron(cid)
 
     # -- webhooks ---------------------------------------------------------------------------
 

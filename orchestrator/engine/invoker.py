@@ -101,6 +101,9 @@ class Invoker:
         self.misconfigured: dict[str, tuple[str, float]] = {}
         """Apps (by URL) marked misconfigured: no invoke is sent to them. The prober keeps
         it in step with the store; values are (error, when marked)."""
+        self.contacts: dict[str, float] = {}
+        """When each app (by URL) last gave an answer that verified: a dict assignment per
+        answer; the prober writes it to ``apps.last_contact_at`` now and then."""
         self.pool = ClientPool(
             pool_size,
             timeout=httpx.Timeout(timeout, connect=min(10.0, timeout)),
@@ -152,6 +155,7 @@ class Invoker:
         if resp.status_code != 200:
             raise p.ProtocolError(f"app answered HTTP {resp.status_code}: {resp.text[:200]}")
         signer.verify(resp.content, resp.headers)
+        self.contacts[url] = time.time()
         return p.check_version(p.loads(resp.content))
 
     async def invoke(self, url: str, body: bytes, call_id: str,
@@ -194,6 +198,7 @@ class Invoker:
                         extra=extra)
             return self._misconfigured(url, f"answer discarded: {exc}", extra)
         try:
+            self.contacts[url] = time.time()  # an answer that verified: the app is there
             answer = p.parse_answer(p.loads(resp.content), call_id)
         except (ValueError, p.ProtocolError) as exc:
             log.warning("discarded a malformed answer to %s from %s: %s", call_id, url, exc,

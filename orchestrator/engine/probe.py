@@ -5,6 +5,9 @@ would run its steps' side effects again, only for the answer to be discarded. Th
 keeps that set in step with the store (so every replica knows), and sends each such app
 a signed introspection call, which runs no user code, with capped exponential backoff,
 until one verifies: then the app is ``ok`` again and its runs' next delivery goes out.
+
+The same loop writes the apps' last contact times (``Invoker.contacts``) to the store, at
+most every ``CONTACT_FLUSH_S`` seconds and only for the apps whose time moved.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ RECENT_S = 3.0
 yet (the reducer records it a moment later)."""
 
 
+CONTACT_FLUSH_S = 30.0
+"""How often (seconds, at most) the apps' last contact times are written to the store."""
+
+
 class Prober:
     def __init__(self, store: Store, invoker: Invoker, settings: Settings,
                  interval: float = 0.5) -> None:
@@ -35,6 +42,9 @@ class Prober:
         self.invoker = invoker
         self.settings = settings
         self.interval = interval
+        self.contact_flush = CONTACT_FLUSH_S
+        self._flushed: dict[str, float] = {}
+        self._flushed_at = 0.0
 
     @property
     def max_backoff(self) -> float:
@@ -50,6 +60,8 @@ class Prober:
 
     async def tick(self) -> None:
         now = time.time()
+        if now - self._flushed_at >= self.contact_flush:
+            await self.flush_contacts()
         async with self.store.read() as tx:
             rows = await tx.apps.misconfigured()
         marked = {r.url: (r.error or "misconfigured", now) for r in rows}
@@ -59,6 +71,19 @@ class Prober:
         self.invoker.misconfigured = marked
         due = [r for r in rows if r.probe_at is None or r.probe_at <= now]
         await asyncio.gather(*(self.probe(r) for r in due))
+
+    async def flush_contacts(self) -> None:
+        """Write the last contact time of each app whose time moved since the last flush
+        (the invoker keeps them in memory: no write per call). The first contact after a
+        quiet spell is written at the next pass, later ones wait for the interval."""
+        moved = {u: t for u, t in list(self.invoker.contacts.items())
+                 if self._flushed.get(u) != t}
+        if not moved:
+            return
+        self._flushed_at = time.time()
+        async with self.store.write() as tx:
+            await tx.apps.set_last_contact(moved)
+        self._flushed.update(moved)
 
     async def probe(self, row: MisconfiguredApp) -> None:
         try:

@@ -5,7 +5,9 @@ idle triggers cost nothing between their ticks. A cron fire starts a run whose
 idempotency key is ``cron:<cron id>:<fire time>``: however many replicas race for a
 tick, or however often the orchestrator restarts, a tick starts one run. Ticks missed
 while no orchestrator ran are not replayed one by one: on start, the latest missed tick
-fires once if it is within the grace period, then the cron moves on.
+fires once if it is within the grace period, then the cron moves on. A paused cron's
+ticks move on as if it fired, without starting a run: resuming it fires none of the
+ticks it missed.
 """
 
 from __future__ import annotations
@@ -124,10 +126,11 @@ class Scheduler:
         late = now - latest > self.cron_grace
         # a local time the clocks went back over fired the first time round
         repeated = cron.repeats_wall_clock(c.last_fire_at, latest, c.timezone)
-        fire = not late and not repeated
+        # a paused cron moves on without firing (resuming fires none of the missed ticks)
+        fire = not late and not repeated and not c.paused
         if not await tx.crons.advance(c.id, tick, nxt, latest if fire else None):
             return  # another replica moved it first
-        if late:
+        if late and not c.paused:
             log.warning("cron %s missed its tick at %s (beyond the %ss grace): skipped",
                         c.id, iso(latest), self.cron_grace, extra={"function": c.function})
         if not fire:

@@ -1,4 +1,5 @@
-"""One-off schedules and crons made through the API: creating, listing and deleting them.
+"""One-off schedules and crons made through the API: creating, listing and deleting them;
+pausing and resuming crons (those declared in code too).
 Firing them is the ``scheduler``'s; crons declared in code come with their app
 (``apps``)."""
 
@@ -95,3 +96,34 @@ class Schedules:
                 raise Conflict(f"cron {cid} is declared in code: remove it there and "
                                f"re-sync the app", "id")
             await tx.crons.remove(cid)
+
+    async def get_cron(self, cid: str) -> a.Cron:
+        async with self.store.read() as tx:
+            row = await tx.crons.get(cid)
+        if row is None:
+            raise NotFound(f"no cron {cid!r}", "id")
+        return views.cron_view(row._asdict())
+
+    async def pause_cron(self, cid: str) -> a.Cron:
+        """Pause a cron (one declared in code too: a re-sync keeps it paused). Its ticks
+        move on without firing."""
+        async with self.store.write() as tx:
+            if not await tx.crons.set_paused(cid, True):
+                raise NotFound(f"no cron {cid!r}", "id")
+        return await self.get_cron(cid)
+
+    async def resume_cron(self, cid: str) -> a.Cron:
+        """Resume a cron from its first tick after now: the ticks it missed while paused
+        do not fire."""
+        async with self.store.write() as tx:
+            row = await tx.crons.get(cid)
+            if row is None:
+                raise NotFound(f"no cron {cid!r}", "id")
+            nxt = row.next_fire_at
+            try:
+                nxt = cron.next_fire(cron.parse(row.expression, row.timezone), time.time())
+            except cron.CronError:
+                pass  # the scheduler disables it (and logs why) at its next tick
+            await tx.crons.set_paused(cid, False, nxt)
+        self.changed()
+        return await self.get_cron(cid)

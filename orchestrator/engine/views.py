@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Final, cast
 
 from orchestrator.engine import answers as a
+from orchestrator.errors import ApiError
 from orchestrator.store import RunCore, RunRow, RunSummaryRow, StepRow
 from sdk import protocol as p
 
@@ -139,4 +141,20 @@ def cron_view(r: Mapping[str, Any]) -> a.Cron:
     return {"id": r["id"], "function": r["function"], "expression": r["expression"],
             "timezone": r["timezone"], "input": _j(r["input_json"]), "source": r["source"],
             "next_fire_at": iso(r["next_fire_at"]), "last_fire_at": iso(r.get("last_fire_at")),
-            "created_at": stamp(r["created_at"])}
+            "created_at": stamp(r["created_at"]), "paused": bool(r.get("paused", False))}
+
+
+def event_cursor(ts: float, eid: str) -> str:
+    """The events list's cursor after the event (ts, eid): opaque, exact, stable."""
+    return base64.urlsafe_b64encode(json.dumps([ts, eid]).encode()).decode().rstrip("=")
+
+
+def read_event_cursor(cursor: str) -> tuple[float, str]:
+    """The (ts, id) of an ``event_cursor``; anything else is 400 naming ``cursor``."""
+    try:
+        ts, eid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if isinstance(ts, int | float) and not isinstance(ts, bool) and isinstance(eid, str):
+            return float(ts), eid
+    except (ValueError, TypeError):
+        pass
+    raise ApiError("'cursor' is not a cursor this API gave (a 'next_cursor')", "cursor")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import apps, functions, triggers
@@ -106,6 +106,16 @@ class AppsRepo(Repo):
             if error is None else
             {"error": error, "probe_at": probe_at, "probe_failures": failures})
         await self.conn.execute(update(apps).where(apps.c.id == app_id).values(**values))
+
+    async def set_last_contact(self, contacts: dict[str, float]) -> None:
+        """Record when each app (by URL) last answered; a time never moves back."""
+        if contacts:
+            await self.conn.execute(
+                update(apps).where(apps.c.url == bindparam("u"), or_(
+                    apps.c.last_contact_at.is_(None),
+                    apps.c.last_contact_at < bindparam("t")))
+                .values(last_contact_at=bindparam("t")),
+                [{"u": u, "t": t} for u, t in contacts.items()])
 
     async def list_apps(self) -> list[AppRow]:
         return cast("list[AppRow]",

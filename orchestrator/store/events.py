@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import events
-from orchestrator.store.rows import EventInsert, EventRunIds
+from orchestrator.store.rows import EventInsert, EventRow, EventRunIds
 
 
 class EventsRepo(Repo):
@@ -41,3 +42,20 @@ class EventsRepo(Repo):
                 .values(run_ids_json=bindparam("run_ids_json")),
                 rows,
             )
+
+    async def page(self, name: str | None, limit: int,
+                   cursor: tuple[float, str] | None) -> list[EventRow]:
+        """Events newest first (by ``ts``, then id), ``limit`` of them; ``cursor``: the
+        (ts, id) of the last event of the previous page, to start after it."""
+        q = select(events)
+        if name:
+            q = q.where(events.c.name == name)
+        if cursor is not None:
+            ts, eid = cursor
+            q = q.where(or_(events.c.ts < ts, and_(events.c.ts == ts, events.c.id < eid)))
+        q = q.order_by(events.c.ts.desc(), events.c.id.desc()).limit(limit)
+        return cast("list[EventRow]", list(await self.conn.execute(q)))
+
+    async def get(self, eid: str) -> EventRow | None:
+        return cast("EventRow | None", (await self.conn.execute(
+            select(events).where(events.c.id == eid))).first())

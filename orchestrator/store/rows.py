@@ -274,6 +274,21 @@ class EventInsert(TypedDict):
     run_ids_json: str
 
 
+class EventRow(Row, Protocol):
+    """A whole ``events`` row (``EventsRepo.page`` and ``get``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def data_json(self) -> str: ...
+    @property
+    def ts(self) -> float: ...
+    @property
+    def run_ids_json(self) -> str: ...
+
+
 class EventRunIds(TypedDict):
     """The runs an event started or woke (``EventsRepo.set_run_ids``)."""
 

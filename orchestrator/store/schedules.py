@@ -68,6 +68,16 @@ class CronsRepo(Repo):
         res = await self.conn.execute(delete(crons).where(crons.c.id == cid))
         return int(res.rowcount)
 
+    async def set_paused(self, cid: str, paused: bool,
+                         next_fire_at: float | None = None) -> bool:
+        """Pause or resume a cron (resuming with ``next_fire_at``, its first tick from
+        now); False if there is no such cron."""
+        values: dict[str, Any] = {"paused": paused}
+        if not paused:
+            values["next_fire_at"] = next_fire_at
+        res = await self.conn.execute(update(crons).where(crons.c.id == cid).values(**values))
+        return bool(res.rowcount)
+
     async def replace_code_crons(self, functions: list[str],
                                  rows: Sequence[CronInsert]) -> None:
         """Make the code-declared crons of ``functions`` exactly ``rows`` (by id), keeping

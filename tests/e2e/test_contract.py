@@ -109,6 +109,9 @@ async def test_every_route_answers_as_the_document_says(stack: Stack, api: Contr
             headers={"content-type": "application/json"})
     await c("GET", "/api/v1/apps", 200)
     await c("GET", "/api/v1/functions", 200)
+    fn = "/api/v1/functions/{name}"
+    await c("GET", fn, 200, path="/api/v1/functions/chain")
+    await c("GET", fn, 404, path="/api/v1/functions/no-such-function")
     await c("GET", "/api/v1/apps", 401, headers={"authorization": "Bearer nope"})
     # -- an app's time budget and keys (rotated away and back: no call is in flight yet)
     app, keys = "/api/v1/apps/{app_id}", "/api/v1/apps/{app_id}/keys"
@@ -138,6 +141,14 @@ async def test_every_route_answers_as_the_document_says(stack: Stack, api: Contr
     assert out["duplicate"] == [False, True]
     await c("POST", "/api/v1/events", 422, json={"name": "bad name"})
     await c("POST", "/api/v1/events", 422, json=[])
+    events = await c("GET", "/api/v1/events", 200, params={"limit": 1})
+    assert events["next_cursor"], events
+    await c("GET", "/api/v1/events", 200, params={"cursor": events["next_cursor"],
+                                                  "name": "x.y"})
+    await c("GET", "/api/v1/events", 400, params={"cursor": "not-a-cursor"})
+    await c("GET", "/api/v1/events", 422, params={"limit": 0})
+    await c("GET", "/api/v1/events/{event_id}", 200, path="/api/v1/events/e1")
+    await c("GET", "/api/v1/events/{event_id}", 404, path="/api/v1/events/no-such-event")
     # -- runs
     ids = await _runs(api)
     await c("POST", RUNS, 404, json={"function": "no-such-function"})
@@ -205,6 +216,15 @@ async def test_every_route_answers_as_the_document_says(stack: Stack, api: Contr
     await c("POST", "/api/v1/crons", 422, json={"function": "chain", "expression": "bad"})
     await c("POST", "/api/v1/crons", 404, json={"function": "no-such", "expression": "* * * * *"})
     await c("GET", "/api/v1/crons", 200)
+    cid = "/api/v1/crons/{cid}"
+    await c("GET", cid, 200, path=f"/api/v1/crons/{cron['id']}")
+    await c("GET", cid, 404, path="/api/v1/crons/nope")
+    assert (await c("POST", f"{cid}/pause", 200, path=f"/api/v1/crons/{cron['id']}/pause")
+            )["paused"] is True
+    await c("POST", f"{cid}/pause", 404, path="/api/v1/crons/nope/pause")
+    assert (await c("POST", f"{cid}/resume", 200,
+                    path=f"/api/v1/crons/{cron['id']}/resume"))["paused"] is False
+    await c("POST", f"{cid}/resume", 404, path="/api/v1/crons/nope/resume")
     await c("DELETE", "/api/v1/crons/{cid}", 204, path=f"/api/v1/crons/{cron['id']}")
     await c("DELETE", "/api/v1/crons/{cid}", 404, path=f"/api/v1/crons/{cron['id']}")
     # -- API keys

@@ -155,6 +155,42 @@ def test_output_is_escaped_and_no_secret_is_shown(dash: Stack) -> None:
     assert created["prefix"] in pages
 
 
+def test_catalog_pages_events_functions_and_crons(dash: Stack) -> None:
+    name = f"page.test{int(time.time() * 1000)}"
+    sent = api(dash, "POST", "/events", json=[{"name": name, "data": {"i": i}}
+                                              for i in range(51)])
+    with signed_in(dash) as c:
+        first = c.get("/events", params={"name": name}).text
+        shown = re.findall(r'href="/events/([0-9a-f]+)"', first)
+        assert len(shown) == 50  # 50 a page (one time: newest first means by id then)
+        m = re.search(r'href="(/events\?[^"]+)" id="next-page"', first)
+        assert m, "no link to the next page"
+        second = c.get(m.group(1).replace("&amp;", "&")).text
+        rest = re.findall(r'href="/events/([0-9a-f]+)"', second)
+        assert len(rest) == 1 and 'id="next-page"' not in second
+        assert sorted(shown + rest) == sorted(sent["ids"])
+        assert shown == sorted(shown, reverse=True) and rest[0] < shown[-1]
+        assert c.get("/events", params={"cursor": "bogus"}).status_code == 400
+        assert c.get("/events/no-such-event").status_code == 404
+        fn = c.get("/functions/flaky").text
+        assert "max_attempts" in fn and "4" in fn
+        assert 'href="/events?name=test.trigger"' in c.get("/functions/triggered").text
+        assert 'href="/functions/flaky"' in c.get("/functions").text
+        assert c.get("/functions/no-such-function").status_code == 404
+    cron = api(dash, "POST", "/crons", json={"function": "echo", "expression": "0 0 1 1 *"})
+    key = api(dash, "POST", "/keys", json={"name": "ro-cron", "scopes": ["read"]})
+    try:
+        with signed_in(dash, key["key"]) as c:
+            page = c.get("/schedules").text
+            assert f"/crons/{cron['id']}/pause" not in page
+            r = c.post(f"/crons/{cron['id']}/pause", data={"csrf_token": csrf_of(page)})
+            assert r.status_code == 403
+        assert api(dash, "GET", f"/crons/{cron['id']}")["paused"] is False
+    finally:
+        api(dash, "DELETE", f"/crons/{cron['id']}")
+        api(dash, "DELETE", f"/keys/{key['id']}")
+
+
 def test_actions_trigger_send_event_bulk_replay(dash: Stack) -> None:
     with signed_in(dash) as c:
         token = csrf_of(c.get("/functions").text)
@@ -286,6 +322,57 @@ def test_browser_shows_a_dag(page: Page, dash: Stack) -> None:
     expect(nodes).to_have_count(4)
     expect(page.locator(".dag svg g.node[data-status=completed]")).to_have_count(4)
     assert page.locator(".dag svg path").count() >= 4
+
+
+def test_browser_events_page_shows_an_event_and_its_runs(page: Page, dash: Stack) -> None:
+    sent = api(dash, "POST", "/events", json={"name": "test.trigger",
+                                              "data": {"marker": "from-the-browser"}})
+    eid, [rid] = sent["ids"][0], sent["runs"][0]
+    wait(dash, rid)
+    page.goto("/events")
+    page.fill("input[name=name]", "test.trigger")
+    page.click("form.filters button")
+    row = page.locator("#events tr", has=page.locator(f"a[href='/events/{eid}']"))
+    expect(row.locator(f"a[href='/runs/{rid}']")).to_be_visible()
+    page.click(f"a[href='/events/{eid}']")
+    expect(page.locator("#data")).to_contain_text("from-the-browser")
+    run = page.locator("#event-runs tr", has=page.locator(f"a[href='/runs/{rid}']"))
+    expect(run).to_contain_text("triggered")
+    expect(run.locator(".badge")).to_have_text("completed")
+    page.click(f"#event-runs a[href='/runs/{rid}']")
+    expect(page.locator("#status")).to_have_text("completed")
+
+
+def test_browser_pause_then_resume_a_cron(page: Page, dash: Stack) -> None:
+    cron = api(dash, "POST", "/crons", json={"function": "echo", "expression": "0 0 1 1 *"})
+    try:
+        page.goto("/schedules")
+        row = page.locator(f"#cron-{cron['id']}")
+        expect(row.locator(".state")).to_have_text("active")
+        row.locator("button.pause").click()
+        expect(page.locator(".flash")).to_contain_text("cron paused")
+        expect(row.locator(".state")).to_have_text("paused")
+        assert api(dash, "GET", f"/crons/{cron['id']}")["paused"] is True
+        row.locator("button.resume").click()
+        expect(page.locator(".flash")).to_contain_text("cron resumed")
+        expect(row.locator(".state")).to_have_text("active")
+        shown = api(dash, "GET", f"/crons/{cron['id']}")
+        assert shown["paused"] is False and shown["next_fire_at"]
+        expect(row).to_contain_text(shown["next_fire_at"])
+    finally:
+        api(dash, "DELETE", f"/crons/{cron['id']}")
+
+
+def test_browser_apps_page_shows_a_last_contact(page: Page, dash: Stack) -> None:
+    wait(dash, start(dash, "echo", 1))  # the app answered (and did when it registered)
+    [app] = [x for x in api(dash, "GET", "/apps")["apps"] if x["url"] == dash.app_url]
+    page.goto("/apps")
+    cell = page.locator("tr", has=page.locator(f"code:text-is('{app['id']}')")) \
+        .locator("td.last-contact")
+    expect(cell).to_have_text(re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"))
+    shown = next(x for x in api(dash, "GET", "/apps")["apps"] if x["id"] == app["id"])
+    assert shown["last_contact_at"] is not None
+    assert time.time() - 120 < shown["last_contact_at"] <= time.time()
 
 
 def test_browser_cancel_and_replay(page: Page, dash: Stack) -> None:

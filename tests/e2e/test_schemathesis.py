@@ -1,7 +1,7 @@
 """Schemathesis over the OpenAPI document, against a live orchestrator on each database:
 no request may get a 500, and every answer must conform to the document (status code,
 content type, body schema). Fixed seed (derandomize), bounded examples (40 per operation,
-25 sequences of up to 8 calls along the links): about 20 s per database."""
+40 sequences of up to 8 calls along the links): about 20 s per database."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ class _Stateful(Workflow):  # type: ignore[misc,valid-type]
 
 def test_api_conforms_along_links(live: Stack) -> None:
     _Stateful.base_url = live.base
-    _Stateful.run(settings=settings(max_examples=25, stateful_step_count=8, derandomize=True,
+    _Stateful.run(settings=settings(max_examples=40, stateful_step_count=8, derandomize=True,
                                     deadline=None, database=None,
                                     phases=[Phase.explicit, Phase.generate],
                                     suppress_health_check=list(HealthCheck)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -111,3 +112,57 @@ async def test_cron_list_and_delete(client: Client) -> None:
     with pytest.raises(OrchestratorError) as ei:
         await client.delete_cron(cron["id"])
     assert ei.value.status == 404
+
+
+async def _cron_runs(rest: httpx.AsyncClient, cid: str, since: float) -> list[str]:
+    """The runs cron ``cid`` started (``echo`` runs created since ``since``)."""
+    out: list[str] = []
+    page = (await rest.get("/runs", params={"function": "echo", "limit": 200})).json()
+    for r in page["runs"]:
+        created = datetime.fromisoformat(r["created_at"].replace("Z", "+00:00")).timestamp()
+        if created < since:
+            continue
+        run = (await rest.get(f"/runs/{r['id']}")).json()
+        if (run["idempotency_key"] or "").startswith(f"cron:{cid}:"):
+            out.append(r["id"])
+    return out
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.3)
+
+
+async def test_a_paused_cron_does_not_fire_and_a_resumed_one_does(
+    rest: httpx.AsyncClient,
+) -> None:
+    since = time.time() - 1
+    r = await rest.post("/crons", json={"function": "echo", "expression": "* * * * * *",
+                                        "input": {"every": "second"}})
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    try:
+        async def fired(more_than: int) -> bool:
+            return len(await _cron_runs(rest, cid, since)) > more_than
+
+        await _until(lambda: fired(0))
+        r = await rest.post(f"/crons/{cid}/pause")
+        assert r.status_code == 200 and r.json()["paused"] is True, r.text
+        n = len(await _cron_runs(rest, cid, since))
+        at_pause = (await rest.get(f"/crons/{cid}")).json()["next_fire_at"]
+        await asyncio.sleep(3.0)
+        assert len(await _cron_runs(rest, cid, since)) == n  # three ticks, no run
+        shown = (await rest.get(f"/crons/{cid}")).json()
+        assert shown["paused"] is True
+        assert shown["next_fire_at"] > at_pause  # its ticks moved on (ISO strings sort)
+        r = await rest.post(f"/crons/{cid}/resume")
+        assert r.status_code == 200 and r.json()["paused"] is False, r.text
+        await _until(lambda: fired(n))
+        # the missed ticks did not fire on resuming: one run per tick since, not a burst
+        await asyncio.sleep(1.0)
+        assert len(await _cron_runs(rest, cid, since)) <= n + 4
+    finally:
+        await rest.delete(f"/crons/{cid}")
+    assert (await rest.get(f"/crons/{cid}")).status_code == 404

@@ -56,7 +56,7 @@ SOURCES: dict[type, tuple[Table, ...]] = {
     rows.AppRow: (apps,), rows.RegisteredFunction: (functions, apps),
     rows.ScheduleRow: (schedules,), rows.CronRow: (crons,),
     rows.ApiKeyGrant: (api_keys,), rows.ApiKeyRow: (api_keys,),
-    rows.WebhookSourceRow: (webhook_sources,),
+    rows.WebhookSourceRow: (webhook_sources,), rows.EventRow: (events,),
 }
 
 
@@ -73,7 +73,7 @@ def test_each_attribute_has_its_columns_type(proto: type) -> None:
 def test_whole_row_types_name_every_column() -> None:
     for proto, table in [(rows.RunRow, runs), (rows.StepRow, steps), (rows.AppRow, apps),
                          (rows.ScheduleRow, schedules), (rows.CronRow, crons),
-                         (rows.WebhookSourceRow, webhook_sources)]:
+                         (rows.WebhookSourceRow, webhook_sources), (rows.EventRow, events)]:
         assert set(attributes(proto)) == set(table.c.keys()), proto.__name__
 
 
@@ -101,6 +101,8 @@ async def seed(store: Store) -> None:
                             "input_json": "1", "next_fire_at": T0})
         await tx.keys.add({"id": "key", "prefix": "dk_abcdefgh", "hash": "h",
                            "scopes": "read", "name": "n", "created_at": T0})
+        await tx.events.insert_new([{"id": "ev", "name": "e", "data_json": "{}", "ts": T0,
+                                     "run_ids_json": "[]"}])
 
 
 async def returned(store: Store) -> list[tuple[str, type, list[Any]]]:
@@ -136,6 +138,8 @@ async def returned(store: Store) -> list[tuple[str, type, list[Any]]]:
         out.append(("crons.get", rows.CronRow, [await tx.crons.get("k")]))
         out.append(("crons.all", rows.CronRow, await tx.crons.all("f")))
         out.append(("crons.due", rows.CronRow, await tx.crons.due(T0 + 1, 10)))
+        out.append(("events.page", rows.EventRow, await tx.events.page("e", 10, None)))
+        out.append(("events.get", rows.EventRow, [await tx.events.get("ev")]))
         out.append(("keys.grant", rows.ApiKeyGrant, [await tx.keys.grant("h")]))
         out.append(("keys.listed", rows.ApiKeyRow, await tx.keys.listed()))
         await tx.webhooks.add({"id": "w", "kind": "github", "event_from": "header",
