@@ -38,7 +38,12 @@ def main() -> None:
             run("chain", i + 2)
         run("echo", {"order": 42})
         sleeping = run("long-sleep")
-        for rid in (dag, failed):
+        woken = run("waiter", {"key": "shot", "timeout": 3600})
+        time.sleep(0.5)
+        ev = api.post("/events", json={"name": "test.go",
+                                       "data": {"key": "shot", "order": 42}}).json()["ids"][0]
+        api.post("/events", json={"name": "test.trigger", "data": {"v": 1}})
+        for rid in (dag, failed, woken):
             api.get(f"/runs/{rid}/wait", params={"timeout": 20})
         api.post("/crons", json={"function": "ticker", "expression": "*/5 * * * *"})
         time.sleep(1)
@@ -53,6 +58,8 @@ def main() -> None:
             for name, path in (("runs", "/"), ("run-dag", f"/runs/{dag}"),
                                ("run-failed", f"/runs/{failed}"),
                                ("run-live", f"/runs/{sleeping}"),
+                               ("run-wait", f"/runs/{woken}"),
+                               ("events", "/events"), ("event", f"/events/{ev}"),
                                ("functions", "/functions"), ("apps", "/apps"),
                                ("schedules", "/schedules"), ("keys", "/keys")):
                 page.goto(path)
