@@ -23,6 +23,7 @@ from orchestrator.app import create_app
 from orchestrator.cli import _parser
 from orchestrator.config import Settings, env_names
 from orchestrator.settings_doc import SDK_SETTINGS
+from orchestrator.store.db import Database
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -366,3 +367,39 @@ def test_kubernetes_validate_accepts_the_manifests(tmp_path: Path) -> None:
     refused = subprocess.run([tool("kubernetes-validate"), "--strict", str(bad)],
                              capture_output=True, text=True)
     assert refused.returncode != 0 and "ten" in refused.stdout + refused.stderr
+
+
+# -- the pool fits max_connections (docs/operations.md) --------------------------------------
+
+def per_replica(pool_size: int) -> int:
+    """Connections one replica may hold: its pool and the pool's overflow, read from the
+    engine ``store/db.py`` builds (no connection is made)."""
+    db = Database("postgresql://u@127.0.0.1:1/d", pool_size=pool_size)
+    assert db._engine is not None
+    pool = db._engine.pool
+    return int(pool.size()) + int(pool._max_overflow)  # type: ignore[attr-defined]
+
+
+def test_documented_overflow_is_the_code_s() -> None:
+    for size in (1, 8, 16, 40):
+        assert per_replica(size) == size + max(2, size // 4)
+    doc = (ROOT / "docs/operations.md").read_text()
+    assert "DURABLE_DB_POOL_SIZE + max(2, DURABLE_DB_POOL_SIZE // 4)" in doc
+    assert f"one replica takes {per_replica(Settings().db_pool_size)} connections" in doc
+
+
+def test_manifests_pools_fit_max_connections() -> None:
+    """(replicas + surge) x per replica + the migration (2) + headroom (10) <= 100 (the
+    server's default), for the Kubernetes manifests and the compose file."""
+    dep = k8s("Deployment")["spec"]
+    surge = dep["strategy"]["rollingUpdate"]["maxSurge"]
+    pool = int(k8s("ConfigMap")["data"]["DURABLE_DB_POOL_SIZE"])
+    assert (dep["replicas"] + surge) * per_replica(pool) + 2 + 10 <= 100
+    pg = compose()["services"]["postgres"]["command"]
+    max_connections = int(next(a.split("=")[1] for a in pg if a.startswith("max_conn")))
+    pool = int(interpolate(
+        orchestrator_services()["orchestrator-1"]["environment"]["DURABLE_DB_POOL_SIZE"],
+        env_example()))
+    replicas = [s for s in orchestrator_services().values() if s["command"][0] == "serve"]
+    assert len(replicas) == 2
+    assert len(replicas) * per_replica(pool) + 2 + 10 <= max_connections
