@@ -15,7 +15,9 @@ them through ``AsyncConnection.run_sync`` on PostgreSQL).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -33,6 +35,9 @@ from orchestrator.store.db import SchemaError, normalize_url
 from orchestrator.store.models import meta
 
 T = TypeVar("T")
+# Alembic's own INFO lines (its context, each revision it runs) stay out of the
+# orchestrator's log: `orchestrator migrate` and the start-up log say what was migrated
+logging.getLogger("alembic").setLevel(logging.WARNING)
 SCRIPTS = Path(__file__).resolve().parent / "migrations"
 
 LEGACY = {4: "0001", 5: "0002"}
@@ -161,8 +166,10 @@ def _begin_immediate(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None  # the transaction is ours: BEGIN IMMEDIATE below
 
 
-def _run(url: str, fn: Callable[[Connection], T]) -> T:
-    """``fn`` on a connection to ``url``, in one transaction (committed if it returns)."""
+def on_connection(url: str, fn: Callable[[Connection], T]) -> T:
+    """``fn`` on a sync connection to ``url``, in one transaction (committed if it
+    returns): SQLite's begun with ``BEGIN IMMEDIATE``, PostgreSQL's through asyncpg
+    (``AsyncConnection.run_sync``; no sync driver is needed)."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, poolclass=NullPool, connect_args={"timeout": 30})
@@ -182,21 +189,27 @@ def _run(url: str, fn: Callable[[Connection], T]) -> T:
         finally:
             await aengine.dispose()
 
-    return asyncio.run(run())
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(run())
+    # called from a coroutine (it blocks it): the migration runs on a loop of its own
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 def upgrade(url: str, *, create: bool = True) -> tuple[Status, str]:
     """Migrate the database at ``url`` to head; what it was, and head. Idempotent."""
-    return _run(url, lambda conn: upgrade_conn(conn, create=create))
+    return on_connection(url, lambda conn: upgrade_conn(conn, create=create))
 
 
 def downgrade(url: str, revision: str) -> None:
     """Migrate the database at ``url`` down to ``revision`` (tests, and undoing one)."""
-    _run(url, lambda conn: downgrade_conn(conn, revision))
+    on_connection(url, lambda conn: downgrade_conn(conn, revision))
 
 
 def status(url: str) -> Status:
-    return _run(url, status_conn)
+    return on_connection(url, status_conn)
 
 
 def current(url: str) -> str | None:
