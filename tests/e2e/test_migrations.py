@@ -192,10 +192,10 @@ async def test_a_v4_database_with_runs_in_every_state_is_migrated_and_they_finis
                 return bool(approve) and await _waiting(rest, approve[0]["id"], "event")
             await _until("the workflow mid-graph", approve_waits)
             await _until("the cron's first fire", lambda: _cron_fired(rest, cron["id"], 0))
-            # a run still queued: the app is down when it is started
+            # a run not yet started: the app is down when it is (its delivery fails)
             stack.app.stop()
             queued = await _start(rest, "chain", 2)
-            assert (await _status(rest, queued))["status"] == "queued"
+            assert (await _status(rest, queued))["status"] in ("queued", "running")
             before = {rid: (await _status(rest, rid))["status"] for rid in
                       (done, failed, cancelled, sleeping, queued, flow, *waits.values())}
         assert before[cancelled] == "cancelled"
