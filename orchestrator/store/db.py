@@ -27,8 +27,10 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 from orchestrator.errors import ApiError, DatabaseUnavailable, StorageFull
 from orchestrator.loops import Health, supervise
+from orchestrator.store import schema
 from orchestrator.store.fastpath import PgPlan, Plan
 from orchestrator.store.models import metadata
+from orchestrator.store.schema import SchemaError as SchemaError
 
 _SQLITE_DIALECT = sqlite.dialect()
 _PG_DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
@@ -277,32 +279,26 @@ class FaultyConn:
         return await self._conn.execute(statement, parameters)
 
 
-class SchemaError(RuntimeError):
-    """The database holds tables of another schema version."""
-
-
 def _create_schema(conn: Connection, upgrade: bool = False) -> None:
     """Create the tables of an empty database (and stamp it at the newest migration);
     migrate one behind if ``upgrade``, else refuse it (``SchemaError`` says what to run),
     and refuse one a newer orchestrator migrated."""
-    from orchestrator.store import migrate  # it imports this module (SchemaError)
-
-    migrate.lock_conn(conn)  # replicas starting at once on an empty database: one creates
-    st = migrate.status_conn(conn)
+    schema.lock_conn(conn)  # replicas starting at once on an empty database: one creates
+    st = schema.status_conn(conn)
     if st.empty and conn.dialect.name == "sqlite":
         # create_all and a stamp rather than the migrations: 56 ms against 99 ms (medians;
         # tests make many databases); tests/e2e/test_migrations.py checks that both give
         # the same schema. PostgreSQL runs the migrations: they also set the queue
         # table's storage options (0003), which the models do not hold.
         metadata.create_all(conn)
-        migrate.stamp_head_conn(conn)
+        schema.stamp_head_conn(conn)
     elif st.empty:
-        migrate.upgrade_conn(conn)
-    elif upgrade and st.revision != migrate.head():
-        before, now = migrate.upgrade_conn(conn)
+        schema.upgrade_conn(conn)
+    elif upgrade and st.revision != schema.head():
+        before, now = schema.upgrade_conn(conn)
         log.info("migrated the database from %s to revision %s", before.describe(), now)
     else:
-        migrate.check_status(st)
+        schema.check_status(st)
 
 
 class DatabaseInUse(RuntimeError):
@@ -373,16 +369,8 @@ class Database:
         migrate) that of one in use."""
         if self._sync_engine is not None:
             self._lock_sqlite()
-            if self.upgrade_on_open:
-                from orchestrator.store import migrate
-
-                # its own connection: SQLite's DDL in one BEGIN IMMEDIATE transaction
-                before, now = migrate.upgrade(self.url, create=False)
-                if not before.empty and before.revision != now:
-                    log.info("migrated the database from %s to revision %s",
-                             before.describe(), now)
             with self._sync_engine.begin() as conn:
-                _create_schema(conn)
+                _create_schema(conn, self.upgrade_on_open)
             if self._sqlite_path() is not None:
                 self._checkpoints = asyncio.create_task(
                     supervise("checkpointer", self._checkpoint_pass, self.health),
