@@ -10,7 +10,8 @@ time: each inserts its queue row and deletes it when the run ends. Prints the qu
 table's figures from ``pg_stat_user_tables`` before and after: inserts, updates (and how
 many were HOT), deletes, dead tuples, autovacuum and autoanalyze counts, and the table's
 size with its indexes. ``--defaults`` first resets the table's storage options
-(migration 0003) to PostgreSQL's defaults, for comparison.
+(migration 0003) to PostgreSQL's defaults, for comparison; ``--fillfactor`` sets that
+one option.
 
 The throwaway cluster checks for tables to vacuum every 5 s (``autovacuum_naptime``;
 the default, 1 min, is longer than a run of this bench): that changes how soon a vacuum
@@ -62,6 +63,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=50)
     ap.add_argument("--defaults", action="store_true",
                     help="reset the queue table's options to PostgreSQL's defaults first")
+    ap.add_argument("--fillfactor", type=int, default=None,
+                    help="set the queue table's fillfactor to this first (10-100)")
     ap.add_argument("--database-url", default=None)
     args = ap.parse_args()
     cluster = None
@@ -76,6 +79,9 @@ def main() -> None:
             migrate.on_connection(url, lambda c: c.execute(text(
                 "ALTER TABLE queue RESET (fillfactor, autovacuum_vacuum_scale_factor, "
                 "autovacuum_vacuum_threshold, autovacuum_analyze_scale_factor)")))
+        if args.fillfactor is not None:
+            migrate.on_connection(url, lambda c: c.execute(text(
+                f"ALTER TABLE queue SET (fillfactor = {int(args.fillfactor)})")))
         migrate.on_connection(url, lambda c: c.execute(text(
             "INSERT INTO queue (run_id, due_at, claims, delivery_failures) "
             "SELECT 'parked-' || g, 4102444800, 0, 0 FROM generate_series(1, :n) g"),

@@ -371,7 +371,7 @@ def _reloptions(url: str) -> set[str]:
     return set(rows[0][0] or [])
 
 
-QUEUE_OPTIONS = {"fillfactor=70", "autovacuum_vacuum_scale_factor=0.01",
+QUEUE_OPTIONS = {"fillfactor=90", "autovacuum_vacuum_scale_factor=0.01",
                  "autovacuum_vacuum_threshold=50", "autovacuum_analyze_scale_factor=0.02"}
 
 
