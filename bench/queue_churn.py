@@ -25,7 +25,7 @@ import asyncio
 import time
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import Connection, text
 
 from bench.common import stack

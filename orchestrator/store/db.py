@@ -286,10 +286,10 @@ def _create_schema(conn: Connection, upgrade: bool = False) -> None:
     schema.lock_conn(conn)  # replicas starting at once on an empty database: one creates
     st = schema.status_conn(conn)
     if st.empty and conn.dialect.name == "sqlite":
-        # create_all and a stamp rather than the migrations: 56 ms against 99 ms (medians;
-        # tests make many databases); tests/e2e/test_migrations.py checks that both give
-        # the same schema. PostgreSQL runs the migrations: they also set the queue
-        # table's storage options (0003), which the models do not hold.
+        # create_all and a stamp rather than the migrations: 17-24 ms against 51-71 ms
+        # (medians of 15; tests make many databases); tests/e2e/test_migrations.py
+        # checks that both give the same schema. PostgreSQL runs the migrations: they
+        # also set the queue table's storage options (0003), which the models lack.
         metadata.create_all(conn)
         schema.stamp_head_conn(conn)
     elif st.empty:

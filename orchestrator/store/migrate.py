@@ -64,9 +64,9 @@ def on_connection(url: str, fn: Callable[[Connection], T]) -> T:
         return pool.submit(asyncio.run, run()).result()
 
 
-def upgrade(url: str, *, create: bool = True) -> tuple[Status, str]:
+def upgrade(url: str) -> tuple[Status, str]:
     """Migrate the database at ``url`` to head; what it was, and head. Idempotent."""
-    return on_connection(url, lambda conn: upgrade_conn(conn, create=create))
+    return on_connection(url, upgrade_conn)
 
 
 def downgrade(url: str, revision: str) -> None:

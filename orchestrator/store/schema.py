@@ -139,13 +139,11 @@ def stamp_head_conn(conn: Connection) -> None:
     MigrationContext.configure(conn).stamp(_scripts(), "head")
 
 
-def upgrade_conn(conn: Connection, *, create: bool = True) -> tuple[Status, str]:
+def upgrade_conn(conn: Connection) -> tuple[Status, str]:
     """Migrate to head (stamping a pre-migration database first); what the database was
-    and the revision it is at now. ``create=False`` leaves an empty database empty."""
+    and the revision it is at now."""
     lock_conn(conn)
     before = status_conn(conn)
-    if before.empty and not create:
-        return before, head()
     if before.revision is not None and not _known(before.revision):
         check_status(before)  # newer than this orchestrator: raises
     if before.revision is None and not before.empty:

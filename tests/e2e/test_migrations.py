@@ -252,7 +252,7 @@ async def test_a_v4_database_with_runs_in_every_state_is_migrated_and_they_finis
 
 
 async def _is(rest: httpx.AsyncClient, run_id: str, status: str) -> bool:
-    return (await _status(rest, run_id))["status"] == status
+    return bool((await _status(rest, run_id))["status"] == status)
 
 
 async def _cron_fired(rest: httpx.AsyncClient, cron_id: str, after: float) -> bool:
