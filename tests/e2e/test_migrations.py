@@ -393,3 +393,19 @@ async def test_the_queue_table_has_its_autovacuum_settings(pg: PgCluster) -> Non
          "INSERT INTO meta (key, value) VALUES ('schema_version', '5')")
     migrate.upgrade(started)
     assert _reloptions(started) == QUEUE_OPTIONS
+
+
+def test_migrate_says_in_one_line_why_it_cannot(tmp_path: Path) -> None:
+    unreachable = f"postgresql://postgres@127.0.0.1:{procs.free_port()}/none"
+    p = _migrate_cli(unreachable)
+    assert p.returncode != 0
+    assert p.stderr.strip().startswith("orchestrator migrate: "), p.stderr
+    assert "Connect call failed" in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    old = tmp_path / "old.db"
+    _sql(f"sqlite:///{old}", "CREATE TABLE runs (id TEXT PRIMARY KEY)")  # version 1
+    p = _migrate_cli(f"sqlite:///{old}")
+    assert p.returncode != 0
+    assert p.stderr.strip() == (
+        "orchestrator migrate: the database has schema version 1, older than the first "
+        "migration (schema version 4): use a new database (for `make run`, delete "
+        ".durable/dev.db)")
