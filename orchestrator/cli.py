@@ -1,6 +1,7 @@
-"""``orchestrator dev`` (embedded SQLite, zero config) and ``orchestrator serve``; and
-the commands that call a running one's REST API: ``orchestrator apps`` (``apps_cli``),
-``keys`` (``keys_cli``) and ``webhooks`` (``webhooks_cli``)."""
+"""``orchestrator dev`` (embedded SQLite, zero config) and ``orchestrator serve``;
+``orchestrator migrate`` (the schema migrations, ``store/migrate.py``); and the commands
+that call a running one's REST API: ``orchestrator apps`` (``apps_cli``), ``keys``
+(``keys_cli``) and ``webhooks`` (``webhooks_cli``)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ from orchestrator.config import (
     private_files,
 )
 from orchestrator.errors import DatabaseUnavailable
-from orchestrator.store.db import DatabaseInUse, SchemaError
+from orchestrator.store import migrate
+from orchestrator.store.db import DatabaseInUse, SchemaError, driver_reason
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,6 +58,12 @@ def _parser() -> argparse.ArgumentParser:
             sp.add_argument("--show-keys", action="store_true",
                             help="print the signing key (it is kept in dev-keys.env beside "
                                  "the database, readable by you only)")
+    sp = sub.add_parser("migrate", help="migrate the database's schema to this version's "
+                                         "(idempotent; `serve` refuses an older schema)")
+    sp.add_argument("--database-url", default=None, metavar="URL",
+                    help="the database (default: DURABLE_DATABASE_URL, or the .env file's)")
+    sp.add_argument("--env-file", default=None, metavar="PATH",
+                    help=f"read settings from this file ({ENV_FILE_VAR})")
     keys_cli.add_parser(sub)
     webhooks_cli.add_parser(sub)
     apps_cli.add_parser(sub)
@@ -217,6 +225,8 @@ class _Server(uvicorn.Server):
 async def _serve(s: Settings, dev: bool, apps: list[str], show_keys: bool = False,
                  keys_path: str | None = None) -> None:
     app = create_app(s)
+    # dev migrates a database behind the newest revision by itself; serve refuses it
+    app.state.engine.store.db.upgrade_on_open = dev
     # The engine starts here rather than in uvicorn's lifespan, so that a reason not to
     # start (the database is in use, of another schema version) is one line, not two
     # tracebacks in uvicorn's log.
@@ -249,8 +259,28 @@ async def _serve(s: Settings, dev: bool, apps: list[str], show_keys: bool = Fals
         raise SystemExit(f"orchestrator: {exc}") from None
 
 
+def _migrate(args: argparse.Namespace) -> None:
+    """``orchestrator migrate``: upgrade to the newest revision; prints from and to."""
+    try:
+        s = Settings.load({"database_url": args.database_url}, env_file=args.env_file)
+        before, now = migrate.upgrade(s.database_url)
+    except (BadSettings, SchemaError, DatabaseUnavailable) as exc:
+        raise SystemExit(f"orchestrator migrate: {exc}") from None
+    except Exception as exc:  # the database could not be reached, or a migration failed
+        raise SystemExit(f"orchestrator migrate: {driver_reason(exc)}") from None
+    if before.revision == now:
+        print(f"the database is at revision {now}: nothing to do")
+    elif before.empty:
+        print(f"created the schema (empty database) at revision {now}")
+    else:
+        print(f"migrated the database from {before.describe()} to revision {now}")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "migrate":
+        _migrate(args)
+        return
     if args.command == "keys":
         keys_cli.main(args)
         return

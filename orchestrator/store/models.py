@@ -248,5 +248,4 @@ meta = Meta.__table__  # type: ignore[attr-defined]
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 webhook_sources = WebhookSource.__table__  # type: ignore[attr-defined]
 
-SCHEMA_VERSION = 5
 metadata = SQLModel.metadata
