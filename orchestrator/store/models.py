@@ -162,7 +162,8 @@ class Schedule(SQLModel, table=True):
     function: str = Field(index=True)
     input_json: str = Field(default="null", sa_column=Column(Text, nullable=False))
     at: float = Field(index=True)
-    run_id: str | None = None
+    run_id: str | None = Field(default=None, index=True)
+    """The run it started, once fired (the retention sweep deletes the two together)."""
     created_at: float = 0.0
 
 

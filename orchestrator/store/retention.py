@@ -1,21 +1,36 @@
 """Retention: finding ended runs past their age and deleting them (with their steps,
-waits and queue rows), and old events, a batch at a time. Every query is served by an
-index: ``ix_runs_function_ended`` (function, ended_at), ``ix_runs_function_id`` for the
-function names, ``ix_events_ts``."""
+waits, queue rows and the schedules that fired them), and old events, a batch at a
+time. Every query is served by an index: ``ix_runs_function_ended`` (function,
+ended_at), ``ix_runs_function_id`` for the function names, ``ix_events_ts``, and the
+primary keys or ``ix_schedules_run_id`` of what goes with a run."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import and_, delete, exists, or_, select
+from sqlalchemy import Select, and_, delete, exists, or_, select
 
 from orchestrator.store.base import Repo
-from orchestrator.store.models import events, queue, runs, steps, waits
+from orchestrator.store.models import events, queue, runs, schedules, steps, waits
 from sdk import protocol as p
 
 TERMINAL = sorted(p.TERMINAL)
 
 _parent = runs.alias("parent")
+
+
+def expired_query(functions: Sequence[str], cutoff: float, limit: int) -> Select[Any]:
+    """The ids of ``functions``' runs ended before ``cutoff`` whose parent is not active
+    (a range of ``ix_runs_function_ended`` per function)."""
+    parent_active = exists().where(_parent.c.id == runs.c.parent_id,
+                                   _parent.c.status.not_in(TERMINAL))
+    return (select(runs.c.id)
+            .where(runs.c.function.in_(list(functions)), runs.c.ended_at < cutoff,
+                   runs.c.status.in_(TERMINAL),
+                   or_(runs.c.parent_id.is_(None), ~parent_active))
+            .limit(limit)
+            .with_for_update(skip_locked=True))
 
 
 class RetentionRepo(Repo):
@@ -40,23 +55,17 @@ class RetentionRepo(Repo):
         PostgreSQL they are locked, skipping rows another transaction holds (a replay, a
         sweep on another replica)."""
         out: list[str] = []
-        parent_active = exists().where(_parent.c.id == runs.c.parent_id,
-                                       _parent.c.status.not_in(TERMINAL))
         for functions, cutoff in groups:
             if len(out) >= limit:
                 break
-            q = (select(runs.c.id)
-                 .where(runs.c.function.in_(list(functions)), runs.c.ended_at < cutoff,
-                        runs.c.status.in_(TERMINAL),
-                        or_(runs.c.parent_id.is_(None), ~parent_active))
-                 .limit(limit - len(out))
-                 .with_for_update(skip_locked=True))
+            q = expired_query(functions, cutoff, limit - len(out))
             out += [str(r[0]) for r in await self.conn.execute(q)]
         return out
 
     async def delete_runs(self, ids: Sequence[str]) -> list[tuple[str, str]]:
         """Delete these runs if they are still ended (a replay since may have reset one),
-        with their steps, waits and queue rows; (id, function) of each run deleted."""
+        with their steps, waits and queue rows, and the fired one-off schedules that
+        started them; (id, function) of each run deleted."""
         if not ids:
             return []
         gone = [(str(r[0]), str(r[1])) for r in await self.conn.execute(
@@ -66,7 +75,7 @@ class RetentionRepo(Repo):
             .returning(runs.c.id, runs.c.function))]
         if gone:
             rids = [rid for rid, _ in gone]
-            for table in (steps, waits, queue):
+            for table in (steps, waits, queue, schedules):
                 await self.conn.execute(delete(table).where(table.c.run_id.in_(rids)))
         return gone
 

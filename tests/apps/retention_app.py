@@ -19,12 +19,12 @@ async def _double(x: int) -> int:
 
 
 @task("ret-brief", retention=1)
-async def brief(ctx: Context, x: int) -> int:
+async def brief(ctx: Context, x: int) -> Any:
     return await ctx.step.run("double", _double, x)
 
 
 @task("ret-kept")
-async def kept(ctx: Context, x: int) -> int:
+async def kept(ctx: Context, x: int) -> Any:
     return await ctx.step.run("double", _double, x)
 
 

@@ -1,8 +1,8 @@
-"""Retention (engine/retention.py) on SQLite and PostgreSQL: one sweep deletes exactly the
-ended runs past their function's age (with their steps), never a queued, sleeping or
-waiting run, never a child of an active parent; batches are honoured; old events go.
-Then end to end: a real orchestrator and app, a function kept one second, its run gone
-from the API."""
+"""Retention (engine/retention.py) on SQLite and PostgreSQL: one sweep deletes exactly
+the ended runs past their function's age (with their steps and fired schedules), never a
+queued, sleeping or waiting run, never a child of an active parent; batches are
+honoured; old events go. Then end to end: a real orchestrator and app, a function kept
+one second, its run gone from the API."""
 
 from __future__ import annotations
 
@@ -10,17 +10,20 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from orchestrator.config import Settings
 from orchestrator.engine.metrics import Metrics
 from orchestrator.engine.registry import Registry
 from orchestrator.engine.retention import DAY_S, Retention
 from orchestrator.store import RunInsert, Store
+from orchestrator.store.retention import expired_query
 from tests.e2e.conftest import Stack
 from tests.support import procs
 from tests.support.pg import PgCluster
@@ -30,9 +33,9 @@ SHORT_S = 60.0
 """The retention of the function ``short``; ``long`` keeps ten days, ``plain`` none of
 its own (the global age, one day)."""
 
-FUNCTIONS = [{"name": "short", "retention": SHORT_S},
-             {"name": "long", "retention": 10 * DAY_S},
-             {"name": "plain"}]
+FUNCTIONS: list[dict[str, Any]] = [{"name": "short", "retention": SHORT_S},
+                                   {"name": "long", "retention": 10 * DAY_S},
+                                   {"name": "plain"}]
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -109,6 +112,10 @@ async def test_one_sweep_deletes_exactly_the_ended_runs_past_their_age(store: St
                                  {"run_id": "running-child", "due_at": NOW}])
         await tx.waits.add([{"run_id": "waiting-old", "step_id": "w", "seq": 2, "name": "w",
                              "event": "go", "match_key": "k", "match_json": "{}"}])
+        for sid, rid in (("fired-gone", "s-completed"), ("fired-kept", "l-old"),
+                         ("pending", None)):
+            await tx.schedules.add({"id": sid, "function": "short", "input_json": "null",
+                                    "at": NOW - 30 * DAY_S, "run_id": rid})
         await tx.events.insert_new([
             {"id": "ev-old", "name": "e", "data_json": "{}", "ts": NOW - DAY_S - 1,
              "run_ids_json": '["p-old"]'},
@@ -127,6 +134,8 @@ async def test_one_sweep_deletes_exactly_the_ended_runs_past_their_age(store: St
         assert set(await tx.queue.leases([r["id"] for r in kept])) == {
             "queued-old", "sleeping-old", "waiting-old", "active-parent", "running-child"}
         events = await tx.events.page(None, 10, None)
+        assert [await tx.schedules.get(sid) is not None
+                for sid in ("fired-gone", "fired-kept", "pending")] == [False, True, True]
     assert [e.id for e in events] == ["ev-new"]
     r = ret.metrics.registry
     assert deleted_count(r, "durable_runs_deleted_total", function="short") == 8
@@ -173,19 +182,20 @@ async def test_global_forever_keeps_what_has_no_age_of_its_own(store: Store) -> 
 
 
 async def test_the_sweep_query_uses_the_index(store: Store) -> None:
-    """The sweep's query is an index range, not a scan of the runs."""
+    """The sweep's query (as ``expired`` sends it) is a range of ``ix_runs_function_ended``,
+    not a scan of the runs."""
+    dialect = postgresql.dialect() if store.backend.name == "postgresql" else sqlite.dialect()
+    sql = str(expired_query(["a", "b"], 5.0, 500).compile(
+        dialect=dialect, compile_kwargs={"literal_binds": True}))
     async with store.read() as tx:
-        if store.backend.name == "sqlite":
-            plan = " ".join(str(r[-1]) for r in await tx.retention.conn.execute(
-                text("EXPLAIN QUERY PLAN SELECT id FROM runs WHERE function IN ('a','b') "
-                      "AND ended_at < 5 LIMIT 500")))
-            assert "ix_runs_function_ended" in plan, plan
+        conn = tx.retention.conn
+        if store.backend.name == "postgresql":
+            await conn.execute(text("SET LOCAL enable_seqscan = off"))
+            rows = await conn.execute(text(f"EXPLAIN {sql}"))
         else:
-            await tx.retention.conn.execute(text("SET LOCAL enable_seqscan = off"))
-            plan = " ".join(str(r[0]) for r in await tx.retention.conn.execute(
-                text("EXPLAIN SELECT id FROM runs WHERE function = ANY('{a,b}') "
-                      "AND ended_at < 5 LIMIT 500")))
-            assert "ix_runs_function_ended" in plan, plan
+            rows = await conn.execute(text(f"EXPLAIN QUERY PLAN {sql}"))
+        plan = " ".join(str(r[-1]) for r in rows)
+    assert "ix_runs_function_ended" in plan, plan
 
 
 # -- end to end ---------------------------------------------------------------------------
