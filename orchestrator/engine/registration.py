@@ -1,6 +1,6 @@
 """Validating what an app declares at registration: functions, workflows (their graph),
-triggers, crons, cancel rules, timeouts, retention. Bad declarations fail the registration with a
-clear error, never a run later."""
+triggers, crons, cancel rules, timeouts, retention. Bad declarations fail the
+registration with a clear error, never a run later."""
 
 from __future__ import annotations
 
