@@ -169,6 +169,18 @@ async def test_batches_of_500_delete_1200_runs_in_3_transactions(store: Store) -
         assert await tx.runs.counts(None, None, None) == {"running": 1}
 
 
+async def test_two_sweeps_at_once_delete_each_run_once(store: Store) -> None:
+    """Replicas sweep together: on PostgreSQL each skips the runs the other has locked."""
+    async with store.write() as tx:
+        await tx.runs.insert_many([run(f"r{i:04}", "short", "completed", 2 * DAY_S)
+                                   for i in range(1200)])
+    a, b = await asyncio.gather(sweeper(store, batch=100).sweep(),
+                                sweeper(store, batch=100).sweep())
+    assert a.runs + b.runs == 1200
+    async with store.read() as tx:
+        assert await tx.runs.counts(None, None, None) == {}
+
+
 async def test_global_forever_keeps_what_has_no_age_of_its_own(store: Store) -> None:
     async with store.write() as tx:
         await tx.runs.insert_many([run("p", "plain", "completed", 100 * DAY_S),
