@@ -142,6 +142,19 @@ class Settings(BaseSettings):
                     "`TracerProvider` and send `traceparent` to apps (needs the `otel` "
                     "extra; docs/observability.md)")] = False
 
+    retention_days: Annotated[float, Field(
+        ge=0, le=3650, description="days an ended run (its steps, waits and history with "
+                                   "it) and an event are kept before they are deleted; "
+                                   "0: forever. A function's own `retention` overrides it "
+                                   "for its runs (docs/operations.md)")] = 0.0
+    retention_interval: Annotated[float, Field(
+        gt=0, le=86400, description="seconds between passes of the retention "
+                                    "sweep")] = 60.0
+    retention_batch: Annotated[int, Field(
+        ge=1, le=10000, description="runs (or events) the retention sweep deletes per "
+                                    "transaction: each one short, so writers never wait "
+                                    "long")] = 500
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _comma_separated(cls, v: object) -> object:

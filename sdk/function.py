@@ -1,5 +1,5 @@
 """Declaring runnables: durable tasks (``task``) and DAG workflows (``Workflow``), with
-their triggers, retry policies, timeouts, crons, cancel rules and input models.
+their triggers, retry policies, timeouts, crons, cancel rules, retention and input models.
 
 Every runnable has the same trigger API: ``run``, ``run_no_wait``, ``run_many``,
 ``schedule``, ``create_cron`` (async; ``.sync`` offers the same, blocking). It delegates
@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sdk.errors import InputValidationError
-from sdk.protocol import EVENT_NAME_RE
+from sdk.protocol import EVENT_NAME_RE, MAX_RETENTION_S, MIN_RETENTION_S
 
 NAME_RE = EVENT_NAME_RE
 
@@ -102,6 +102,15 @@ def _seconds(d: float | timedelta | None, what: str) -> float | None:
     s = d.total_seconds() if isinstance(d, timedelta) else float(d)
     if s <= 0:
         raise ValueError(f"{what} must be positive")
+    return s
+
+
+def _retention(d: float | timedelta | None) -> float | None:
+    """Seconds an ended run is kept (None: the orchestrator's global retention)."""
+    s = _seconds(d, "retention")
+    if s is not None and not MIN_RETENTION_S <= s <= MAX_RETENTION_S:
+        raise ValueError(f"retention must be within [{MIN_RETENTION_S:g} s, "
+                         f"{MAX_RETENTION_S / 86400:g} days]")
     return s
 
 
@@ -197,6 +206,7 @@ class Runnable:
         queue_timeout: float | timedelta | None = None,
         crons: Sequence[Cron | str] = (),
         cancel_on: Sequence[CancelOn] = (),
+        retention: float | timedelta | None = None,
     ) -> None:
         self.name = _check_name(name, "function name")
         self.triggers = [_check_name(t, "event name") for t in triggers]
@@ -206,6 +216,7 @@ class Runnable:
         self.queue_timeout = _seconds(queue_timeout, "queue_timeout")
         self.crons = [c if isinstance(c, Cron) else Cron(c) for c in crons]
         self.cancel_on = list(cancel_on)
+        self.retention = _retention(retention)
         self._client: TriggerClient | None = None
 
     def __repr__(self) -> str:
@@ -227,6 +238,8 @@ class Runnable:
             cfg["crons"] = [c.to_wire() for c in self.crons]
         if self.cancel_on:
             cfg["cancel_on"] = [c.to_wire() for c in self.cancel_on]
+        if self.retention is not None:
+            cfg["retention"] = self.retention
         return cfg
 
     def parse_input(self, raw: Any) -> Any:
@@ -337,16 +350,20 @@ def task(
     queue_timeout: float | timedelta | None = None,
     crons: Sequence[Cron | str] = (),
     cancel_on: Sequence[CancelOn] = (),
+    retention: float | timedelta | None = None,
 ) -> Callable[[Callable[..., Any]], Function]:
     """Declare a durable task::
 
         @task("fulfil-order", triggers=["order.created"], retry=Retry(max_attempts=5))
         async def fulfil(ctx, order): ...
+
+    ``retention`` (seconds or a ``timedelta``): how long its ended runs are kept before
+    the orchestrator deletes them (None: the orchestrator's ``retention_days``).
     """
 
     def wrap(fn: Callable[..., Any]) -> Function:
         return Function(fn, name=name, triggers=triggers, retry=retry, input_model=input_model,
                         timeout=timeout, queue_timeout=queue_timeout, crons=crons,
-                        cancel_on=cancel_on)
+                        cancel_on=cancel_on, retention=retention)
 
     return wrap

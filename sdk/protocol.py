@@ -52,6 +52,10 @@ MAX_REQUEST_BYTES: Final = 2 * MAX_MEMO_BYTES
 """A request above this (a memo grown past its limit) fails the run instead of being sent."""
 MAX_ANSWER_BYTES: Final = 32 * 1024 * 1024
 """An answer body above this is refused by the orchestrator."""
+MIN_RETENTION_S: Final = 1.0
+MAX_RETENTION_S: Final = 3650 * 86400.0
+"""Bounds of a function's ``retention`` (seconds an ended run is kept before it is
+deleted): a second to ten years."""
 MAX_CLOCK_SKEW_S: Final = 60.0
 """Messages whose signed timestamp is further than this from now are refused. It bounds
 the window in which a captured request can be replayed (docs/protocol.md, threat model):

@@ -98,6 +98,9 @@ class FunctionConfig(TypedDict):
     queue_timeout: NotRequired[float]
     crons: NotRequired[list[CronConfig]]
     cancel_on: NotRequired[list[CancelOn]]
+    retention: NotRequired[Annotated[float, Field(
+        description="Seconds its ended runs are kept before they are deleted (absent: "
+        "the orchestrator's retention_days)")]]
     tasks: NotRequired[list[TaskConfig]]
     on_failure: NotRequired[TaskConfig]
 

@@ -33,6 +33,7 @@ from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.probe import Prober
 from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registry import Registry
+from orchestrator.engine.retention import Retention
 from orchestrator.engine.scheduler import Scheduler
 from orchestrator.engine.schedules import Schedules
 from orchestrator.engine.webhook_sources import SourceSpec, WebhookSources
@@ -79,6 +80,7 @@ class Engine:
         self.scheduler = Scheduler(self.store, self.hub, cron_grace=settings.cron_grace)
         self.hub.wire(handoff=self.dispatcher, timers=self.scheduler.poke_at)
         self.prober = Prober(self.store, self.invoker, settings)
+        self.retention = Retention(self.store, self.registry, self.metrics, settings)
         self.apps = Apps(self.store, self.registry, self.invoker,
                          allow_insecure=settings.allow_insecure_app_urls,
                          crons_changed=self.scheduler.poke,
@@ -104,7 +106,8 @@ class Engine:
         self._tasks = [asyncio.create_task(self.reducer.run(), name="reducer"),
                        asyncio.create_task(self.dispatcher.run(), name="dispatcher"),
                        asyncio.create_task(self.scheduler.run(), name="scheduler"),
-                       asyncio.create_task(self.prober.run(), name="prober")]
+                       asyncio.create_task(self.prober.run(), name="prober"),
+                       asyncio.create_task(self.retention.run(), name="retention")]
         self.ready = True
         self.store.inject_faults()  # a test hook: nothing unless DURABLE_TEST_FAULT_RATE
 

@@ -73,6 +73,11 @@ class Metrics:
                                       buckets=LATENCY_BUCKETS, registry=r)
         self.invoker_errors = Counter("durable_invoker_errors", "Calls that gave no valid "
                                       "answer, per kind", ["kind"], registry=r)
+        self.runs_deleted = Counter("durable_runs_deleted", "Ended runs deleted by the "
+                                    "retention sweep, per function", ["function"],
+                                    registry=r)
+        self.events_deleted = Counter("durable_events_deleted", "Events deleted by the "
+                                      "retention sweep", registry=r)
         self.queue = QueueCollector(store, cache_seconds)
         r.register(self.queue)
 
@@ -85,6 +90,13 @@ class Metrics:
             self.runs_ended.labels(function, status).inc()
         for function, status in steps:
             self.steps.labels(function, status).inc()
+
+    def deleted(self, functions: Iterable[str], events: int) -> None:
+        """Count what a committed retention transaction deleted."""
+        for function in functions:
+            self.runs_deleted.labels(function).inc()
+        if events:
+            self.events_deleted.inc(events)
 
     def call(self, app: str, seconds: float, error: str | None) -> None:
         self.call_latency.labels(app).observe(seconds)

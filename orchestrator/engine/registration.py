@@ -1,6 +1,6 @@
 """Validating what an app declares at registration: functions, workflows (their graph),
-triggers, crons, cancel rules, timeouts. Bad declarations fail the registration with a
-clear error, never a run later."""
+triggers, crons, cancel rules, timeouts, retention. Bad declarations fail the
+registration with a clear error, never a run later."""
 
 from __future__ import annotations
 
@@ -80,6 +80,17 @@ def _seconds(c: Mapping[str, Any], key: str, where: str) -> None:
     if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)
                           or not math.isfinite(v) or v <= 0):
         raise _fail(f"{where}: {key} must be a positive number of seconds")
+
+
+def _retention(c: Mapping[str, Any], where: str) -> None:
+    """``retention``: absent, null, or seconds within the protocol's bounds."""
+    v = c.get("retention")
+    if v is not None and (not isinstance(v, int | float) or isinstance(v, bool)
+                          or not math.isfinite(v)
+                          or not p.MIN_RETENTION_S <= v <= p.MAX_RETENTION_S):
+        raise _fail(f"{where}: retention must be a number of seconds within "
+                    f"[{p.MIN_RETENTION_S:g}, {p.MAX_RETENTION_S:g}] (a second to ten "
+                    f"years)")
 
 
 def _list(c: Mapping[str, Any], key: str, where: str) -> list[Any]:
@@ -195,6 +206,7 @@ def validate_functions(configs: Any) -> tuple[list[dict[str, Any]], list[CronIns
         _retry(c, f"function {name!r}")
         _seconds(c, "timeout", f"function {name!r}")
         _seconds(c, "queue_timeout", f"function {name!r}")
+        _retention(c, f"function {name!r}")
         for rule in _list(c, "cancel_on", f"function {name!r}"):
             match = rule.get("match", {}) if isinstance(rule, Mapping) else None
             if not isinstance(match, Mapping) or not all(

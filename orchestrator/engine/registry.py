@@ -87,6 +87,12 @@ class Registry:
             self._reload_once()  # in the background; this call is served from memory
         return {n: self._fns[n] for n in names if n in self._fns}
 
+    async def all(self) -> dict[str, FunctionInfo]:
+        """Every registered function, reloaded first if the cache is older than ``ttl``."""
+        if time.monotonic() - self._loaded_at > self.ttl:
+            await asyncio.shield(self._reload_once())
+        return dict(self._fns)
+
     def _reload_once(self) -> asyncio.Future[None]:
         if self._reloading is None:
             fut = asyncio.ensure_future(self.reload())

@@ -24,6 +24,7 @@ from orchestrator.store.db import (
 from orchestrator.store.events import EventsRepo
 from orchestrator.store.keys import KeysRepo
 from orchestrator.store.queue import QueueRepo
+from orchestrator.store.retention import RetentionRepo
 from orchestrator.store.rows import (
     ApiKeyGrant,
     ApiKeyInsert,
@@ -80,6 +81,7 @@ class Tx:
         self.crons = CronsRepo(conn, backend)
         self.keys = KeysRepo(conn, backend)
         self.webhooks = WebhooksRepo(conn, backend)
+        self.retention = RetentionRepo(conn, backend)
 
 
 class Store:

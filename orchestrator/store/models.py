@@ -58,6 +58,7 @@ class Run(SQLModel, table=True):
         Index("ix_runs_status_id", "status", "id"),
         Index("ix_runs_parent", "parent_id", "parent_step"),
         Index("ix_runs_created", "created_at"),
+        Index("ix_runs_function_ended", "function", "ended_at"),
     )
     id: str = Field(primary_key=True)
     function: str
@@ -161,7 +162,8 @@ class Schedule(SQLModel, table=True):
     function: str = Field(index=True)
     input_json: str = Field(default="null", sa_column=Column(Text, nullable=False))
     at: float = Field(index=True)
-    run_id: str | None = None
+    run_id: str | None = Field(default=None, index=True)
+    """The run it started, once fired (the retention sweep deletes the two together)."""
     created_at: float = 0.0
 
 

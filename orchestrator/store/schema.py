@@ -20,9 +20,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, func, inspect, select
+from sqlalchemy import Connection, delete, func, inspect, select
 
 from orchestrator.store.models import meta
+
+log = logging.getLogger("orchestrator.store")
 
 
 class SchemaError(RuntimeError):
@@ -38,6 +40,14 @@ SCRIPTS = Path(__file__).resolve().parent / "migrations"
 LEGACY = {4: "0001", 5: "0002"}
 """``meta.schema_version`` of a database made before migrations -> the revision holding
 that schema (it is stamped there before upgrading)."""
+
+COMPATIBLE_FROM = "0004"
+"""The oldest revision whose orchestrator still runs on this version's schema, written to
+``meta.compatible_from`` by every migration: during a rolling upgrade the replicas not yet
+replaced start on the newer schema when their own newest revision is at least this one.
+An additive migration (docs/operations.md, "Upgrades") leaves it as it is; a step an
+older version cannot run on (dropping what it reads, a new NOT NULL column without a
+default) moves it to that step's revision."""
 
 LOCK_KEY = "orchestrator.schema"
 """The PostgreSQL advisory lock (``hashtext`` of it) migrations and schema creation hold."""
@@ -72,6 +82,8 @@ class Status:
     revision: str | None = None
     legacy_version: int | None = None
     """``meta.schema_version`` of an unstamped database (1: no meta table)."""
+    compatible_from: str | None = None
+    """``meta.compatible_from``: the oldest revision whose orchestrator runs on it."""
 
     def describe(self) -> str:
         if self.empty:
@@ -86,7 +98,9 @@ def status_conn(conn: Connection) -> Status:
     if "alembic_version" in names:
         rev = MigrationContext.configure(conn).get_current_revision()
         if rev is not None:
-            return Status(False, revision=rev)
+            row = conn.execute(select(meta.c.value)
+                               .where(meta.c.key == "compatible_from")).first()
+            return Status(False, revision=rev, compatible_from=row[0] if row else None)
     if "runs" not in names:
         return Status(True)
     version = 1
@@ -105,6 +119,12 @@ def check_status(st: Status) -> None:
     if st.empty or st.revision == head():
         return
     if st.revision is not None and not _known(st.revision):
+        if st.compatible_from is not None and _known(st.compatible_from):
+            log.warning("the database's schema is at revision %s, newer than this "
+                        "orchestrator knows (its newest is %s); it runs on it (the schema "
+                        "is compatible from revision %s: a rolling upgrade)", st.revision,
+                        head(), st.compatible_from)
+            return
         raise SchemaError(
             f"the database's schema is at revision {st.revision}, newer than this "
             f"orchestrator knows (its newest is {head()}): a newer orchestrator migrated "
@@ -137,6 +157,12 @@ def lock_conn(conn: Connection) -> None:
 def stamp_head_conn(conn: Connection) -> None:
     """Record a database just made by ``metadata.create_all`` as being at head."""
     MigrationContext.configure(conn).stamp(_scripts(), "head")
+    _write_compatible_from(conn)
+
+
+def _write_compatible_from(conn: Connection) -> None:
+    conn.execute(delete(meta).where(meta.c.key == "compatible_from"))
+    conn.execute(meta.insert().values(key="compatible_from", value=COMPATIBLE_FROM))
 
 
 def upgrade_conn(conn: Connection) -> tuple[Status, str]:
@@ -145,13 +171,15 @@ def upgrade_conn(conn: Connection) -> tuple[Status, str]:
     lock_conn(conn)
     before = status_conn(conn)
     if before.revision is not None and not _known(before.revision):
-        check_status(before)  # newer than this orchestrator: raises
+        check_status(before)  # newer than this orchestrator: raises, unless compatible
+        return before, before.revision  # a newer one migrated it: nothing to do here
     if before.revision is None and not before.empty:
         rev = LEGACY.get(before.legacy_version or 1)
         if rev is None:
             raise SchemaError(_too_old(before))
         MigrationContext.configure(conn).stamp(_scripts(), rev)
     command.upgrade(config(conn), "head")
+    _write_compatible_from(conn)
     return before, head()
 
 

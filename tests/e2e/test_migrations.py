@@ -292,20 +292,60 @@ def test_serve_refuses_a_database_behind_in_one_line_and_dev_migrates_it(
         orch.stop()
 
 
+def _cli(db_url: str, *argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "orchestrator", *argv, "--database-url",
+                           db_url], env=_env(DURABLE_API_KEY=procs.API_KEY,
+                                             DURABLE_SIGNING_KEY=procs.SIGNING_KEY),
+                          cwd=procs.ROOT, capture_output=True, text=True, timeout=60)
+
+
 def test_a_database_a_newer_orchestrator_migrated_is_refused(db_url: str) -> None:
     migrate.upgrade(db_url)
     _sql(db_url, "UPDATE alembic_version SET version_num = '9999'")
+    # the newer version says it is not compatible with this one (a contract step)
+    _sql(db_url, "UPDATE meta SET value = '9999' WHERE key = 'compatible_from'")
     for argv in (["serve", "--port", str(procs.free_port())], ["dev", "--port",
                                                               str(procs.free_port())],
                  ["migrate"]):
-        p = subprocess.run([sys.executable, "-m", "orchestrator", *argv, "--database-url",
-                            db_url], env=_env(DURABLE_API_KEY=procs.API_KEY,
-                                              DURABLE_SIGNING_KEY=procs.SIGNING_KEY),
-                           cwd=procs.ROOT, capture_output=True, text=True, timeout=60)
+        p = _cli(db_url, *argv)
         out = (p.stdout + p.stderr).strip()
         assert p.returncode != 0, out
         assert len(out.splitlines()) == 1, out
         assert "revision 9999, newer than this orchestrator knows" in out, out
+    assert migrate.current(db_url) == "9999"
+
+
+def test_a_newer_but_compatible_schema_is_run_on_during_a_rolling_upgrade(
+        db_url: str) -> None:
+    """A newer version's additive migration leaves ``compatible_from`` at this version's
+    head: the replicas not yet replaced keep starting (with a warning), and this
+    version's ``migrate`` does nothing."""
+    migrate.upgrade(db_url)
+    _sql(db_url, "UPDATE alembic_version SET version_num = '9999'")
+    port = procs.free_port()
+    p = subprocess.Popen([sys.executable, "-m", "orchestrator", "serve", "--port",
+                          str(port), "--database-url", db_url],
+                         env=_env(DURABLE_API_KEY=procs.API_KEY,
+                                  DURABLE_SIGNING_KEY=procs.SIGNING_KEY),
+                         cwd=procs.ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert p.poll() is None, p.communicate()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "never ready"
+            time.sleep(0.1)
+    finally:
+        p.terminate()
+        _, err = p.communicate(timeout=30)
+    assert "newer than this orchestrator knows" in err and "rolling upgrade" in err, err
+    m = _cli(db_url, "migrate")
+    assert m.returncode == 0, m.stderr
     assert migrate.current(db_url) == "9999"
 
 

@@ -40,6 +40,7 @@ def test_defaults() -> None:
     assert s.api_keys == [] and s.signing_key == "" and s.signing_key_fallback is None
     assert s.allow_insecure_app_urls is False and s.log_level == "info"
     assert s.budget_ms == 30_000
+    assert (s.retention_days, s.retention_interval, s.retention_batch) == (0, 60, 500)
     assert s.model_fields_set == set()
 
 
@@ -73,6 +74,11 @@ BAD_VALUES = [
     ("DURABLE_METRICS_CACHE_SECONDS", "-1", "greater than or equal to 0"),
     ("DURABLE_METRICS_PUBLIC", "maybe", "valid boolean"),
     ("DURABLE_OTEL", "maybe", "valid boolean"),
+    ("DURABLE_RETENTION_DAYS", "-1", "greater than or equal to 0"),
+    ("DURABLE_RETENTION_DAYS", "3651", "less than or equal to 3650"),
+    ("DURABLE_RETENTION_INTERVAL", "0", "greater than 0"),
+    ("DURABLE_RETENTION_BATCH", "0", "greater than or equal to 1"),
+    ("DURABLE_RETENTION_BATCH", "10001", "less than or equal to 10000"),
     ("DURABLE_DATABASE_URL", "sqlite:///:memory:", "a file"),
     ("DURABLE_DATABASE_URL", "sqlite://", "a file"),
     ("DURABLE_DATABASE_URL", "mysql://db/x", "postgresql:// or sqlite:///"),
