@@ -1,0 +1,117 @@
+"""Several replicas on one PostgreSQL database: each due item is claimed by one replica,
+a replica killed mid-call loses its leases to the others, a cron fires once per tick."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.pg import PgCluster
+from tests.support.replicas import Replicas, replicas
+
+
+@pytest.fixture
+def three(pg: PgCluster, tmp_path: Path) -> Iterator[Replicas]:
+    with replicas(3, pg.create_db(), tmp_path) as group:
+        yield group
+
+
+async def _results(group: Replicas, ids: list[str], timeout: float) -> list[object]:
+    """Each run's output, read through the replicas still alive in turn."""
+    alive = group.alive()
+    clients = [r.client() for r in alive]
+    try:
+        return list(await asyncio.gather(*(clients[i % len(clients)].result(rid, timeout)
+                                           for i, rid in enumerate(ids))))
+    finally:
+        for c in clients:
+            await c.aclose()
+
+
+async def test_three_replicas_share_300_runs(three: Replicas) -> None:
+    steps = 3
+    ids: list[str] = []
+    for r in three:  # 100 runs started through each replica
+        async with r.rest() as rest:
+            got = await rest.post("/runs/bulk", json={"function": "effects",
+                                                      "inputs": [steps] * 100})
+            assert got.status_code == 201, got.text
+            ids += got.json()["ids"]
+    assert len(set(ids)) == 300
+    assert await _results(three, ids, 120) == [steps] * 300, three.logs()
+    ran = three.executions()
+    assert set(ran) == {(rid, f"s{i}") for rid in ids for i in range(steps)}
+    assert max(ran.values()) == 1, [k for k, v in ran.items() if v > 1]  # no step twice
+    calls = three.calls()
+    # every run took 1 + steps calls (each step its own call, a sleep between)
+    assert sum(calls) >= 300 * (1 + steps), calls
+    assert sum(1 for c in calls if c > 0) == 3, calls  # the work was spread
+
+
+async def test_a_killed_replica_loses_its_leases_to_the_others(pg: PgCluster,
+                                                               tmp_path: Path) -> None:
+    with replicas(3, pg.create_db(), tmp_path, lease_ttl=2.0) as group:
+        a = group[0]
+        async with a.rest() as rest:
+            got = await rest.post("/runs/bulk", json={
+                "function": "slow-effects", "inputs": [{"steps": 2, "seconds": 1.0}] * 20})
+            assert got.status_code == 201, got.text
+            ids: list[str] = got.json()["ids"]
+        # A created them already claimed: wait until its calls are in the app, then kill it
+        deadline = time.monotonic() + 20
+        while len(group.executions()) < 20:
+            assert time.monotonic() < deadline, group.logs()
+            await asyncio.sleep(0.02)
+        a.kill()
+        killed_at = time.time()
+        started = set(group.executions())  # the (run, step) bodies begun before the kill
+        t0 = time.monotonic()
+        assert await _results(group, ids, 60) == [2] * 20, group.logs()
+        took = time.monotonic() - t0
+        ran = group.executions()
+        assert set(ran) == {(rid, f"s{i}") for rid in ids for i in range(2)}
+        again = {k: n for k, n in ran.items() if n > 1}
+        # only calls in flight at the kill ran again, each once more at most
+        assert set(again) <= started and max(ran.values()) <= 2, again
+        assert len(again) <= len({rid for rid, _ in started}), again
+        times = {tuple(line.split()[:2]): float(line.split()[2])
+                 for line in group.effects.read_text().splitlines()}
+        assert all(times[k] > killed_at for k in again)  # the re-runs came after the kill
+        assert took < 2.0 + 2 * 1.2 + 10, took  # lease TTL, two slow steps, and slack
+        assert sum(c for c in group.calls()) >= 20  # B and C made the calls
+
+
+async def test_a_cron_fires_once_per_tick_across_replicas(three: Replicas) -> None:
+    async with three[0].rest() as rest:
+        made = await rest.post("/crons", json={"function": "echo", "input": "tick",
+                                               "expression": "* * * * * *"})
+        assert made.status_code == 201, made.text
+        cron = made.json()["id"]
+        began = time.time()
+        await asyncio.sleep(5.5)
+        assert (await rest.delete(f"/crons/{cron}")).status_code == 204
+        ended = time.time()
+        await asyncio.sleep(1.0)  # a fire racing the delete commits
+        page = (await rest.get("/runs", params={"function": "echo", "limit": 500})).json()
+        runs = [(await rest.get(f"/runs/{r['id']}")).json() for r in page["runs"]]
+    keys = [r["idempotency_key"] for r in runs]
+    assert all(k.startswith(f"cron:{cron}:") for k in keys), keys
+    ticks = Counter(float(k.rsplit(":", 1)[1]) for k in keys)
+    assert max(ticks.values()) == 1, ticks  # one run per tick, whoever fired it
+    assert all(t == int(t) for t in ticks)  # on whole seconds
+    expected = int(ended) - int(began)
+    assert expected - 1 <= len(ticks) <= expected + 1, (sorted(ticks), began, ended)
+    fired = Counter[str]()
+    for r in three:
+        async with httpx.AsyncClient() as h:
+            text = (await h.get(f"{r.base}/metrics", headers={
+                "authorization": "Bearer test-api-key"})).text
+        fired[r.base] = int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                                if line.startswith('durable_runs_started_total{function="echo"')))
+    assert sum(fired.values()) == len(ticks), fired  # each started by one replica
