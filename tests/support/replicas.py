@@ -75,7 +75,7 @@ class Replicas:
     tmp: Path
     db_url: str
     n: int = 3
-    lease_ttl: float = 2.0
+    lease_ttl: float | None = 2.0
     env: Mapping[str, str] = field(default_factory=dict)
     """Extra environment of every replica (``DURABLE_*`` settings, test hooks)."""
     app_module: str = APP
@@ -138,7 +138,7 @@ class Replicas:
 
 
 @contextmanager
-def replicas(n: int, db_url: str, tmp: Path, *, lease_ttl: float = 2.0,
+def replicas(n: int, db_url: str, tmp: Path, *, lease_ttl: float | None = 2.0,
              env: Mapping[str, str] | None = None, app: str = APP) -> Iterator[Replicas]:
     """``n`` orchestrator replicas on ``db_url`` and the app, stopped afterwards."""
     group = Replicas(tmp, db_url, n, lease_ttl, dict(env or {}), app)
