@@ -11,8 +11,10 @@ whose step side effects go to ``effects``. Replicas can be killed (SIGKILL), sto
 from __future__ import annotations
 
 import signal
+import time
 from collections import Counter
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +59,15 @@ class Replica:
         assert self.proc.proc is not None
         self.proc.proc.send_signal(signal.SIGCONT)
 
+    def wait_registered(self, function: str = "slow-effects", timeout: float = 20.0) -> None:
+        """Wait until this replica knows the app (``dev --app`` registers it once up)."""
+        deadline = time.monotonic() + timeout
+        while httpx.get(f"{self.base}/api/v1/functions/{function}", headers=ADMIN,
+                        timeout=10).status_code != 200:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.base} did not register the app:\n{self.proc.log()}")
+            time.sleep(0.05)
+
     @property
     def alive(self) -> bool:
         return self.proc.proc is not None and self.proc.proc.poll() is None
@@ -92,8 +103,10 @@ class Replicas:
         self.app, self.app_url = procs.app(self.tmp, self.app_module, extra_env={
             "TESTAPP_EFFECTS": str(self.effects), "TESTAPP_FLAGS": str(self.tmp)})
         self.app.start()
-        for _ in range(self.n):
-            self.add()
+        if self.n:
+            self.add()  # alone: replicas creating the schema at once race (CREATE TABLE)
+        with ThreadPoolExecutor(max(1, self.n - 1)) as pool:  # the others side by side
+            list(pool.map(lambda _: self.add(), range(self.n - 1)))
         return self
 
     def add(self, env: Mapping[str, str] | None = None) -> Replica:
@@ -101,8 +114,10 @@ class Replicas:
         proc, base = procs.orchestrator(self.tmp, db_url=self.db_url, app_url=self.app_url,
                                         lease_ttl=self.lease_ttl,
                                         extra_env={**self.env, **(env or {})})
-        node = Replica(proc.start(), base)
+        node = Replica(proc, base)
         self.nodes.append(node)
+        proc.start()
+        node.wait_registered()
         return node
 
     def __getitem__(self, i: int) -> Replica:
