@@ -86,6 +86,8 @@ class Dispatcher:
         """Claim and start what is due; if nothing was, sleep until more may be."""
         if await self.tick() == 0:
             await self._idle()
+        else:
+            self.store.health.ok("dispatcher")
 
     async def _idle(self) -> None:
         """Sleep until woken, or until the next row falls due, or the poll interval.
@@ -97,6 +99,8 @@ class Dispatcher:
         that any row scheduled meanwhile wakes it."""
         async with self.store.read() as tx:
             nxt = await tx.queue.next_wakeup()
+        self.store.health.ok("dispatcher")  # it reached the database: not failing now,
+        # though the pass (which sleeps) ends later
         delay = self.idle_poll()
         if nxt is not None:
             delay = min(delay, max(0.0, nxt - time.time() + 0.001))

@@ -171,3 +171,55 @@ async def test_work_a_busy_replica_cannot_take_is_claimed_at_once_by_an_idle_one
         assert run["status"] == "completed" and run["output"] == "quick", run
         assert took < 1.0, took
         assert a.calls() == 0  # still in its one slow call: the others ran the echo
+
+
+@pytest.fixture
+def pg_restartable() -> Iterator[PgCluster]:
+    """A cluster of this test's own, which it stops and starts again."""
+    cluster = PgCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+async def test_a_postgres_restart_under_load_is_survived(pg_restartable: PgCluster,
+                                                         tmp_path: Path) -> None:
+    pg = pg_restartable
+    with replicas(2, pg.create_db(), tmp_path, lease_ttl=None) as group:
+        steps = 4
+        ids: list[str] = []
+        for r in group:
+            async with r.rest() as rest:
+                got = await rest.post("/runs/bulk", json={"function": "effects",
+                                                          "inputs": [steps] * 60})
+                assert got.status_code == 201, got.text
+                ids += got.json()["ids"]
+        deadline = time.monotonic() + 20
+        while len(group.executions()) < 60:  # the runs are under way
+            assert time.monotonic() < deadline, group.logs()
+            await asyncio.sleep(0.02)
+        async with httpx.AsyncClient(timeout=10) as h:
+            pg.halt()
+            try:
+                await asyncio.sleep(1.0)
+                for r in group:  # not ready while the database is gone, and why
+                    ready = await h.get(f"{r.base}/readyz")
+                    assert ready.status_code == 503, ready.text
+                    assert ready.json()["status"] == "not ready", ready.text
+                    assert "database" in ready.json()["problems"], ready.text
+                await asyncio.sleep(2.0)
+            finally:
+                pg.resume()
+            back = time.monotonic()
+            for r in group:  # ready again soon after it is back
+                while (ready := await h.get(f"{r.base}/readyz")).status_code != 200:
+                    assert time.monotonic() - back < 5.0, ready.text
+                    await asyncio.sleep(0.1)
+            recovered = time.monotonic() - back
+        assert await _results(group, ids, 90) == [steps] * 120, group.logs()
+        ran = group.executions()
+        assert set(ran) == {(rid, f"s{i}") for rid in ids for i in range(steps)}
+        again = {k: n for k, n in ran.items() if n > 1}
+        assert not again, (again, group.logs())
+        assert recovered < 5.0
