@@ -439,8 +439,11 @@ class Database:
         later transaction draws one of them and fails in turn; the old connections are
         not closed (they are dead: closing could wait on them), just dropped, and those
         checked out go when returned. At most once a second; not for the test hook's
-        injected faults, whose connections are fine."""
-        if self._engine is None or any(isinstance(e, InjectedFault) for e in _chain(exc)):
+        injected faults, whose connections are fine (they are logged instead)."""
+        if any(isinstance(e, InjectedFault) for e in _chain(exc)):
+            log.warning("test hook: %s", driver_reason(exc))  # retried: say it happened
+            return
+        if self._engine is None:
             return
         now = time.monotonic()
         if now - self._pool_dropped_at < 1.0:
