@@ -47,6 +47,11 @@ class Channel:
         self._conn: Any = None
         self._pid = 0
 
+    @property
+    def server_pid(self) -> int:
+        """The listening connection's backend process (0: not connected)."""
+        return self._pid
+
     def send(self, payload: str) -> None:
         """Notify the other replicas (soon, once the connection can)."""
         if payload not in self._outbox:

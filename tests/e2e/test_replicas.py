@@ -9,10 +9,12 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import pytest
 
 from bench.idle_queries import measure
+from orchestrator.store.notify import Channel, driver_dsn
 from tests.support.pg import PgCluster
 from tests.support.replicas import Replicas, replicas
 
@@ -223,3 +225,48 @@ async def test_a_postgres_restart_under_load_is_survived(pg_restartable: PgClust
         again = {k: n for k, n in ran.items() if n > 1}
         assert not again, (again, group.logs())
         assert recovered < 5.0
+
+
+async def test_the_listening_connection_comes_back_after_it_is_cut(pg: PgCluster) -> None:
+    """Its backend terminated (as a restart or a proxy would): it reconnects with backoff,
+    is down meanwhile (the engine polls), and hears and sends again afterwards."""
+    url = pg.create_db()
+    heard: list[str] = []
+    states: list[bool] = []
+    got = asyncio.Event()
+
+    def on_message(payload: str) -> None:
+        heard.append(payload)
+        got.set()
+
+    ours = Channel(url, on_message, states.append, check_every=30.0)
+    theirs = Channel(url, lambda _: None, lambda _: None)
+    tasks = [asyncio.create_task(c.run()) for c in (ours, theirs)]
+    try:
+        deadline = time.monotonic() + 10
+        while not (ours.up and theirs.up):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.01)
+        conn = await asyncpg.connect(driver_dsn(url))
+        try:
+            killed = await conn.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE pid = $1", ours.server_pid)
+        finally:
+            await conn.close()
+        assert killed == 1
+        deadline = time.monotonic() + 5
+        while states[-1:] != [True] or len(states) < 3:
+            assert time.monotonic() < deadline, states
+            await asyncio.sleep(0.01)
+        assert states == [True, False, True]
+        theirs.send("due 1.000")
+        await asyncio.wait_for(got.wait(), 5)
+        assert heard == ["due 1.000"]
+        ours.send("due 2.000")  # its own notification is not handed back to it
+        await asyncio.sleep(0.3)
+        assert heard == ["due 1.000"]
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
