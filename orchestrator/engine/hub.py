@@ -19,9 +19,6 @@ from orchestrator.store import Store, Tx
 
 T = TypeVar("T")
 
-SELF_SERVED = 1.0
-"""Work due within this many seconds is not told to the other replicas if this one has
-room for it: its own dispatcher, woken at once, claims it first."""
 
 
 class Handoff(Protocol):
@@ -104,13 +101,13 @@ class Hub:
 
     def share(self, fx: Effects, leased: float | None) -> None:
         """Tell the other replicas (one notification at most) what they may have to act
-        on: work due later, or now if this replica has no room for it; the leases of runs
-        created already claimed (should this replica die, another takes them over once
-        they expire); a new deadline."""
-        due = time.time() if fx.wake else fx.due
-        if due is not None and due < time.time() + SELF_SERVED and self.handoff is not None \
-                and self.handoff.lease() is not None:
-            due = None  # due now, and this replica's dispatcher is waking for it
+        on: work due later (``lifecycle.SOON``), or now if this replica has no room for
+        it; the leases of runs created already claimed (should this replica die, another
+        takes them over once they expire); a new deadline."""
+        if self.handoff is not None and self.handoff.lease() is not None:
+            due = fx.due_later  # what falls due sooner, this replica's dispatcher claims
+        else:
+            due = time.time() if fx.wake else fx.due
         if leased is not None and (due is None or leased < due):
             due = leased
         self.notifier.tell(due, fx.deadline)

@@ -4,8 +4,11 @@ hears (``Notifier.heard``)."""
 from __future__ import annotations
 
 import time
+from typing import cast
 
+from orchestrator.engine.lifecycle import SOON, Effects
 from orchestrator.engine.notifier import Notifier
+from orchestrator.engine.registry import Registry
 
 
 def _notifier(reach: float = 30.0) -> tuple[Notifier, list[str]]:
@@ -76,3 +79,14 @@ def test_losing_the_connection_makes_the_dispatcher_plan_again() -> None:
     n.work.clear()
     n.listen_state(False)
     assert not n.listening and n.work.is_set()
+
+
+def test_effects_keep_the_earliest_due_time_worth_telling() -> None:
+    fx = Effects(cast("Registry", None))
+    now = time.time()
+    fx.due_at(now + 0.05)  # this replica's own dispatcher claims it: not told
+    assert fx.due_later is None
+    fx.due_at(now + 10.0)
+    fx.due_at(now + 5.0)
+    assert fx.due == now + 0.05 and fx.due_later == now + 5.0
+    assert SOON == 1.0
