@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
@@ -26,6 +27,10 @@ def three(pg: PgCluster, tmp_path: Path) -> Iterator[Replicas]:
     and another replica call the run again (correct, but not what these tests count)."""
     with replicas(3, pg.create_db(), tmp_path, lease_ttl=None) as group:
         yield group
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 async def _results(group: Replicas, ids: list[str], timeout: float) -> list[object]:
@@ -270,3 +275,29 @@ async def test_the_listening_connection_comes_back_after_it_is_cut(pg: PgCluster
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_sleep_recorded_by_a_replica_that_died_ends_on_time(pg: PgCluster,
+                                                                   tmp_path: Path) -> None:
+    """The others were told when it falls due: they do not wait for their 30 s look."""
+    with replicas(3, pg.create_db(), tmp_path, lease_ttl=None) as group:
+        a, b = group[0], group[1]
+        client = a.client()
+        try:
+            rid = (await client.run_no_wait("sleeper", 4.0)).id
+            deadline = time.monotonic() + 10
+            while (run := await client.get_run(rid))["waiting"] is None:
+                assert time.monotonic() < deadline, run
+                await asyncio.sleep(0.02)
+        finally:
+            await client.aclose()
+        assert run["waiting"]["kind"] == "sleep", run
+        until = _epoch(run["waiting"]["until"])
+        a.kill()  # its lease is gone already: the sleep's row waits unclaimed
+        client = b.client()
+        try:
+            run = await client.wait(rid, timeout=20)
+        finally:
+            await client.aclose()
+        assert run["status"] == "completed" and run["output"]["slept"] >= 4.0, run
+        assert _epoch(run["ended_at"]) - until < 1.5, run
