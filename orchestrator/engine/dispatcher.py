@@ -98,7 +98,7 @@ class Dispatcher:
         lease of its own that may expire unrenewed). Outside the sleep it is inf, so
         that any row scheduled meanwhile wakes it."""
         async with self.store.read() as tx:
-            nxt = await tx.queue.next_wakeup()
+            nxt = await tx.queue.next_due(time.time())
         self.store.health.ok("dispatcher")  # it reached the database: not failing now,
         # though the pass (which sleeps) ends later
         delay = self.idle_poll()

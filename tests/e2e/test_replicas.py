@@ -15,7 +15,9 @@ import httpx
 import pytest
 
 from bench.idle_queries import measure
+from orchestrator.store import Store
 from orchestrator.store.notify import Channel, driver_dsn
+from orchestrator.store.queue import NEVER
 from tests.support.pg import PgCluster
 from tests.support.replicas import Replicas, replicas
 
@@ -301,3 +303,31 @@ async def test_a_sleep_recorded_by_a_replica_that_died_ends_on_time(pg: PgCluste
             await client.aclose()
         assert run["status"] == "completed" and run["output"]["slept"] >= 4.0, run
         assert _epoch(run["ended_at"]) - until < 1.5, run
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+async def test_the_idle_read_of_the_next_due_time_matches_the_full_one(
+        db: str, pg: PgCluster, tmp_path: Path) -> None:
+    """``queue.next_due`` (over the due_at index) against ``next_wakeup`` (every row)."""
+    store = Store(pg.create_db() if db == "postgres" else f"sqlite:///{tmp_path / 'q.db'}")
+    await store.open()
+    try:
+        async with store.read() as tx:
+            assert await tx.queue.next_due(150.0) is None
+        async with store.write() as tx:
+            await tx.queue.add_many([{"run_id": f"r{i}", "due_at": 100.0 + i}
+                                     for i in range(0, 40, 2)])
+            await tx.queue.add_many([{"run_id": "parked", "due_at": NEVER}])
+            await tx.queue.claim("me", 150.0, 125.0, 5)  # r0 .. r8, leased until 125
+        async with store.read() as tx:
+            assert await tx.queue.next_due(150.0) == await tx.queue.next_wakeup() == 110.0
+        async with store.write() as tx:
+            await tx.queue.claim("me", 150.0, 105.0, 20)  # all the others due, until 105
+        async with store.read() as tx:
+            assert await tx.queue.next_due(150.0) == await tx.queue.next_wakeup() == 105.0
+        async with store.write() as tx:
+            await tx.queue.remove([f"r{i}" for i in range(0, 40, 2)])
+        async with store.read() as tx:
+            assert await tx.queue.next_due(150.0) == await tx.queue.next_wakeup() == NEVER
+    finally:
+        await store.close()
