@@ -91,6 +91,11 @@ class Settings(BaseSettings):
     poll_interval: Annotated[float, Field(
         gt=0, description="longest idle sleep, in seconds, of the dispatcher between looks "
                           "at the queue")] = 1.0
+    notify_poll_interval: Annotated[float, Field(
+        gt=0, le=600, description="on PostgreSQL, the longest idle sleep, in seconds, of "
+                                  "the dispatcher and scheduler while this replica hears "
+                                  "the others' notifications (`LISTEN durable_work`): a "
+                                  "safety net; while it cannot, `poll_interval` applies")] = 30.0
     unreachable_timeout: Annotated[float, Field(
         gt=0, description="seconds after which a run whose app stays unreachable "
                           "fails")] = 3600.0

@@ -86,16 +86,22 @@ class Dispatcher:
         """Claim and start what is due; if nothing was, sleep until more may be."""
         if await self.tick() == 0:
             await self._idle()
+        else:
+            self.store.health.ok("dispatcher")
 
     async def _idle(self) -> None:
         """Sleep until woken, or until the next row falls due, or the poll interval.
 
         While it sleeps, ``notifier.planned_wake`` says until when: a transaction that
-        schedules a row due before then (``Effects.due_at``) wakes it to plan again.
-        Outside the sleep it is inf, so that any row scheduled meanwhile wakes it."""
+        schedules a row due before then (``Effects.due_at``) wakes it to plan again, as
+        another replica's notification does (``Notifier.heard``: a row it made due, a
+        lease of its own that may expire unrenewed). Outside the sleep it is inf, so
+        that any row scheduled meanwhile wakes it."""
         async with self.store.read() as tx:
-            nxt = await tx.queue.next_wakeup()
-        delay = self.settings.poll_interval
+            nxt = await tx.queue.next_due(time.time())
+        self.store.health.ok("dispatcher")  # it reached the database: not failing now,
+        # though the pass (which sleeps) ends later
+        delay = self.idle_poll()
         if nxt is not None:
             delay = min(delay, max(0.0, nxt - time.time() + 0.001))
         if delay <= 0:
@@ -108,6 +114,13 @@ class Dispatcher:
                 await asyncio.wait_for(self.notifier.work.wait(), delay)
         finally:
             self.notifier.planned_wake = float("inf")
+
+    def idle_poll(self) -> float:
+        """The longest idle sleep: a safety net while other replicas' notifications are
+        heard (``notify_poll_interval``), else the poll (``poll_interval``)."""
+        if self.notifier.listening:
+            return max(self.settings.poll_interval, self.settings.notify_poll_interval)
+        return self.settings.poll_interval
 
     async def tick(self) -> int:
         """Claim what is due (as many as there are free slots) and start delivering it."""
@@ -151,6 +164,7 @@ class Dispatcher:
         if got is None:
             return []
         rows, runs, done, memos = got
+        self.notifier.tell(now + self.settings.lease_ttl)  # when another may take over
         names = {r.function for r in runs.values()}
         fns = await self.registry.get_many(names)
         return [
@@ -260,3 +274,4 @@ class Dispatcher:
             until = time.time() + self.settings.lease_ttl
             await self.store.transact(
                 lambda tx: tx.queue.extend(self.settings.worker_id, ids, until))
+            self.notifier.tell(until)

@@ -39,6 +39,7 @@ from orchestrator.engine.schedules import Schedules
 from orchestrator.engine.webhook_sources import SourceSpec, WebhookSources
 from orchestrator.errors import Invalid, NotFound
 from orchestrator.store import Store, Tx
+from orchestrator.store.notify import Channel
 from sdk import protocol as p
 
 __all__ = ["MAX_BULK", "Engine", "RunFilter", "RunSpec", "SourceSpec"]
@@ -47,6 +48,8 @@ log = logging.getLogger("orchestrator")
 
 TERMINAL = p.TERMINAL
 MAX_BULK = 5000
+SCHEDULER_POLL = 5.0
+"""The scheduler's longest sleep while it cannot hear other replicas (or has none)."""
 
 
 @dataclass(frozen=True)
@@ -77,16 +80,25 @@ class Engine:
         self.reducer = Reducer(self.store, self.hub, settings)
         self.dispatcher = Dispatcher(self.store, self.registry, self.invoker, self.reducer,
                                      self.hub, settings)
-        self.scheduler = Scheduler(self.store, self.hub, cron_grace=settings.cron_grace)
+        self.scheduler = Scheduler(self.store, self.hub, poll_interval=SCHEDULER_POLL,
+                                   cron_grace=settings.cron_grace)
         self.hub.wire(handoff=self.dispatcher, timers=self.scheduler.poke_at)
         self.prober = Prober(self.store, self.invoker, settings)
         self.retention = Retention(self.store, self.registry, self.metrics, settings)
+        self.notifier.timers = self.scheduler.poke_at
+        self.channel: Channel | None = None
+        """Notifications between replicas (PostgreSQL), wired to the notifier."""
+        if self.store.backend.name == "postgresql":
+            self.channel = Channel(self.store.db.url, self.notifier.heard, self._listening,
+                                   check_every=settings.notify_poll_interval)
+            self.notifier.broadcast = self.channel.send
+            self.notifier.reach = settings.notify_poll_interval
         self.apps = Apps(self.store, self.registry, self.invoker,
                          allow_insecure=settings.allow_insecure_app_urls,
-                         crons_changed=self.scheduler.poke,
+                         crons_changed=self._timers_changed,
                          default_keys=(settings.signing_key, settings.signing_key_fallback),
                          call_timeout=settings.call_timeout)
-        self.schedules = Schedules(self.store, self.registry, changed=self.scheduler.poke)
+        self.schedules = Schedules(self.store, self.registry, changed=self._timers_changed)
         self.keys = Keys(self.store, settings.api_keys)
         self.webhooks = WebhookSources(self.store, self.hub)
         self._tasks: list[asyncio.Task[None]] = []
@@ -108,8 +120,25 @@ class Engine:
                        asyncio.create_task(self.scheduler.run(), name="scheduler"),
                        asyncio.create_task(self.prober.run(), name="prober"),
                        asyncio.create_task(self.retention.run(), name="retention")]
+        if self.channel is not None:
+            self._tasks.append(asyncio.create_task(self.channel.run(), name="notifications"))
         self.ready = True
         self.store.inject_faults()  # a test hook: nothing unless DURABLE_TEST_FAULT_RATE
+
+    def _timers_changed(self) -> None:
+        """A schedule or cron was made, changed or removed: this replica's scheduler and
+        the others' look again."""
+        self.scheduler.poke()
+        self.notifier.tell(timer=0.0)
+
+    def _listening(self, up: bool) -> None:
+        """The notification connection is up (the loops sleep long, woken by the other
+        replicas) or down (they poll at their short intervals until it is back)."""
+        self.notifier.listen_state(up)
+        long = self.settings.notify_poll_interval
+        self.scheduler.poll_interval = max(SCHEDULER_POLL, long) if up else SCHEDULER_POLL
+        self.prober.idle_interval = long if up else self.prober.interval
+        self.scheduler.poke()
 
     async def stop(self) -> None:
         """Stop the loops and close connections. Never raises (even after a database

@@ -4,6 +4,7 @@ before the commit, and settles the effects once it has committed."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -17,6 +18,7 @@ from orchestrator.engine.tracing import OFF, Tracing
 from orchestrator.store import Store, Tx
 
 T = TypeVar("T")
+
 
 
 class Handoff(Protocol):
@@ -78,6 +80,7 @@ class Hub:
                        tracing=self.tracing.enabled)
 
     def settle(self, fx: Effects) -> None:
+        leased = fx.lease.until if fx.lease is not None and fx.lease.claims else None
         if fx.lease is not None and fx.lease.claims and self.handoff is not None:
             self.handoff.adopt(fx.lease.claims)
             fx.lease.claims = []
@@ -93,3 +96,18 @@ class Hub:
             self.notifier.due_at(fx.due)
         if fx.deadline is not None and self.timers is not None:
             self.timers(fx.deadline)
+        if self.notifier.broadcast is not None:
+            self.share(fx, leased)
+
+    def share(self, fx: Effects, leased: float | None) -> None:
+        """Tell the other replicas (one notification at most) what they may have to act
+        on: work due later (``lifecycle.SOON``), or now if this replica has no room for
+        it; the leases of runs created already claimed (should this replica die, another
+        takes them over once they expire); a new deadline."""
+        if self.handoff is not None and self.handoff.lease() is not None:
+            due = fx.due_later  # what falls due sooner, this replica's dispatcher claims
+        else:
+            due = time.time() if fx.wake else fx.due
+        if leased is not None and (due is None or leased < due):
+            due = leased
+        self.notifier.tell(due, fx.deadline)

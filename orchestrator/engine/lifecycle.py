@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,10 @@ from orchestrator.store import ChildRow, RunCore, StepInsert, Tx
 from sdk import protocol as p
 
 log = logging.getLogger("orchestrator.lifecycle")
+
+SOON = 1.0
+"""Work due within this many seconds is not told to the other replicas when this one has
+room for it: its own dispatcher, woken at once, claims it first (``Hub.share``)."""
 
 
 @dataclass
@@ -36,6 +41,9 @@ class Effects:
     """The earliest run deadline (timeout) this transaction set."""
     due: float | None = None
     """The earliest time a queue row this transaction scheduled falls due."""
+    due_later: float | None = None
+    """The earliest of those times at least ``SOON`` seconds ahead (when scheduled): what
+    other replicas hear of even when this one will claim what falls due sooner."""
     started: list[str] = field(default_factory=list)
     """The functions of the runs created (one entry per run), counted once it commits."""
     finished: list[tuple[str, str]] = field(default_factory=list)
@@ -52,6 +60,8 @@ class Effects:
     def due_at(self, t: float) -> None:
         if self.due is None or t < self.due:
             self.due = t
+        if (self.due_later is None or t < self.due_later) and t >= time.time() + SOON:
+            self.due_later = t
 
     def deadline_at(self, t: float | None) -> None:
         if t is not None and (self.deadline is None or t < self.deadline):

@@ -1,9 +1,12 @@
-"""In-process signals: wake the dispatcher; tell long-pollers a run ended."""
+"""In-process signals: wake the dispatcher; tell long-pollers a run ended. Between
+replicas sharing a PostgreSQL database, the same signals travel as notifications
+(``tell`` sends them, ``heard`` acts on another replica's)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 
 class Notifier:
@@ -12,6 +15,17 @@ class Notifier:
         self.planned_wake = float("inf")
         """When the idle dispatcher next looks at the queue (inf: it is not idle)."""
         self._watchers: dict[str, set[asyncio.Future[None]]] = {}
+        self.broadcast: Callable[[str], None] | None = None
+        """Sends a notification to the other replicas (None: there are none to tell, as
+        on SQLite)."""
+        self.listening = False
+        """Whether this replica hears the others' notifications now (else it polls)."""
+        self.reach = float("inf")
+        """How far ahead (seconds) the other replicas look by themselves while they
+        listen (their longest idle sleep): what falls due later needs no telling."""
+        self.timers: Callable[[float], None] | None = None
+        """Told of another replica's timer (the scheduler's ``poke_at``)."""
+        self._told = {"due": float("-inf"), "timer": float("-inf")}
 
     def wake_dispatcher(self) -> None:
         self.work.set()
@@ -21,6 +35,42 @@ class Notifier:
         to look (it then plans its sleep again, to the new earliest due time)."""
         if t < self.planned_wake:
             self.work.set()
+
+    def tell(self, due: float | None = None, timer: float | None = None) -> None:
+        """Tell the other replicas, in one notification, that a queue row falls due (or a
+        lease expires) at ``due`` and a deadline, schedule or cron at ``timer`` (0: they
+        changed). Nothing is sent for a time beyond their reach (they look before it
+        anyway) or at or after a time told before that has not come yet (they look
+        again then, and then see this one in the database)."""
+        if self.broadcast is None:
+            return
+        now = time.time()
+        parts = []
+        for kind, t in (("due", due), ("timer", timer)):
+            if t is None or t >= now + self.reach:
+                continue
+            if now <= self._told[kind] <= t:
+                continue
+            self._told[kind] = t
+            parts.append(f"{kind} {t:.3f}")
+        if parts:
+            self.broadcast(" ".join(parts))
+
+    def heard(self, payload: str) -> None:
+        """Another replica's notification (``tell``): plan again if it is earlier."""
+        words = payload.split()
+        for kind, at in zip(words[::2], words[1::2], strict=False):
+            t = float(at)
+            if kind == "due":
+                self.due_at(t)
+            elif kind == "timer" and self.timers is not None:
+                self.timers(t)
+
+    def listen_state(self, up: bool) -> None:
+        """The notification connection came up or went down: the dispatcher plans its
+        sleep again (long while it listens, a short poll while it cannot)."""
+        self.listening = up
+        self.work.set()
 
     def watch(self, run_id: str) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

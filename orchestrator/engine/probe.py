@@ -43,6 +43,10 @@ class Prober:
         self.settings = settings
         self.interval = interval
         self.contact_flush = CONTACT_FLUSH_S
+        self.idle_interval = interval
+        """How often the store is read while no app is marked (the engine lengthens it
+        while replicas tell each other what changed)."""
+        self._looked_at = 0.0
         self._flushed: dict[str, float] = {}
         self._flushed_at = 0.0
 
@@ -54,8 +58,12 @@ class Prober:
         await supervise("prober", self.run_once, self.store.health)
 
     async def run_once(self) -> None:
-        """One pass of the supervised loop: probe what is due, then pause."""
-        await self.tick()
+        """One pass of the supervised loop: probe what is due, then pause. While no app
+        is marked here, the store is read every ``idle_interval`` only (a mark made on
+        another replica reaches this one then, or at this one's own first failed call)."""
+        if self.invoker.misconfigured or time.time() - self._looked_at >= self.idle_interval:
+            self._looked_at = time.time()
+            await self.tick()
         await asyncio.sleep(self.interval)
 
     async def tick(self) -> None:

@@ -19,6 +19,7 @@ from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Delivered, Failed, Outcome
 from orchestrator.engine.lifecycle import Effects, end_run, js, memo_row, opt_js
+from orchestrator.errors import DatabaseUnavailable
 from orchestrator.loops import supervise
 from orchestrator.store import StepInsert, Store, Tx
 from sdk import protocol as p
@@ -54,7 +55,7 @@ class Reducer:
     async def apply_batch(self, batch: list[tuple[Claim, Outcome]]) -> None:
         try:
             try:
-                await self.hub.transact(lambda tx, fx: self._apply_all(tx, batch, fx))
+                await self._transact_patiently(batch)
             except Exception:
                 log.exception("a batch failed; applying its answers one by one")
                 for item in batch:
@@ -62,6 +63,25 @@ class Reducer:
         finally:
             if self.hub.handoff is not None:
                 self.hub.handoff.applied([c for c, _ in batch])
+
+    async def _transact_patiently(self, batch: list[tuple[Claim, Outcome]]) -> None:
+        """Apply the batch; while the database cannot be reached, keep the answers and
+        try again (backoff 0.1 s doubling to 1 s) for up to a lease TTL, after which
+        their leases may be gone anyway. A restart of the database then costs no call
+        made again, no step run twice."""
+        give_up = time.monotonic() + self.settings.lease_ttl
+        delay = 0.1
+        while True:
+            try:
+                await self.hub.transact(lambda tx, fx: self._apply_all(tx, batch, fx))
+                return
+            except DatabaseUnavailable:
+                if time.monotonic() + delay > give_up:
+                    raise
+                log.warning("the database is unavailable: %d answers wait to be applied",
+                            len(batch))
+                await asyncio.sleep(delay)
+                delay = min(1.0, delay * 2)
 
     async def _apply_one(self, item: tuple[Claim, Outcome]) -> None:
         try:

@@ -52,7 +52,7 @@ class Scheduler:
 
     async def run(self) -> None:
         await supervise("scheduler", self.run_once, self.store.health,
-                        max_delay=self.poll_interval)
+                        max_delay=min(2.0, self.poll_interval))
 
     async def run_once(self) -> None:
         """Do what is due, then sleep until the next thing falls due (one pass of the
@@ -65,6 +65,7 @@ class Scheduler:
             nxt = [t for t in (await tx.runs.next_deadline(), await tx.schedules.next_at(),
                                await tx.crons.next_at()) if t is not None]
         delay = min([self.poll_interval, *(t - time.time() for t in nxt)])
+        self.store.health.ok("scheduler")  # recovered, though this pass sleeps on
         self.next_wake = time.time() + delay
         if delay > 0:
             with contextlib.suppress(TimeoutError):

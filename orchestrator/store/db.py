@@ -50,8 +50,9 @@ class Backend:
         return func.least(a, b)
 
     def is_retryable(self, exc: BaseException) -> bool:
-        """A transaction that failed this way may simply be run again."""
-        return False
+        """A transaction that failed this way may simply be run again: here, its
+        connection was lost before its commit was sent (nothing of it was written)."""
+        return isinstance(exc, ConnectionLost)
 
     def prepare(self, stmt: Any) -> Any:
         """What ``store.base.prepared`` keeps for a hot statement (the statement itself,
@@ -97,6 +98,13 @@ def driver_reason(exc: BaseException) -> str:
     return f"{type(orig).__name__}: {first}"
 
 
+class ConnectionLost(DatabaseUnavailable):
+    """The database could not be reached, or the connection was lost, before the
+    transaction's commit was sent: nothing of it was written, and it may be run again
+    (``Store.transact`` does, a few times). A failure during the commit itself is a plain
+    ``DatabaseUnavailable``: whether it committed is unknown, so it is not run again."""
+
+
 class InjectedFault(ConnectionResetError):
     """A statement failed on purpose (the test hook ``DURABLE_TEST_FAULT_RATE``)."""
 
@@ -138,7 +146,7 @@ class PostgresBackend(Backend):
     def is_retryable(self, exc: BaseException) -> bool:
         # SQLAlchemy wraps the driver's error (``orig``); a plan raises asyncpg's own
         state = getattr(getattr(exc, "orig", exc), "sqlstate", None)
-        return state in self.RETRYABLE
+        return state in self.RETRYABLE or super().is_retryable(exc)
 
     def failure(self, exc: BaseException) -> str | None:
         for e in _chain(exc):
@@ -335,6 +343,7 @@ class Database:
         self._checkpoints: asyncio.Task[None] | None = None
         self.health = Health()
         self._full_at = 0.0  # when a write last failed for want of room
+        self._pool_dropped_at = float("-inf")  # when the pool was last started afresh
         # test hook (docs/architecture.md): statements fail at this rate once the engine
         # has started (``inject_faults``)
         self._fault_env = float(os.environ.get("DURABLE_TEST_FAULT_RATE") or 0)
@@ -409,15 +418,18 @@ class Database:
             except sqlite3.Error as exc:  # busy, I/O: the next pass tries again
                 log.warning("WAL checkpoint failed: %s", exc)
 
-    def _failed(self, exc: Exception) -> None:
-        """Raise ``exc`` as DatabaseUnavailable or StorageFull if it is one of those.
+    def _failed(self, exc: Exception, *, committing: bool = False) -> None:
+        """Raise ``exc`` as DatabaseUnavailable or StorageFull if it is one of those
+        (``ConnectionLost`` if the database was unreachable before the commit was sent).
 
         What the client reads names no SQL and no data (SQLAlchemy's message carries
         both); the driver's reason goes to the health report (``/readyz``) and the log."""
         kind = self.backend.failure(exc)
         if kind == "unavailable":
             self.health.failed("database", driver_reason(exc))
-            raise DatabaseUnavailable("the database is unavailable; retry later") from exc
+            self._drop_pool(exc)
+            error = DatabaseUnavailable if committing else ConnectionLost
+            raise error("the database is unavailable; retry later") from exc
         if kind == "busy":  # another process holds the write lock: not down, retry later
             log.warning("the database stayed locked past the busy timeout: %s", driver_reason(exc))
             raise DatabaseUnavailable("the database is busy (locked by another process); "
@@ -426,6 +438,26 @@ class Database:
             self._full_at = time.monotonic()
             self.health.failed("storage", driver_reason(exc))
             raise StorageFull("the database is full: no room to store this write") from exc
+
+    def _drop_pool(self, exc: Exception) -> None:
+        """A connection was lost: the pool's other connections, opened before, are most
+        likely dead too (a server restart ends them all). Start a new pool, so that no
+        later transaction draws one of them and fails in turn; the old connections are
+        not closed (they are dead: closing could wait on them), just dropped, and those
+        checked out go when returned. At most once a second; not for the test hook's
+        injected faults, whose connections are fine (they are logged instead)."""
+        if any(isinstance(e, InjectedFault) for e in _chain(exc)):
+            log.warning("test hook: %s", driver_reason(exc))  # retried: say it happened
+            return
+        if self._engine is None:
+            return
+        now = time.monotonic()
+        if now - self._pool_dropped_at < 1.0:
+            return
+        self._pool_dropped_at = now
+        self._engine.sync_engine.dispose(close=False)
+        log.warning("a database connection was lost (%s): the pool starts afresh",
+                    driver_reason(exc))
 
     def storage_problem(self) -> str | None:
         """Why writes cannot be stored now (a write failed for want of room in the last
@@ -475,21 +507,25 @@ class Database:
     @asynccontextmanager
     async def write_conn(self) -> AsyncIterator[Conn]:
         """A connection in a write transaction, committed on exit (rolled back on error).
-        A connection failure raises DatabaseUnavailable; no room, StorageFull."""
+        A connection failure raises DatabaseUnavailable (``ConnectionLost`` before the
+        commit); no room, StorageFull."""
+        committing = False
         try:
             if self._sync_engine is not None:
                 async with self._write_lock:
                     with self._sync_engine.begin() as conn:
                         yield self._conn(SyncConn(conn))
+                        committing = True
                     self._writes += 1
             else:
                 assert self._engine is not None
                 async with self._engine.begin() as aconn:
                     yield self._conn(PgConn(aconn, write=True))
+                    committing = True  # the work is done: what fails now is the commit
         except ApiError:
             raise
         except Exception as exc:
-            self._failed(exc)
+            self._failed(exc, committing=committing)
             raise
         self.health.ok("database")
 

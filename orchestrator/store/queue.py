@@ -10,7 +10,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import bindparam, case, delete, func, or_, select, update
+from sqlalchemy import (
+    Float,
+    bindparam,
+    case,
+    delete,
+    func,
+    literal_column,
+    or_,
+    select,
+    union_all,
+    update,
+)
 
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import queue, runs
@@ -40,6 +51,15 @@ _FENCES = prepared(lambda b: select(queue.c.run_id, queue.c.lease_owner, queue.c
 _REMOVE = prepared(lambda b: delete(queue).where(queue.c.run_id.in_(ids_param())))
 _WAKEUP = prepared(lambda b: select(func.min(case(
     (queue.c.lease_expires_at.is_(None), queue.c.due_at), else_=queue.c.lease_expires_at))))
+
+# every leased row is due (a row is claimed, or created claimed, once due, and a lease
+# only moves its expiry): the leases are read over the ``due_at`` index among due rows
+_NEXT_DUE = prepared(lambda b: select(func.min(literal_column("t", Float))).select_from(union_all(
+    select(func.min(queue.c.due_at).label("t"))
+    .where(queue.c.lease_expires_at.is_(None)),
+    select(func.min(queue.c.lease_expires_at).label("t"))
+    .where(queue.c.due_at <= bindparam("now"), queue.c.lease_expires_at.is_not(None)),
+).subquery()))
 
 
 class QueueRepo(Repo):
@@ -136,6 +156,13 @@ class QueueRepo(Repo):
     async def next_wakeup(self) -> float | None:
         """When the next row falls due, or the next lease held on a row expires."""
         row = (await self.conn.execute(_WAKEUP(self.backend))).first()
+        return None if row is None or row[0] is None else float(row[0])
+
+    async def next_due(self, now: float) -> float | None:
+        """``next_wakeup`` over indexes: the earliest due time of a row not leased (the
+        ``due_at`` index, in order), or lease expiry (among the rows due by ``now``, the
+        only ones leased), whichever comes first. The idle dispatcher's one read."""
+        row = (await self.conn.execute(_NEXT_DUE(self.backend), {"now": now})).first()
         return None if row is None or row[0] is None else float(row[0])
 
     async def depth(self, now: float) -> list[tuple[str, int, float]]:

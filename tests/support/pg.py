@@ -8,7 +8,10 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
 
 from tests.support.procs import free_port
 
@@ -16,7 +19,9 @@ BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 class PgCluster:
-    def __init__(self) -> None:
+    def __init__(self, *, stat_statements: bool = False) -> None:
+        self.stat_statements = stat_statements
+        """Load ``pg_stat_statements`` (statement counts per database: the idle bench)."""
         self.root = Path(tempfile.mkdtemp(prefix="pgtest-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -35,12 +40,33 @@ class PgCluster:
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
         self._run(BIN / "initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust",
                   "-E", "UTF8", "--no-sync")
+        self._run(BIN / "pg_ctl", "-D", str(self.data), "-o", self._server_opts(), "-w",
+                  "-l", str(self.root / "log"), "start")
+        return self
+
+    def _server_opts(self) -> str:
         opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 "-c max_connections=200")
-        self._run(BIN / "pg_ctl", "-D", str(self.data), "-o", opts, "-w", "-l",
-                  str(self.root / "log"), "start")
-        return self
+        if self.stat_statements:
+            opts += " -c shared_preload_libraries=pg_stat_statements"
+        return opts
+
+    def halt(self) -> None:
+        """Stop the server (``-m fast``: sessions are ended, as in a restart); the data
+        stays for ``resume``."""
+        self._run(BIN / "pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the server again after ``halt``, on the same port and data."""
+        self._run(BIN / "pg_ctl", "-D", str(self.data), "-o", self._server_opts(), "-w",
+                  "-l", str(self.root / "log"), "start")
+
+    def restart(self, down: float = 0.0) -> None:
+        """Stop the server, keep it down ``down`` seconds, start it again."""
+        self.halt()
+        time.sleep(down)
+        self.resume()
 
     def create_db(self) -> str:
         """A fresh database; its SQLAlchemy URL."""
@@ -55,3 +81,23 @@ class PgCluster:
             self._run(BIN / "pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+
+async def statement_counts(url: str, *, reset: bool = False) -> dict[str, int]:
+    """Statements run on the database of ``url`` since the last reset, by query text
+    (``pg_stat_statements``, which the cluster must load: ``stat_statements=True``); read
+    from the ``postgres`` database, so the reading itself is not counted. ``reset``:
+    start counting afresh instead."""
+    base, _, name = url.rpartition("/")
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        if reset:
+            await conn.execute("SELECT pg_stat_statements_reset()")
+            return {}
+        rows = await conn.fetch(
+            "SELECT query, calls FROM pg_stat_statements s JOIN pg_database d "
+            "ON d.oid = s.dbid WHERE d.datname = $1", name)
+        return {r["query"]: int(r["calls"]) for r in rows}
+    finally:
+        await conn.close()

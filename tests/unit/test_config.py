@@ -59,6 +59,8 @@ BAD_VALUES = [
     ("DURABLE_MAX_INFLIGHT", "0", "greater than or equal to 1"),
     ("DURABLE_POOL_PER_APP", "0", "greater than or equal to 1"),
     ("DURABLE_POLL_INTERVAL", "0", "greater than 0"),
+    ("DURABLE_NOTIFY_POLL_INTERVAL", "0", "greater than 0"),
+    ("DURABLE_NOTIFY_POLL_INTERVAL", "601", "less than or equal to 600"),
     ("DURABLE_UNREACHABLE_TIMEOUT", "0", "greater than 0"),
     ("DURABLE_DELIVERY_BACKOFF_MAX", "0", "greater than 0"),
     ("DURABLE_CRON_GRACE", "-1", "greater than or equal to 0"),
