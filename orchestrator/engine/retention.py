@@ -66,12 +66,14 @@ class Retention:
         return self.settings.retention_days * DAY_S or None
 
     async def run(self) -> None:
-        await supervise("retention", self.run_once, self.store.health,
-                        max_delay=max(2.0, self.settings.retention_interval))
+        await supervise("retention", self.run_once, self.store.health)
 
     async def run_once(self) -> None:
-        """One pass of the supervised loop: sweep, then pause."""
+        """One pass of the supervised loop: sweep, then pause. A sweep that failed (the
+        database away) is tried again within 2 s, and one that succeeds says so before
+        the pause: ``/readyz`` is not left naming this loop for an interval."""
         await self.sweep()
+        self.store.health.ok("retention")
         await asyncio.sleep(self.settings.retention_interval)
 
     async def groups(self, now: float) -> list[Group]:
