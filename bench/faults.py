@@ -191,8 +191,12 @@ class Harness:
         c = self.cluster
         assert c is not None
         pg_at = time.monotonic() + self.p.duration / 2 if self.p.pg_restart else None
+        last = time.monotonic()
         while True:
-            await asyncio.sleep(self.rng.uniform(0.5, 1.5) * self.p.kill_every)
+            # at random moments: the next one ~kill_every after the last one began
+            last += self.rng.uniform(0.5, 1.5) * self.p.kill_every
+            await asyncio.sleep(max(0.2, last - time.monotonic()))
+            last = time.monotonic()
             if time.monotonic() >= until:
                 return
             if pg_at is not None and time.monotonic() >= pg_at:
@@ -400,6 +404,8 @@ class Harness:
                     if e.get("call") in faulted:
                         per_call[e["call"]] += 1
         reexec = sum(len(v) - 1 for v in by_step.values())
+        stepped = {e.get("call") for e in effects}
+        runs_reexec = Counter(r for (r, _), v in by_step.items() if len(v) > 1)
         # one faulted call runs at most the new steps of one call (two: s1 and s2)
         over = {c: n for c, n in per_call.items() if n > 2}
 
@@ -456,6 +462,10 @@ class Harness:
             "steps": {"executions": len(effects), "distinct": len(by_step),
                       "expected": len(expected_steps),
                       "re_executions": reexec, "re_executions_by_cause": dict(causes),
+                      "faulted_calls_that_ran_steps": len(stepped & set(faulted)),
+                      "runs_with_re_executions": len(runs_reexec),
+                      "most_re_executions_in_one_run": max(runs_reexec.values(),
+                                                           default=0),
                       "unexplained": unexplained[:20], "never_ran": never_ran[:20],
                       "duplicates_in_memo": dup_memo[:20]},
             "cron": cron,

@@ -270,12 +270,9 @@ async def home(request: Request) -> JSONResponse:
     return JSONResponse({"app": "faults-app", "functions": [f.name for f in FUNCTIONS]})
 
 
-app = Starlette(routes=[
-    Route("/", home),
-    Route(PATH, serve(client, FUNCTIONS), methods=["GET", "POST"]),
-])
-app.add_middleware(  # type: ignore[arg-type]
-    FaultInjector, p_error=_env_float("FAULT_P_ERROR", 0.0),
-    p_hang=_env_float("FAULT_P_HANG", 0.0), p_drop=_env_float("FAULT_P_DROP", 0.0),
-    hang_s=_env_float("FAULT_HANG_S", 3.0), seed=int(os.environ.get("FAULT_SEED", "0")),
-    switch=SWITCH, log=FAULTS)
+app = FaultInjector(  # outermost: ``send`` is then the server's own (``_drop``)
+    Starlette(routes=[Route("/", home),
+                      Route(PATH, serve(client, FUNCTIONS), methods=["GET", "POST"])]),
+    p_error=_env_float("FAULT_P_ERROR", 0.0), p_hang=_env_float("FAULT_P_HANG", 0.0),
+    p_drop=_env_float("FAULT_P_DROP", 0.0), hang_s=_env_float("FAULT_HANG_S", 3.0),
+    seed=int(os.environ.get("FAULT_SEED", "0")), switch=SWITCH, log=FAULTS)
