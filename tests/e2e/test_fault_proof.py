@@ -1,0 +1,82 @@
+"""The fault-injection harness (``python -m bench.faults``), small and bounded: 40 task
+runs and 8 workflows on 3 replicas and PostgreSQL, ~20 s of chaos (replicas SIGKILLed
+and restarted, calls answered 500, hung past the call timeout or dropped, PostgreSQL
+crashed and restarted once), then each point of its summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.faults import Timeline, attribute
+from tests.support.procs import ROOT
+
+RUNS, WORKFLOWS = 40, 8
+
+
+@pytest.mark.timeout(300)
+def test_nothing_is_lost_under_faults(tmp_path: Path) -> None:
+    folder = tmp_path / "cluster"
+    cmd = [sys.executable, "-m", "bench.faults", "--runs", str(RUNS), "--workflows",
+           str(WORKFLOWS), "--duration", "20", "--replicas", "3", "--kill-every", "4",
+           "--seed", "7", "--p-error", "0.04", "--p-hang", "0.02", "--p-drop", "0.04",
+           "--settle", "90", "--dir", str(folder)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=280)
+    assert done.stdout.strip(), done.stderr[-3000:]
+    s = json.loads(done.stdout)
+    print(json.dumps({k: s[k] for k in ("runs", "faults", "steps", "cron", "duration_s")}))
+    # the faults happened, of every kind
+    f = s["faults"]
+    assert {"error", "hang", "drop"} <= set(f["injected"]), f
+    assert f["replica_kills"] >= 2 and f["replica_restarts"] == f["replica_kills"], f
+    assert f["pg_restarts"] == 1, f
+    # every run completed, with the right output; none lost, none stuck
+    r = s["runs"]
+    assert r["started"] == RUNS + WORKFLOWS and not r["submit_errors"], r
+    assert r["by_outcome"] == {"completed": RUNS + WORKFLOWS}, r
+    assert r["wrong_output"] == [] and r["lost"] == [] and r["stuck"] == [], r
+    assert r["task_runs"] == 5 * WORKFLOWS, r
+    # no step recorded twice; every step's side effect ran
+    st = s["steps"]
+    assert st["duplicates_in_memo"] == [] and st["never_ran"] == [], st
+    assert st["distinct"] == st["expected"] == 5 * RUNS + 6 * WORKFLOWS + s["cron"]["fired"]
+    # re-executions only for calls a fault hit in flight, and counted
+    assert st["unexplained"] == [], st
+    assert st["re_executions"] == st["executions"] - st["distinct"]
+    assert st["re_executions"] == sum(st["re_executions_by_cause"].values()) > 0, st
+    by_call = sum(n for k, n in st["re_executions_by_cause"].items()
+                  if k in ("error", "hang", "drop"))
+    # a faulted call runs at most two new steps (s1 and s2 of the task share a call)
+    assert by_call <= 2 * st["faulted_calls_that_ran_steps"], st
+    # cron: each tick from the first fire to the last fired exactly once (the ticks of
+    # the PostgreSQL outage collapse into one fire, by design)
+    c = s["cron"]
+    assert c["duplicated"] == 0 and c["gaps"] == [] and c["not_completed"] == 0, c
+    assert c["fired"] >= 15 and c["expected"] == c["fired"] + c["gaps_in_pg_outage"], c
+    assert c["paused"] and c["deleted"], c
+    assert s["ok"] and s["failed"] == [] and done.returncode == 0, s["failed"]
+    # the logs and side-effect files stay in the folder given
+    assert {"effects.jsonl", "faults.jsonl", "replica-0.log", "app.log"} <= {
+        p.name for p in folder.iterdir()}
+
+
+def test_re_executions_are_attributed_to_the_fault_in_flight() -> None:
+    tl = Timeline(kills=[(1, 1000.0)], pg=[(2000.0, 2001.0, 2003.0)])
+    faulted = {"r:3": "drop"}
+    assert attribute(5000.0, "r:3", faulted, tl, call_timeout=2.0) == "drop"
+    # a call in flight at the kill: begun at most the call timeout before it
+    assert attribute(997.5, "r:1", faulted, tl, call_timeout=2.0) == "replica-kill"
+    assert attribute(1000.9, "r:1", faulted, tl, call_timeout=2.0) == "replica-kill"
+    assert attribute(996.0, "r:1", faulted, tl, call_timeout=2.0) is None
+    # the PostgreSQL outage: from before the stop until every replica is ready
+    assert attribute(1997.5, "r:2", faulted, tl, call_timeout=2.0) == "pg-restart"
+    assert attribute(2003.9, "r:2", faulted, tl, call_timeout=2.0) == "pg-restart"
+    assert attribute(2004.5, "r:2", faulted, tl, call_timeout=2.0) is None
+    assert attribute(5000.0, None, faulted, tl, call_timeout=2.0) is None
