@@ -7,14 +7,21 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
 
 from bench.faults import Timeline, attribute
-from tests.support.procs import ROOT
+from bench.faults_app import FaultInjector
+from tests.support.procs import ROOT, free_port
 
 RUNS, WORKFLOWS = 40, 8
 
@@ -80,3 +87,59 @@ def test_re_executions_are_attributed_to_the_fault_in_flight() -> None:
     assert attribute(2003.9, "r:2", faulted, tl, call_timeout=2.0) == "pg-restart"
     assert attribute(2004.5, "r:2", faulted, tl, call_timeout=2.0) is None
     assert attribute(5000.0, None, faulted, tl, call_timeout=2.0) is None
+
+
+def test_the_injector_answers_500_hangs_and_drops_after_running_the_call(
+        tmp_path: Path) -> None:
+    ran: list[str] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        body = (await receive())["body"]
+        ran.append(json.loads(body)["call_id"] if body else scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"answer"})
+
+    log = tmp_path / "faults.jsonl"
+    injector = FaultInjector(inner, hang_s=1.5, log=str(log))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(injector, host="127.0.0.1", port=port,
+                                           log_level="critical", http="httptools"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+
+        def invoke(call: str, timeout: float = 5.0) -> httpx.Response:
+            return httpx.post(f"http://127.0.0.1:{port}/api/durable", timeout=timeout,
+                              json={"kind": "invoke", "call_id": call})
+
+        assert invoke("r:1").text == "answer"  # no odds: passed through
+        injector.p_error = 1.0
+        r = invoke("r:2")
+        assert r.status_code == 500 and r.json()["error"]["code"] == "injected"
+        injector.p_error, injector.p_hang = 0.0, 1.0
+        t0 = time.monotonic()
+        with pytest.raises(httpx.ReadTimeout):
+            invoke("r:3", timeout=1.0)  # past the caller's timeout
+        assert time.monotonic() - t0 >= 1.0
+        injector.p_hang, injector.p_drop = 0.0, 1.0
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            body = b'{"kind": "invoke", "call_id": "r:4"}'
+            s.sendall(b"POST /api/durable HTTP/1.1\r\nhost: x\r\ncontent-type: "
+                      b"application/json\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+            try:
+                got = s.recv(1024)
+            except ConnectionResetError:
+                got = b""
+            assert got == b""  # aborted: not a byte of an answer
+        # introspection and other paths are never faulted
+        assert httpx.get(f"http://127.0.0.1:{port}/api/durable", timeout=5).text == "answer"
+        # every faulted call ran first (its steps' side effects happened), then was logged
+        assert ran == ["r:1", "r:2", "r:3", "r:4", "/api/durable"]
+        logged = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [(f["call"], f["kind"]) for f in logged] == [
+            ("r:2", "error"), ("r:3", "hang"), ("r:4", "drop")]
+    finally:
+        server.should_exit = True
+        thread.join(10)
