@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import random
+import signal
 import sys
 import time
 from collections import Counter, defaultdict
@@ -502,7 +503,14 @@ def parse(argv: list[str] | None = None) -> Params:
 
 
 def main(argv: list[str] | None = None) -> int:
-    summary = asyncio.run(Harness(parse(argv)).go())
+    params = parse(argv)
+    # SIGTERM as Ctrl-C: the run is cancelled, and the cluster stopped (``go``'s finally)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        summary = asyncio.run(Harness(params).go())
+    except KeyboardInterrupt:
+        print("python -m bench.faults: interrupted; the cluster is stopped", file=sys.stderr)
+        return 130
     print(json.dumps(summary, indent=2))
     return 0 if summary["ok"] else 1
 
