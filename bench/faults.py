@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import signal
 import sys
@@ -74,7 +75,8 @@ class Params:
 class Timeline:
     """What the harness did, and when (Unix times)."""
 
-    kills: list[tuple[int, float]] = field(default_factory=list)
+    kills: list[tuple[int, float, frozenset[int] | None]] = field(default_factory=list)
+    """(replica, when, the local ports of its connections to the app: None if unknown)."""
     restarts: list[tuple[int, float]] = field(default_factory=list)
     pg: list[tuple[float, float, float]] = field(default_factory=list)
     """(stopped, started, every replica ready again) per PostgreSQL restart."""
@@ -83,22 +85,46 @@ class Timeline:
 
 
 def attribute(t: float, call: str | None, faulted: dict[str, str], tl: Timeline,
-              call_timeout: float = CALL_TIMEOUT) -> str | None:
-    """Why an execution of a step at ``t`` under ``call`` may have had its answer lost,
-    so that the step ran again: a fault injected on that very call (its kind), a replica
-    SIGKILLed while the call could have been in flight (it started at most the call
-    timeout before the kill: the execution is within [kill - timeout - 1 s, kill + 1 s]),
-    or the PostgreSQL restart while it could have been in flight (within [stop - timeout
-    - 1 s, every replica ready + 1 s]); None: nothing explains it."""
+              call_timeout: float = CALL_TIMEOUT, peer: int | None = None) -> str | None:
+    """Why an execution of a step at ``t`` under ``call`` (sent from port ``peer``) may
+    have had its answer lost, so that the step ran again: a fault injected on that very
+    call (its kind); a replica SIGKILLed while the call could have been in flight (it
+    started at most the call timeout before the kill: the execution is within [kill -
+    timeout - 1 s, kill + 1 s]) and, when the killed replica's connections are known,
+    sent over one of them; or the PostgreSQL restart while it could have been in flight
+    (within [stop - timeout - 1 s, every replica ready + 1 s]); None: nothing explains
+    it."""
     if call is not None and call in faulted:
         return faulted[call]
-    for _, k in tl.kills:
-        if k - call_timeout - 1.0 <= t <= k + 1.0:
+    for _, k, ports in tl.kills:
+        if (k - call_timeout - 1.0 <= t <= k + 1.0
+                and (ports is None or peer is None or peer in ports)):
             return "replica-kill"
     for stop, _, ready in tl.pg:
         if stop - call_timeout - 1.0 <= t <= ready + 1.0:
             return "pg-restart"
     return None
+
+
+def app_ports(pid: int, app_port: int | None) -> frozenset[int] | None:
+    """The local ports of process ``pid``'s TCP connections to ``app_port`` on loopback
+    (from /proc: Linux); None if they cannot be read."""
+    try:
+        inodes = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+        ports = set()
+        for table in ("tcp", "tcp6"):
+            with open(f"/proc/{pid}/net/{table}") as f:
+                for line in f.readlines()[1:]:
+                    cols = line.split()
+                    if cols[9] in inodes and int(cols[2].rsplit(":", 1)[1], 16) == app_port:
+                        ports.add(int(cols[1].rsplit(":", 1)[1], 16))
+        return frozenset(ports)
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -213,8 +239,13 @@ class Harness:
             if len(c.replicas) < 2:
                 continue  # never all at once
             i = self.rng.randrange(len(c.replicas))
+            pid = c.replicas[i].pid
+            # stopped first, so the connections read are all it has when it dies
+            if pid is not None:
+                os.kill(pid, signal.SIGSTOP)
+            ports = app_ports(pid, c.app_port) if pid is not None else None
             c.kill_replica(i)
-            self.tl.kills.append((i, time.time()))
+            self.tl.kills.append((i, time.time(), ports))
             await asyncio.sleep(self.rng.uniform(0.5, 2.0))
             await asyncio.to_thread(c.start_replica, i, 60)
             self.tl.restarts.append((i, time.time()))
@@ -397,7 +428,8 @@ class Harness:
         for execs in by_step.values():
             execs.sort(key=lambda e: e["t"])
             for e in execs[:-1]:
-                why = attribute(e["t"], e.get("call"), faulted, self.tl)
+                why = attribute(e["t"], e.get("call"), faulted, self.tl,
+                                peer=e.get("peer"))
                 if why is None:
                     unexplained.append(e)
                 else:
@@ -457,6 +489,8 @@ class Harness:
             "faults": {"injected": dict(Counter(f["kind"] for f in faults)),
                        "replica_kills": len(self.tl.kills),
                        "replica_restarts": len(self.tl.restarts),
+                       "kills_connections_to_app": [None if ports is None else len(ports)
+                                                    for _, _, ports in self.tl.kills],
                        "pg_restarts": len(self.tl.pg),
                        "pg_outage_s": [round(ready - stop, 1)
                                        for stop, _, ready in self.tl.pg]},

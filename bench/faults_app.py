@@ -6,7 +6,8 @@ connection.
 Served by ``uvicorn bench.faults_app:app``. The environment names its files and odds:
 
 - ``FAULTS_EFFECTS``: every execution of a step's body appends one JSON line
-  ``{"run", "step", "call", "pid", "t"}`` (``call``: the call id it ran under);
+  ``{"run", "step", "call", "peer", "pid", "t"}`` (``call``: the call id it ran under;
+  ``peer``: the TCP port the call came from, which tells the replica that sent it);
 - ``FAULTS_LOG``: every fault injected appends ``{"call", "kind", "pid", "t"}``;
 - ``FAULTS_SWITCH``: a file; faults are injected only while it reads ``on``;
 - ``FAULT_P_ERROR``, ``FAULT_P_HANG``, ``FAULT_P_DROP``: the odds, per ``invoke`` call,
@@ -47,7 +48,8 @@ RETRY = Retry(max_attempts=100, initial_delay=0.1, factor=1.5, max_delay=1.0)
 CHAIN_STEPS = 5
 MOD = 1_000_000_007
 
-_call: contextvars.ContextVar[str | None] = contextvars.ContextVar("call", default=None)
+_call: contextvars.ContextVar[tuple[str | None, int | None]] = contextvars.ContextVar(
+    "call", default=(None, None))
 
 
 def _append(path: str | None, record: dict[str, Any]) -> None:
@@ -62,8 +64,9 @@ def _append(path: str | None, record: dict[str, Any]) -> None:
 
 def effect(run_id: str, step: str) -> None:
     """One side effect of a step's body, logged with the call it ran under."""
-    _append(EFFECTS, {"run": run_id, "step": step, "call": _call.get(), "pid": os.getpid(),
-                      "t": time.time()})
+    call, peer = _call.get()
+    _append(EFFECTS, {"run": run_id, "step": step, "call": call, "peer": peer,
+                      "pid": os.getpid(), "t": time.time()})
 
 
 # -- the work -------------------------------------------------------------------------------
@@ -222,7 +225,9 @@ class FaultInjector:
             pass
         if call is not None and self._on():
             kind = self._pick()
-        token = _call.set(call if isinstance(call, str) else None)
+        client = scope.get("client")
+        token = _call.set((call if isinstance(call, str) else None,
+                           client[1] if client else None))
         try:
             if kind is None:
                 await self.app(scope, replay, send)

@@ -81,13 +81,16 @@ def test_nothing_is_lost_under_faults(tmp_path: Path) -> None:
 
 
 def test_re_executions_are_attributed_to_the_fault_in_flight() -> None:
-    tl = Timeline(kills=[(1, 1000.0)], pg=[(2000.0, 2001.0, 2003.0)])
+    tl = Timeline(kills=[(1, 1000.0, frozenset({40001}))], pg=[(2000.0, 2001.0, 2003.0)])
     faulted = {"r:3": "drop"}
     assert attribute(5000.0, "r:3", faulted, tl, call_timeout=2.0) == "drop"
     # a call in flight at the kill: begun at most the call timeout before it
     assert attribute(997.5, "r:1", faulted, tl, call_timeout=2.0) == "replica-kill"
     assert attribute(1000.9, "r:1", faulted, tl, call_timeout=2.0) == "replica-kill"
     assert attribute(996.0, "r:1", faulted, tl, call_timeout=2.0) is None
+    # ... and sent over one of the killed replica's connections, when those are known
+    assert attribute(999.0, "r:1", faulted, tl, 2.0, peer=40001) == "replica-kill"
+    assert attribute(999.0, "r:1", faulted, tl, 2.0, peer=40002) is None
     # the PostgreSQL outage: from before the stop until every replica is ready
     assert attribute(1997.5, "r:2", faulted, tl, call_timeout=2.0) == "pg-restart"
     assert attribute(2003.9, "r:2", faulted, tl, call_timeout=2.0) == "pg-restart"
