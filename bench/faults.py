@@ -80,7 +80,7 @@ class Timeline:
     restarts: list[tuple[int, float]] = field(default_factory=list)
     pg: list[tuple[float, float, float]] = field(default_factory=list)
     """(stopped, started, every replica ready again) per PostgreSQL restart."""
-    submit_retries: int = 0
+    api_retries: int = 0
     submit_errors: list[str] = field(default_factory=list)
 
 
@@ -147,9 +147,7 @@ class Harness:
         self.cluster: Cluster | None = None
         self.runs: dict[str, tuple[str, int]] = {}
         """run id -> (function, input) of every run the API answered for."""
-        self.keys: dict[str, str] = {}
         self.cron_id: str | None = None
-        self.chaos_on = False
 
     # -- the API, through any replica that answers ------------------------------------------
 
@@ -174,7 +172,7 @@ class Harness:
                 last = f"{r.status_code} {r.text[:200]}"
             except httpx.HTTPError as exc:
                 last = f"{type(exc).__name__}: {exc}"
-            self.tl.submit_retries += 1
+            self.tl.api_retries += 1
             if time.monotonic() > end:
                 raise RuntimeError(f"{method} {path}: no replica answered ({last})")
             await asyncio.sleep(0.2)
@@ -205,9 +203,7 @@ class Harness:
             if r.status_code != 201:
                 self.tl.submit_errors.append(f"{fn} {x}: {r.status_code} {r.text[:200]}")
                 return
-            rid = r.json()["id"]
-            self.runs[rid] = (fn, x)
-            self.keys[rid] = key
+            self.runs[r.json()["id"]] = (fn, x)
 
         await asyncio.gather(*(one(k, fn, x) for k, (fn, x) in enumerate(work)))
 
@@ -306,18 +302,22 @@ class Harness:
                                            if run["function"] == "fp-dag"
                                            for ch in run["children"]])
 
-    async def cron_runs(self, http: httpx.AsyncClient) -> list[dict[str, Any]]:
-        """Every run of the cron's function (list pages, then each run)."""
+    async def list_ids(self, http: httpx.AsyncClient, function: str) -> list[str]:
+        """The ids of every run of ``function`` (GET /runs, page by page)."""
         ids: list[str] = []
         cursor = ""
         while True:
-            r = await self.call(http, "GET", f"/runs?function=fp-tick&limit=500"
+            r = await self.call(http, "GET", f"/runs?function={function}&limit=500"
                                 f"{'&cursor=' + cursor if cursor else ''}")
             page = r.json()
             ids += [x["id"] for x in page["runs"]]
             cursor = page.get("next_cursor") or ""
             if not cursor:
-                break
+                return ids
+
+    async def cron_runs(self, http: httpx.AsyncClient) -> list[dict[str, Any]]:
+        """Every run of the cron's function."""
+        ids = await self.list_ids(http, "fp-tick")
         return list((await self.read_runs(http, ids)).values())
 
     # -- the whole --------------------------------------------------------------------------
@@ -364,12 +364,15 @@ class Harness:
                 paused = r.status_code == 200
                 await asyncio.sleep(1.5)  # a fire begun before the pause ends
                 tasks = await self.task_runs(http, runs)
+                listed = {fn: set(await self.list_ids(http, fn))
+                          for fn in ("fp-chain", "fp-dag")}
                 ticks = await self.cron_runs(http)
                 r = await self.call(http, "DELETE", f"/crons/{self.cron_id}")
                 deleted = r.status_code == 204
         finally:
             await asyncio.to_thread(cluster.stop)
-        summary = self.check(runs, tasks, ticks, read_jsonl(effects), read_jsonl(faults))
+        summary = self.check(runs, tasks, ticks, read_jsonl(effects), read_jsonl(faults),
+                             listed)
         summary.update({
             "params": {k: (str(v) if isinstance(v, Path) else v)
                        for k, v in vars(p).items()},
@@ -382,10 +385,14 @@ class Harness:
 
     def check(self, runs: dict[str, dict[str, Any]], tasks: dict[str, dict[str, Any]],
               ticks: list[dict[str, Any]], effects: list[dict[str, Any]],
-              faults: list[dict[str, Any]]) -> dict[str, Any]:
+              faults: list[dict[str, Any]], listed: dict[str, set[str]]
+              ) -> dict[str, Any]:
         failed: list[str] = []
         outcome = Counter(run["status"] for run in runs.values())
         lost = sorted(rid for rid in self.runs if rid not in runs)
+        # one run per idempotency key: the API lists no run the harness was not answered
+        # (a workflow's task runs may be listed under its name)
+        extra = sorted(set().union(*listed.values()) - set(self.runs) - set(tasks))
         stuck = sorted(rid for rid, run in runs.items() if run["status"] not in ENDED)
         wrong: list[str] = []
         dup_memo: list[str] = []
@@ -465,6 +472,7 @@ class Harness:
             "every run ended (none stuck)": not stuck,
             "every run completed": outcome.get("completed", 0) == len(self.runs),
             "every run started (the API answered for each)": not self.tl.submit_errors,
+            "one run per start (none started twice by a retried request)": not extra,
             "every output right": not wrong,
             "no step recorded twice (memos)": not dup_memo,
             "every step's side effect ran": not never_ran,
@@ -484,7 +492,7 @@ class Harness:
                 "workflows": sum(fn == "fp-dag" for fn, _ in self.runs.values()),
                 "task_runs": len(tasks), "by_outcome": dict(outcome),
                 "wrong_output": wrong[:20], "stuck": stuck[:20], "lost": lost[:20],
-                "submit_retries": self.tl.submit_retries,
+                "unexpected": extra[:20], "api_retries": self.tl.api_retries,
                 "submit_errors": self.tl.submit_errors[:10]},
             "faults": {"injected": dict(Counter(f["kind"] for f in faults)),
                        "replica_kills": len(self.tl.kills),

@@ -55,6 +55,7 @@ def test_nothing_is_lost_under_faults(tmp_path: Path) -> None:
     assert r["started"] == RUNS + WORKFLOWS and not r["submit_errors"], r
     assert r["by_outcome"] == {"completed": RUNS + WORKFLOWS}, r
     assert r["wrong_output"] == [] and r["lost"] == [] and r["stuck"] == [], r
+    assert r["unexpected"] == [], r  # no run started twice by a retried request
     assert r["task_runs"] == 5 * WORKFLOWS, r
     # no step recorded twice; every step's side effect ran
     st = s["steps"]
