@@ -536,7 +536,8 @@ def parse(argv: list[str] | None = None) -> Params:
     ap.add_argument("--no-pg-restart", dest="pg_restart", action="store_false")
     ap.add_argument("--settle", type=float, default=d.settle,
                     help="seconds to wait for the runs to end after the faults")
-    ap.add_argument("--dir", type=Path, default=None, help="the cluster's folder (kept)")
+    ap.add_argument("--dir", type=Path, default=None,
+                    help="the cluster's folder, new (kept: logs, effects, faults)")
     ap.add_argument("--keep", action="store_true", help="keep the temp folder")
     a = ap.parse_args(argv)
     if a.replicas < 2:
