@@ -233,12 +233,16 @@ class Cluster:
 
     ``root``: the cluster's folder (logs, PostgreSQL's data or a link to it); by default
     a temp folder, removed by ``stop`` unless ``keep``. A folder given is kept.
+    ``env`` is added to every server's environment, ``app_env`` to the app's only;
+    ``app_target`` serves another app (``module:attribute``, answering ``GET /``).
     """
 
     def __init__(self, replicas: int = 2, *, root: Path | None = None, app: bool = True,
                  keep: bool = False, db_pool_size: int = 10, lease_ttl: float | None = None,
                  log_level: str = "warning", port: int | None = None,
-                 app_port: int | None = None, env: Mapping[str, str] | None = None) -> None:
+                 app_port: int | None = None, env: Mapping[str, str] | None = None,
+                 app_target: str = APP_TARGET, app_env: Mapping[str, str] | None = None
+                 ) -> None:
         if replicas < 1:
             raise ValueError("a cluster has at least one replica")
         self.root = root if root is not None else Path(tempfile.mkdtemp(
@@ -256,6 +260,9 @@ class Cluster:
         self.app_port = (app_port or free_port()) if app else None
         self.app_url = (f"http://127.0.0.1:{self.app_port}/api/durable" if app else None)
         self.extra_env = dict(env or {})
+        # the app: another ASGI app (``module:attr``) and its own environment, if given
+        self.app_target = app_target
+        self.app_env = dict(app_env or {})
         # each replica: pool_size + its overflow (store/db.py: max(2, pool // 4)), plus
         # the migration and some headroom (docs/operations.md)
         per_replica = db_pool_size + max(2, db_pool_size // 4)
@@ -423,7 +430,8 @@ class Cluster:
                **self._env(), "DURABLE_ORCHESTRATOR_URL": self.urls[0]}
         for k in ("ORDERS_FOLLOWUP_DELAY_S", "ORDERS_DELIVERY_TIMEOUT_S"):
             env[k] = os.environ.get(k, env[k])
-        args = [sys.executable, "-m", "uvicorn", APP_TARGET, "--host", "127.0.0.1",
+        env.update(self.app_env)
+        args = [sys.executable, "-m", "uvicorn", self.app_target, "--host", "127.0.0.1",
                 "--port", str(self.app_port), "--log-level", self.log_level]
         return Process("example app", args, env, f"http://127.0.0.1:{self.app_port}/",
                        self.root / "app.log", self.root)
