@@ -61,15 +61,20 @@ class Prober:
         """One pass of the supervised loop: probe what is due, then pause. While no app
         is marked here, the store is read every ``idle_interval`` only (a mark made on
         another replica reaches this one then, or at this one's own first failed call)."""
+        await self.flush_due()
         if self.invoker.misconfigured or time.time() - self._looked_at >= self.idle_interval:
             self._looked_at = time.time()
             await self.tick()
         await asyncio.sleep(self.interval)
 
+    async def flush_due(self) -> None:
+        """Write the contact times that moved, if the flush interval has passed (every
+        pass, whatever the idle read's cadence: nothing is read for it)."""
+        if time.time() - self._flushed_at >= self.contact_flush:
+            await self.flush_contacts()
+
     async def tick(self) -> None:
         now = time.time()
-        if now - self._flushed_at >= self.contact_flush:
-            await self.flush_contacts()
         async with self.store.read() as tx:
             rows = await tx.apps.misconfigured()
         marked = {r.url: (r.error or "misconfigured", now) for r in rows}

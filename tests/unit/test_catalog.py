@@ -147,18 +147,22 @@ async def test_last_contact_is_noted_in_memory_and_flushed_when_it_moved(
         assert isinstance(await invoker.invoke(URL, request_body(), CALL_ID), Delivered)
         noted = invoker.contacts[URL]
         assert noted >= before
-        await prober.tick()  # the first contact is written at the next pass
+        # the first contact is written at the next pass, even while the idle prober reads
+        # the store only every idle_interval (it had just read it)
+        prober.interval, prober.idle_interval = 0.0, 3600.0
+        prober._looked_at = time.time()
+        await prober.run_once()
         assert (await engine.list_apps())[0]["last_contact_at"] == noted
         # a later answer waits for the interval; then only what moved is written
         invoker.contacts[URL] = noted + 5
-        await prober.tick()
+        await prober.run_once()
         assert (await engine.list_apps())[0]["last_contact_at"] == noted
         prober.contact_flush = 0.0
-        await prober.tick()
+        await prober.run_once()
         assert (await engine.list_apps())[0]["last_contact_at"] == noted + 5
         async with engine.store.write() as tx:  # a flush of nothing new writes nothing
             await tx.apps.set_last_contact({URL: noted + 1})  # never moves back, either
-        await prober.tick()
+        await prober.run_once()
         assert (await engine.list_apps())[0]["last_contact_at"] == noted + 5
     finally:
         await invoker.close()
