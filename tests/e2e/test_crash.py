@@ -143,6 +143,7 @@ async def test_cron_every_second_fires_once_per_tick_across_a_restart(own_stack:
     s.orch.kill9()
     down_at = time.time()
     await asyncio.sleep(2.5)  # ticks are missed while no orchestrator runs
+    launch_at = time.time()
     s.orch.start()
     up_at = time.time()
     client = s.client()
@@ -164,13 +165,14 @@ async def test_cron_every_second_fires_once_per_tick_across_a_restart(own_stack:
     assert len(ticks) == len(set(ticks))  # once per tick
     assert all(t == int(t) for t in ticks)  # on whole seconds
     before = [t for t in ticks if t <= down_at]
-    during = [t for t in ticks if down_at < t < up_at - 0.5]
-    after = [t for t in ticks if t >= up_at - 0.5]
-    assert len(before) >= 2 and len(after) >= 2
+    # no process ran from the kill to the launch (the new one starts some time later,
+    # slower on a loaded machine: up_at is when it answered, not when it began firing)
+    during = [t for t in ticks if down_at < t <= launch_at]
+    catch_up = [t for t in ticks if t > down_at]
+    assert len(before) >= 2 and len(catch_up) >= 3
     assert before == [before[0] + i for i in range(len(before))]  # no tick missed while up
     # the ticks missed while down fire once (the latest of them), not once per tick
     assert len(during) <= 1
-    catch_up = during + after
     assert catch_up[1:] == [catch_up[1] + i for i in range(len(catch_up) - 1)]
     assert catch_up[0] < up_at  # the catch-up fire is a missed tick, fired on start
 
