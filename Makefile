@@ -17,9 +17,10 @@ setup: $(VENV)/.installed
 run: setup
 	$(PY) -m examples.functions.dev
 
-## test: the whole suite (unit, end-to-end with real servers, SQLite and PostgreSQL)
+## test: the whole suite (unit, end-to-end with real servers, SQLite and PostgreSQL), in
+## three workers (pytest-xdist; a test file stays on one worker: its fixtures are shared)
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 3 --dist loadfile
 
 ## check: lint and types
 check: setup
