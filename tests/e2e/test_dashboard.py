@@ -177,6 +177,7 @@ def test_catalog_pages_events_functions_and_crons(dash: Stack) -> None:
         assert 'href="/events?name=test.trigger"' in c.get("/functions/triggered").text
         assert 'href="/functions/flaky"' in c.get("/functions").text
         assert c.get("/functions/no-such-function").status_code == 404
+        assert "the orchestrator's retention_days" in fn  # flaky declares no retention
     cron = api(dash, "POST", "/crons", json={"function": "echo", "expression": "0 0 1 1 *"})
     key = api(dash, "POST", "/keys", json={"name": "ro-cron", "scopes": ["read"]})
     try:
