@@ -62,8 +62,15 @@ async def test_three_replicas_share_300_runs(three: Replicas) -> None:
     assert set(ran) == {(rid, f"s{i}") for rid in ids for i in range(steps)}
     assert max(ran.values()) == 1, ([k for k, v in ran.items() if v > 1], three.logs())
     calls = three.calls()
-    # every run took 1 + steps calls (each step its own call, a sleep between)
-    assert sum(calls) >= 300 * (1 + steps), calls
+    # every run took 1 + steps calls (each step its own call, a sleep between), but for
+    # a sleep whose end had passed when the app reached it (a stalled app process on a
+    # loaded machine): the SDK records that one itself, with no deadline of the
+    # orchestrator's, and goes on in the same call
+    async with three[0].rest() as rest:
+        runs = await asyncio.gather(*(rest.get(f"/runs/{rid}") for rid in ids))
+    inline = sum(1 for r in runs for st in r.json()["steps"]
+                 if st["kind"] == "sleep" and st["deadline_at"] is None)
+    assert sum(calls) >= 300 * (1 + steps) - inline, (calls, inline)
     assert sum(1 for c in calls if c > 0) == 3, calls  # the work was spread
 
 

@@ -18,10 +18,30 @@ SIGNING_KEY = "test-signing-key-0123456789"
 API_KEY = "test-api-key"
 
 
+PORT_BLOCK = 2000
+"""Ports each pytest-xdist worker hands out, from 10000 up: below the kernel's ephemeral
+range (32768 and up here), so no worker's server, and no outgoing connection, can take a
+port another worker just chose and has not bound yet."""
+_next_port: list[int] = []
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free on 127.0.0.1 now, from this worker's block (a random start per process:
+    a harness run as a subprocess of a test draws from the same block as the test)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    base = 10000 + (int(worker) % 10 if worker.isdigit() else 0) * PORT_BLOCK
+    if not _next_port:
+        _next_port.append(int.from_bytes(os.urandom(2), "big") % PORT_BLOCK)
+    for _ in range(PORT_BLOCK):
+        port = base + _next_port[0] % PORT_BLOCK
+        _next_port[0] += 1
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # in use (or lingering): the next one
+            return port
+    raise RuntimeError(f"no free port in {base}..{base + PORT_BLOCK - 1}")
 
 
 def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
