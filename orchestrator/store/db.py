@@ -341,6 +341,8 @@ class Database:
         self._writes = 0  # write transactions so far (the checkpointer's cue)
         self._checkpointed = 0
         self._checkpoints: asyncio.Task[None] | None = None
+        self._checkpointing: asyncio.Future[None] | None = None
+        """The last passive checkpoint's thread (``dispose`` waits for it)."""
         self.health = Health()
         self._full_at = 0.0  # when a write last failed for want of room
         self._pool_dropped_at = float("-inf")  # when the pool was last started afresh
@@ -413,8 +415,13 @@ class Database:
         await asyncio.sleep(every)
         if self._writes != self._checkpointed:
             self._checkpointed = self._writes
+            # shielded: cancelling the loop (``dispose``) cannot stop the thread, so
+            # ``dispose`` waits for it before its own checkpoint (else that one found the
+            # WAL busy and left it full)
+            self._checkpointing = asyncio.ensure_future(
+                asyncio.to_thread(self._checkpoint, "PASSIVE"))
             try:
-                await asyncio.to_thread(self._checkpoint, "PASSIVE")
+                await asyncio.shield(self._checkpointing)
             except sqlite3.Error as exc:  # busy, I/O: the next pass tries again
                 log.warning("WAL checkpoint failed: %s", exc)
 
@@ -485,6 +492,9 @@ class Database:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._checkpoints
             self._checkpoints = None
+            if self._checkpointing is not None:  # a passive checkpoint still in its thread
+                with contextlib.suppress(Exception):
+                    await self._checkpointing
             with contextlib.suppress(sqlite3.Error):
                 self._checkpoint("TRUNCATE")  # leave a compact file behind
         if self._sync_engine is not None:
