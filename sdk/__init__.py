@@ -15,31 +15,39 @@ from sdk.errors import (
     StepError,
     UsageError,
 )
+from sdk.flow import Batch, Concurrency, Debounce, Priority, RateLimit, Singleton, Throttle
 from sdk.function import CancelOn, Cron, Function, Retry, Runnable, task
 from sdk.workflow import Task, Workflow
 from sdk.wsgi import serve_wsgi
 
 __all__ = [
+    "Batch",
     "CancelOn",
     "Child",
     "ChildRunError",
     "Client",
+    "Concurrency",
     "Context",
     "Cron",
+    "Debounce",
     "DurableError",
     "Function",
     "InputValidationError",
     "NonDeterminismError",
     "NonRetriableError",
     "OrchestratorError",
+    "Priority",
+    "RateLimit",
     "Retry",
     "RetryAfterError",
     "RunFailedError",
     "RunHandle",
     "Runnable",
+    "Singleton",
     "StepError",
     "SyncContext",
     "Task",
+    "Throttle",
     "UsageError",
     "Workflow",
     "serve",

@@ -18,6 +18,16 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from sdk.errors import InputValidationError
+from sdk.flow import (
+    Batch,
+    Concurrency,
+    Debounce,
+    FlowControl,
+    Priority,
+    RateLimit,
+    Singleton,
+    Throttle,
+)
 from sdk.protocol import EVENT_NAME_RE, MAX_RETENTION_S, MIN_RETENTION_S
 
 NAME_RE = EVENT_NAME_RE
@@ -207,6 +217,13 @@ class Runnable:
         crons: Sequence[Cron | str] = (),
         cancel_on: Sequence[CancelOn] = (),
         retention: float | timedelta | None = None,
+        concurrency: int | Concurrency | Sequence[Concurrency] | None = None,
+        throttle: Throttle | None = None,
+        rate_limit: RateLimit | None = None,
+        debounce: Debounce | None = None,
+        batch: Batch | None = None,
+        singleton: Singleton | None = None,
+        priority: int | Priority | None = None,
     ) -> None:
         self.name = _check_name(name, "function name")
         self.triggers = [_check_name(t, "event name") for t in triggers]
@@ -217,6 +234,12 @@ class Runnable:
         self.crons = [c if isinstance(c, Cron) else Cron(c) for c in crons]
         self.cancel_on = list(cancel_on)
         self.retention = _retention(retention)
+        self.flow = FlowControl.of(
+            concurrency=concurrency, throttle=throttle, rate_limit=rate_limit,
+            debounce=debounce, batch=batch, singleton=singleton, priority=priority,
+            where=f"{type(self).kind} {self.name!r}")
+        if batch is not None and not self.triggers:
+            raise ValueError(f"{self.name!r}: batch gathers events: declare triggers too")
         self._client: TriggerClient | None = None
 
     def __repr__(self) -> str:
@@ -240,6 +263,7 @@ class Runnable:
             cfg["cancel_on"] = [c.to_wire() for c in self.cancel_on]
         if self.retention is not None:
             cfg["retention"] = self.retention
+        cfg.update(self.flow.to_wire())
         return cfg
 
     def parse_input(self, raw: Any) -> Any:
@@ -351,6 +375,13 @@ def task(
     crons: Sequence[Cron | str] = (),
     cancel_on: Sequence[CancelOn] = (),
     retention: float | timedelta | None = None,
+    concurrency: int | Concurrency | Sequence[Concurrency] | None = None,
+    throttle: Throttle | None = None,
+    rate_limit: RateLimit | None = None,
+    debounce: Debounce | None = None,
+    batch: Batch | None = None,
+    singleton: Singleton | None = None,
+    priority: int | Priority | None = None,
 ) -> Callable[[Callable[..., Any]], Function]:
     """Declare a durable task::
 
@@ -359,11 +390,17 @@ def task(
 
     ``retention`` (seconds or a ``timedelta``): how long its ended runs are kept before
     the orchestrator deletes them (None: the orchestrator's ``retention_days``).
+
+    Flow control (``sdk.flow``, docs/flow-control.md): ``concurrency`` (an int, a
+    ``Concurrency`` or a list of up to two), ``throttle``, ``rate_limit``, ``debounce``,
+    ``batch``, ``singleton``, ``priority`` (an int 1-10 or a ``Priority``).
     """
 
     def wrap(fn: Callable[..., Any]) -> Function:
         return Function(fn, name=name, triggers=triggers, retry=retry, input_model=input_model,
                         timeout=timeout, queue_timeout=queue_timeout, crons=crons,
-                        cancel_on=cancel_on, retention=retention)
+                        cancel_on=cancel_on, retention=retention, concurrency=concurrency,
+                        throttle=throttle, rate_limit=rate_limit, debounce=debounce,
+                        batch=batch, singleton=singleton, priority=priority)
 
     return wrap

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
+from sdk.flow import Concurrency, concurrency_list
 from sdk.function import Body, Retry, Runnable, _check_name, _seconds
 
 
@@ -44,6 +45,7 @@ class Task:
         retry: Retry | None = None,
         timeout: float | timedelta | None = None,
         skip_if: Callable[[Any], bool] | None = None,
+        concurrency: int | Concurrency | Sequence[Concurrency] | None = None,
     ) -> None:
         self.workflow = workflow
         self.name = _check_name(name or fn.__name__.replace("_", "-"), "task name")
@@ -56,6 +58,7 @@ class Task:
         self.retry = retry
         self.timeout = _seconds(timeout, "timeout")
         self.skip_if = skip_if
+        self.concurrency = concurrency_list(concurrency, f"task {workflow.name}.{self.name}")
 
     def __repr__(self) -> str:
         return f"<Task {self.workflow.name}.{self.name}>"
@@ -67,6 +70,8 @@ class Task:
             cfg["retry"] = self.retry.to_wire()
         if self.timeout:
             cfg["timeout"] = self.timeout
+        if self.concurrency:
+            cfg["concurrency"] = [c.to_wire() for c in self.concurrency]
         return cfg
 
 
@@ -88,12 +93,15 @@ class Workflow(Runnable):
         retry: Retry | None = None,
         timeout: float | timedelta | None = None,
         skip_if: Callable[[Any], bool] | None = None,
+        concurrency: int | Concurrency | Sequence[Concurrency] | None = None,
     ) -> Callable[[Callable[..., Any]], Task]:
-        """Declare a task; ``parents`` are tasks declared before it (so no cycles)."""
+        """Declare a task; ``parents`` are tasks declared before it (so no cycles).
+        ``concurrency`` limits the task's own calls (across the workflow's runs), as a
+        function's does; the workflow's other flow control applies to its runs."""
 
         def wrap(fn: Callable[..., Any]) -> Task:
             t = Task(self, fn, name=name, parents=parents, retry=retry, timeout=timeout,
-                     skip_if=skip_if)
+                     skip_if=skip_if, concurrency=concurrency)
             if t.name in self.tasks or (self.failure_task and self.failure_task.name == t.name):
                 raise ValueError(f"workflow {self.name!r} already has a task {t.name!r}")
             self.tasks[t.name] = t

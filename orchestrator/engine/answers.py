@@ -63,12 +63,51 @@ class Retry(TypedDict, total=False):
     jitter: float
 
 
+class ConcurrencyConfig(TypedDict):
+    limit: int
+    key: NotRequired[Annotated[str, Field(
+        description="A dotted path into the run ('input.x', 'event.data.x'): the limit "
+                    "holds per value (absent: across all the function's runs)")]]
+
+
+class RateConfig(TypedDict):
+    """A throttle (excess queued) or a rate limit (excess skipped): GCRA."""
+
+    limit: int
+    period: float
+    burst: NotRequired[int]
+    key: NotRequired[str]
+
+
+class DebounceConfig(TypedDict):
+    period: float
+    key: NotRequired[str]
+    max_wait: NotRequired[float]
+
+
+class BatchConfig(TypedDict):
+    max_size: int
+    timeout: float
+    key: NotRequired[str]
+
+
+class SingletonConfig(TypedDict):
+    mode: Literal["skip", "cancel"]
+    key: NotRequired[str]
+
+
+class PriorityConfig(TypedDict):
+    default: Annotated[int, Field(ge=1, le=10)]
+    key: NotRequired[str]
+
+
 class TaskConfig(TypedDict):
     name: str
     parents: NotRequired[list[str]]
     conditional: NotRequired[bool]
     retry: NotRequired[Retry]
     timeout: NotRequired[float]
+    concurrency: NotRequired[list[ConcurrencyConfig]]
 
 
 class Trigger(TypedDict):
@@ -103,6 +142,13 @@ class FunctionConfig(TypedDict):
         "the orchestrator's retention_days)")]]
     tasks: NotRequired[list[TaskConfig]]
     on_failure: NotRequired[TaskConfig]
+    concurrency: NotRequired[list[ConcurrencyConfig]]
+    throttle: NotRequired[RateConfig]
+    rate_limit: NotRequired[RateConfig]
+    debounce: NotRequired[DebounceConfig]
+    batch: NotRequired[BatchConfig]
+    singleton: NotRequired[SingletonConfig]
+    priority: NotRequired[PriorityConfig]
 
 
 class Function(FunctionConfig):

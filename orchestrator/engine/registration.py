@@ -1,5 +1,5 @@
 """Validating what an app declares at registration: functions, workflows (their graph),
-triggers, crons, cancel rules, timeouts, retention. Bad declarations fail the
+triggers, crons, cancel rules, timeouts, retention, flow control. Bad declarations fail the
 registration with a clear error, never a run later."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from orchestrator.engine import cron
 from orchestrator.errors import Invalid
 from orchestrator.store import CronInsert
+from sdk import flow
 from sdk import protocol as p
 from sdk.function import NAME_RE, Retry
 
@@ -93,6 +94,21 @@ def _retention(c: Mapping[str, Any], where: str) -> None:
                     f"years)")
 
 
+def _flow(c: Mapping[str, Any], where: str, *, task: bool = False) -> None:
+    """Flow control (``sdk.flow``): checked as the SDK checks it. A workflow's task may
+    declare only ``concurrency``; the other controls apply to the workflow's runs."""
+    if task:
+        extra = [k for k in flow.FLOW_KEYS if k != "concurrency" and c.get(k) is not None]
+        if extra:
+            raise _fail(f"{where}: a task declares only concurrency, not {', '.join(extra)}")
+    try:
+        fc = flow.from_wire(c, where)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    if fc.batch is not None and not c.get("triggers"):
+        raise _fail(f"{where}: batch gathers events: it needs triggers")
+
+
 def _list(c: Mapping[str, Any], key: str, where: str) -> list[Any]:
     if key not in c:
         return []
@@ -131,6 +147,7 @@ def check_graph(name: str, tasks: Any) -> None:
         _retry(t, where)
         _seconds(t, "timeout", where)
         _seconds(t, "queue_timeout", where)
+        _flow(t, where, task=True)
     # Kahn's algorithm: what cannot be ordered is on (or behind) a cycle
     waiting = {n: len(ps) for n, ps in parents.items()}
     children: dict[str, list[str]] = {n: [] for n in parents}
@@ -207,6 +224,7 @@ def validate_functions(configs: Any) -> tuple[list[dict[str, Any]], list[CronIns
         _seconds(c, "timeout", f"function {name!r}")
         _seconds(c, "queue_timeout", f"function {name!r}")
         _retention(c, f"function {name!r}")
+        _flow(c, f"function {name!r}")
         for rule in _list(c, "cancel_on", f"function {name!r}"):
             match = rule.get("match", {}) if isinstance(rule, Mapping) else None
             if not isinstance(match, Mapping) or not all(

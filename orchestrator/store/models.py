@@ -4,7 +4,7 @@ and PostgreSQL. Times are epoch seconds (float)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -90,6 +90,9 @@ class Run(SQLModel, table=True):
     """The app must first answer the run by then (``queue_timeout``); cleared when it does."""
     history_json: str | None = Field(default=None, sa_column=Column(Text))
     """Earlier attempts of a replayed run: [{replayed_at, status, error, steps}]."""
+    priority: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1,
+                                                      server_default="1"))
+    """1 (the default) to 10: its queue row's claim order (``sdk.flow.Priority``)."""
 
 
 class Step(SQLModel, table=True):
@@ -123,6 +126,40 @@ class QueueItem(SQLModel, table=True):
     """Counts claims; fences answers (``call_id`` is ``<run>:<claims>``)."""
     delivery_failures: int = 0
     first_failure_at: float | None = None
+    priority: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1,
+                                                      server_default="1"))
+    """The run's priority (1-10): higher is claimed first, aged so none starves."""
+    ckey1: str | None = Field(default=None, sa_column=Column(Text, nullable=True, index=True))
+    """The concurrency group its calls count against, for its function's first limit
+    (``<function>[/<task>]#0|<key value>``); None: no limit. A claimed row with a live
+    lease holds one slot of its group."""
+    ckey2: str | None = Field(default=None, sa_column=Column(Text, nullable=True, index=True))
+    """The same for the function's second limit."""
+
+
+class FlowState(SQLModel, table=True):
+    """A throttle's or rate limit's state, per key: GCRA's theoretical arrival time."""
+
+    __tablename__ = "flow_state"
+    key: str = Field(primary_key=True)
+    """``throttle|<function>|<key value>`` or ``rate_limit|...``."""
+    tat: float
+    updated_at: float = 0.0
+
+
+class FlowRun(SQLModel, table=True):
+    """The run a key's triggers go to: a debounced run not yet started, an open batch, a
+    singleton's active run (``kind``). Stale once that run moved on (read with it)."""
+
+    __tablename__ = "flow_runs"
+    kind: str = Field(primary_key=True)
+    key: str = Field(primary_key=True)
+    """``<function>|<key value>``."""
+    run_id: str
+    opened_at: float = 0.0
+    """When its first trigger came (a debounce's ``max_wait``, a batch's timeout)."""
+    size: int = 0
+    """Triggers gathered (a batch's events)."""
 
 
 class Wait(SQLModel, table=True):
@@ -146,7 +183,7 @@ class Wait(SQLModel, table=True):
 
 class Event(SQLModel, table=True):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_ts", "ts"),)
+    __table_args__ = (Index("ix_events_ts", "ts"), Index("ix_events_name_ts", "name", "ts"))
     id: str = Field(primary_key=True)
     name: str = Field(index=True)
     data_json: str = Field(sa_column=Column(Text, nullable=False))
@@ -249,5 +286,7 @@ crons = Cron.__table__  # type: ignore[attr-defined]
 meta = Meta.__table__  # type: ignore[attr-defined]
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 webhook_sources = WebhookSource.__table__  # type: ignore[attr-defined]
+flow_state = FlowState.__table__  # type: ignore[attr-defined]
+flow_runs = FlowRun.__table__  # type: ignore[attr-defined]
 
 metadata = SQLModel.metadata
