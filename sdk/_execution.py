@@ -250,12 +250,16 @@ class Execution:
         event: str,
         match: Mapping[str, Any] | None,
         timeout_at: float | None,
+        lookback: float | None = None,
     ) -> Any:
         step_id, seq, entry = self.begin(name, p.MemoKind.WAIT)
         if entry is not None:
             return entry.get("output")
         if timeout_at is not None:
             timeout_at = self._time(timeout_at, "a wait's timeout")
+        if lookback is not None and not p.is_lookback(lookback):
+            raise UsageError(f"wait_for_event lookback must be seconds (or a timedelta) in "
+                             f"[0, {p.MAX_LOOKBACK_S:g}], not {lookback!r}")
         match = dict(match or {})
         for path, value in match.items():
             if not isinstance(path, str) or not path or "," in path:
@@ -263,7 +267,8 @@ class Execution:
             if not (value is None or isinstance(value, str | int | float | bool)):
                 raise UsageError(f"wait_for_event match values must be JSON scalars, not "
                                  f"{type(value).__name__} (not JSON)")
-        self.suspend(p.wait_event_op(step_id, seq, name, event, match, timeout_at))
+        self.suspend(p.wait_event_op(step_id, seq, name, event, match, timeout_at,
+                                     float(lookback) if lookback else None))
 
     def spawn(self, name: str, children: list[p.ChildSpec], wait: bool) -> Any:
         kind = p.MemoKind.CHILDREN if wait else p.MemoKind.SPAWN

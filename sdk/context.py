@@ -97,11 +97,14 @@ class _Base:
         self._ex.sleep_until(name, until)
 
     def _wait(self, event: str, match: Mapping[str, Any] | None,
-              timeout: float | timedelta | None, name: str | None) -> dict[str, Any] | None:
+              timeout: float | timedelta | None, name: str | None,
+              lookback: float | timedelta | None = None) -> dict[str, Any] | None:
         if not isinstance(event, str) or not event:
             raise TypeError("wait_for_event needs an event name")
         timeout_at = None if timeout is None else time.time() + _seconds(timeout)
-        return self._ex.wait_for_event(name or f"wait:{event}", event, match, timeout_at)  # type: ignore[no-any-return]
+        back = lookback.total_seconds() if isinstance(lookback, timedelta) else lookback
+        return self._ex.wait_for_event(name or f"wait:{event}", event, match, timeout_at,  # type: ignore[no-any-return]
+                                       back)
 
     def _spawn(self, name: str, children: Sequence[Child | Mapping[str, Any]],
                wait: bool) -> Any:
@@ -187,9 +190,14 @@ class Context(_Base):
         match: Mapping[str, Any] | None = None,
         timeout: float | timedelta | None = None,
         name: str | None = None,
+        lookback: float | timedelta | None = None,
     ) -> dict[str, Any] | None:
-        """The first ``event`` whose fields equal ``match`` ({"data.id": 42}); None on timeout."""
-        return self._wait(event, match, timeout, name)
+        """The first ``event`` whose fields equal ``match`` ({"data.id": 42}); None on timeout.
+
+        ``lookback`` (seconds, at most ``protocol.MAX_LOOKBACK_S``): an event received up
+        to that long before the wait is recorded satisfies it too (the earliest such
+        one), so an event sent while the step before the wait ran is not missed."""
+        return self._wait(event, match, timeout, name, lookback)
 
     async def spawn(self, name: str, children: Sequence[Child | Mapping[str, Any]]) -> list[Any]:
         """Start children and wait for all: their outputs, or ``ChildRunError``."""
@@ -234,8 +242,9 @@ class SyncContext(_Base):
         match: Mapping[str, Any] | None = None,
         timeout: float | timedelta | None = None,
         name: str | None = None,
+        lookback: float | timedelta | None = None,
     ) -> dict[str, Any] | None:
-        return self._wait(event, match, timeout, name)
+        return self._wait(event, match, timeout, name, lookback)
 
     def spawn(self, name: str, children: Sequence[Child | Mapping[str, Any]]) -> list[Any]:
         return self._spawn(name, children, wait=True)  # type: ignore[no-any-return]

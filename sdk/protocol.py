@@ -56,6 +56,9 @@ MIN_RETENTION_S: Final = 1.0
 MAX_RETENTION_S: Final = 3650 * 86400.0
 """Bounds of a function's ``retention`` (seconds an ended run is kept before it is
 deleted): a second to ten years."""
+MAX_LOOKBACK_S: Final = 86400.0
+"""The longest ``lookback`` of a ``wait_for_event``: an event received up to this many
+seconds before the wait was recorded may still satisfy it (docs/flow-control.md)."""
 MAX_CLOCK_SKEW_S: Final = 60.0
 """Messages whose signed timestamp is further than this from now are refused. It bounds
 the window in which a captured request can be replayed (docs/protocol.md, threat model):
@@ -427,6 +430,9 @@ class WaitEventOp(TypedDict):
     event: str
     match: NotRequired[dict[str, Any]]
     timeout_at: NotRequired[float | None]
+    lookback: NotRequired[float]
+    """Seconds before the wait is recorded in which a stored event still satisfies it
+    (absent: none, only events received later)."""
 
 
 class ChildSpec(TypedDict):
@@ -626,9 +632,20 @@ def sleep_op(id: str, seq: int, name: str, until: float) -> SleepOp:
 
 
 def wait_event_op(id: str, seq: int, name: str, event: str, match: dict[str, Any],
-                  timeout_at: float | None) -> WaitEventOp:
-    return {"op": Op.WAIT_EVENT, "id": id, "seq": seq, "name": name, "event": event,
-            "match": match, "timeout_at": timeout_at}
+                  timeout_at: float | None, lookback: float | None = None) -> WaitEventOp:
+    """A wait; ``lookback`` is sent only when positive (an older orchestrator, which does
+    not know it, then sees the op it always did)."""
+    op: WaitEventOp = {"op": Op.WAIT_EVENT, "id": id, "seq": seq, "name": name,
+                       "event": event, "match": match, "timeout_at": timeout_at}
+    if lookback:
+        op["lookback"] = lookback
+    return op
+
+
+def is_lookback(v: Any) -> bool:
+    """A valid ``lookback``: seconds, a finite number in ``[0, MAX_LOOKBACK_S]``."""
+    return (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+            and 0 <= v <= MAX_LOOKBACK_S)
 
 
 def child_spec(function: str, input: Any) -> ChildSpec:
@@ -756,6 +773,8 @@ def parse_op(op: Any) -> AnyOp:
                  "wait_event match keys must be dotted paths")
         _require(op.get("timeout_at") is None or _is_time(op["timeout_at"]),
                  "wait_event timeout_at must be epoch seconds")
+        _require(op.get("lookback") is None or is_lookback(op["lookback"]),
+                 f"wait_event lookback must be seconds in [0, {MAX_LOOKBACK_S:g}]")
     else:  # Op.SPAWN
         children: Any = op.get("children")
         _require(isinstance(children, list), "spawn op needs children")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.engine.lifecycle import Effects, cancel_run, memo_row
+from orchestrator.engine.lookback import guard_events
 from orchestrator.ids import new_id
 from orchestrator.store import QueueInsert, RunInsert, TakenWait, Tx, WaitInsert
 from sdk import protocol as p
@@ -181,6 +182,7 @@ async def ingest_events(
     ])
     earlier = await tx.events.run_ids([e["id"] for e in evs if e["id"] not in new])
     fresh = [e for e in evs if e["id"] in new]
+    await guard_events(tx, {e["name"] for e in fresh})  # against a concurrent lookback
     triggered = await tx.apps.triggered_by(sorted({e["name"] for e in fresh}))
     run_ids: dict[str, list[str]] = {}
     seen: set[str] = set()

@@ -16,9 +16,10 @@ from orchestrator.config import Settings
 from orchestrator.engine import views
 from orchestrator.engine.claim import Claim
 from orchestrator.engine.hub import Hub
-from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
+from orchestrator.engine.ingest import NewRun, create_runs, ingest_events, resolve_wait
 from orchestrator.engine.invoker import Delivered, Failed, Outcome
 from orchestrator.engine.lifecycle import Effects, end_run, js, memo_row, opt_js
+from orchestrator.engine.lookback import RecordedWait, recent_event
 from orchestrator.errors import DatabaseUnavailable
 from orchestrator.loops import supervise
 from orchestrator.store import StepInsert, Store, Tx
@@ -245,6 +246,13 @@ class Reducer:
                     fx: Effects) -> None:
         match = dict(op.get("match") or {})
         timeout_at = op.get("timeout_at")
+        found = await recent_event(tx, rid, op, now)  # None unless op has a lookback
+        if found is not None:  # an event before the wait satisfies it: no waits row
+            await resolve_wait(tx, RecordedWait(rid, op["id"], op["seq"], op["name"], now,
+                                                timeout_at), found, now)
+            await self._schedule(tx, fx, rid, now)
+            fx.wake = True
+            return
         await tx.waits.add([{
             "run_id": rid, "step_id": op["id"], "seq": op["seq"], "name": op["name"],
             "event": op["event"], "match_fields": p.match_fields(match),

@@ -14,7 +14,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import IO, Any, Protocol
 
@@ -62,6 +62,12 @@ class Backend:
     def lock(self, key: str) -> Any | None:
         """A statement taking a lock on ``key`` until the transaction ends, serializing
         read-then-write transactions across replicas (None: writers are already serial)."""
+        return None
+
+    def lock_shared(self, keys: Sequence[str]) -> Any | None:
+        """One statement taking ``lock`` on each of ``keys`` in shared mode (in order):
+        shared holders do not exclude each other, only an exclusive ``lock`` on the same
+        key (None: writers are already serial)."""
         return None
 
     def failure(self, exc: BaseException) -> str | None:
@@ -168,6 +174,9 @@ class PostgresBackend(Backend):
 
     def lock(self, key: str) -> Any:
         return select(func.pg_advisory_xact_lock(func.hashtext(key)))
+
+    def lock_shared(self, keys: Sequence[str]) -> Any:
+        return select(*(func.pg_advisory_xact_lock_shared(func.hashtext(k)) for k in keys))
 
 
 def normalize_url(url: str) -> str:

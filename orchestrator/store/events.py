@@ -56,6 +56,30 @@ class EventsRepo(Repo):
         q = q.order_by(events.c.ts.desc(), events.c.id.desc()).limit(limit)
         return cast("list[EventRow]", list(await self.conn.execute(q)))
 
+    async def lock_names(self, names: Sequence[str], *, shared: bool) -> None:
+        """Serialize, per event name, storing events (``shared``: they do not exclude each
+        other) against a wait's lookback (exclusive), until the transaction ends: either
+        the lookback sees the event or the event's ``take_matching`` sees the wait
+        (docs/flow-control.md, "Wait lookback"). Nothing on SQLite: one writer."""
+        keys = [f"durable.lookback:{name}" for name in sorted(set(names))]
+        if not keys:
+            return
+        if shared:
+            stmts = [self.backend.lock_shared(keys)]
+        else:
+            stmts = [self.backend.lock(k) for k in keys]
+        for stmt in stmts:
+            if stmt is not None:
+                await self.conn.execute(stmt)
+
+    async def recent(self, name: str, since: float, limit: int) -> list[EventRow]:
+        """The newest ``limit`` events named ``name`` with ``ts >= since``, newest first:
+        a range of ``ix_events_name_ts`` read backwards, however many older events there
+        are."""
+        q = (select(events).where(events.c.name == name, events.c.ts >= since)
+             .order_by(events.c.ts.desc(), events.c.id.desc()).limit(limit))
+        return cast("list[EventRow]", list(await self.conn.execute(q)))
+
     async def get(self, eid: str) -> EventRow | None:
         return cast("EventRow | None", (await self.conn.execute(
             select(events).where(events.c.id == eid))).first())
