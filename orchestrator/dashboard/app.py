@@ -20,6 +20,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from orchestrator.dashboard.flow import describe, priority_label, task_concurrency
 from orchestrator.dashboard.session import (
     COOKIE,
     CSRF_FIELD,
@@ -249,6 +250,7 @@ class Dashboard:
     async def _run_values(self, run_id: str) -> dict[str, Any]:
         run = await self.engine.get_run(run_id)
         return {"run": run, "live": run["status"] not in p.TERMINAL,
+                "priority": priority_label(run),
                 "nodes": json.dumps([{"id": t["name"], "status": t["status"],
                                       "run": t["id"]} for t in run.get("tasks", [])]),
                 "graph_edges": await self._edges(run)}
@@ -325,7 +327,9 @@ class Dashboard:
 
     async def function(self, request: Request, ctx: Ctx) -> Response:
         fn = await self.engine.get_function(request.path_params["name"])
-        return self.render(request, "function.html", ctx, fn=fn)
+        return self.render(request, "function.html", ctx, fn=fn, flow=describe(fn),
+                           task_flow={t["name"]: task_concurrency(t)
+                                      for t in fn.get("tasks") or []})
 
     async def trigger(self, request: Request, ctx: Ctx) -> Response:
         form = await _form(request)

@@ -103,7 +103,7 @@ async def test_the_lookback_reads_a_range_of_the_index_not_the_old_events(
     await seed_old(store)
     pg = store.backend.name == "postgresql"
     sql = str(recent_query("look.x", NOW - 60, 1000).compile(
-        dialect=postgresql.dialect() if pg else sqlite.dialect(),
+        dialect=postgresql.dialect() if pg else sqlite.dialect(),  # type: ignore[no-untyped-call]
         compile_kwargs={"literal_binds": True}))
     plan = await explain(store, sql)
     if pg:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -38,7 +38,8 @@ def look_sync(ctx: SyncContext, back: Any) -> Any:
 
 async def call(fn: Any, back: Any, memo: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     req = p.invoke_request(call_id=CALL_ID, function=fn.name, run_id="r1", attempt=1,
-                           input=back, event=None, memo=memo or [], budget_ms=30_000)
+                           input=back, event=None,
+                           memo=cast("list[p.MemoEntry]", memo or []), budget_ms=30_000)
     req = json.loads(p.dumps(req))
     answer = p.loads(p.dumps(await execute(fn, req, len(p.dumps(req)))))
     p.parse_answer(answer, CALL_ID)
