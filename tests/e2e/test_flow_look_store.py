@@ -20,6 +20,7 @@ from orchestrator.engine.lookback import recent_event
 from orchestrator.engine.registry import Registry
 from orchestrator.store import EventInsert, Store, Tx, WaitInsert
 from orchestrator.store.events import recent_query
+from orchestrator.store.models import events
 from sdk import protocol as p
 from tests.support.pg import PgCluster
 
@@ -123,7 +124,10 @@ async def test_the_lookback_reads_a_range_of_the_index_not_the_old_events(
         assert "SCAN" not in plan, plan
     async with store.read() as tx:
         found = await recent_event(tx, "r1", wait_op(), NOW)
+        newest = await tx.events.recent("look.x", NOW - 60, 3)
     assert found is not None and p.loads(found)["id"] == "new-k"
+    assert [r.id for r in newest] == ["new-k", "new3", "new2"]  # newest first, limited
+    assert set(newest[0]._fields) == set(events.c.keys())  # an EventRow: the whole row
 
 
 async def test_a_lookback_without_a_match_in_its_window_finds_nothing(store: Store) -> None:
