@@ -14,13 +14,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.routing import Route
 
 from sdk import Client, Context, SyncContext, serve, task
+from tests.support.procs import API_KEY
 
-FLAGS = Path(os.environ.get("FLOWLOOK_FLAGS", "/tmp"))
+FLAGS = Path(os.environ.get("FLOWLOOK_FLAGS") or os.environ.get("TESTAPP_FLAGS") or "/tmp")
 
 
 class LookInput(BaseModel):
@@ -83,9 +85,44 @@ def look_wait_sync(ctx: SyncContext, inp: LookInput) -> dict[str, Any]:
     return {"event": ev}
 
 
+class SendInput(BaseModel):
+    key: str
+    send_to: list[str]
+    """The orchestrators the step sends its event through, the first that answers
+    (another replica first, say)."""
+    lookback: float | None = None
+    timeout: float = 30.0
+
+
+async def _send(send_to: list[str], key: str) -> str:
+    async with httpx.AsyncClient(timeout=30) as c:
+        for i, base in enumerate(send_to):
+            try:
+                r = await c.post(f"{base}/api/v1/events",
+                                 json=[{"name": "look.sent", "data": {"key": key}}],
+                                 headers={"authorization": f"Bearer {API_KEY}"})
+                r.raise_for_status()
+                return str(r.json()["ids"][0])
+            except httpx.HTTPError:
+                if i == len(send_to) - 1:
+                    raise
+    raise ValueError("no orchestrator to send to")
+
+
+@task("look-send", input_model=SendInput)
+async def look_send(ctx: Context, inp: SendInput) -> dict[str, Any]:
+    """The step itself sends the event the wait after it is for: it is stored (and
+    committed) before the wait is recorded, every time."""
+    sent = await ctx.step.run("send", _send, inp.send_to, inp.key)
+    ev = await ctx.wait_for_event("look.sent", match={"data.key": inp.key},
+                                  timeout=inp.timeout, lookback=inp.lookback)
+    return {"sent": sent, "event": ev}
+
+
 client = Client(app_id="flow-look")
 
 app = Starlette(routes=[
-    Route("/api/durable", serve(client, [look_wait, look_wait_twice, look_wait_sync]),
+    Route("/api/durable", serve(client, [look_wait, look_wait_twice, look_wait_sync,
+                                         look_send]),
           methods=["GET", "POST"]),
 ])
