@@ -4,7 +4,7 @@ and PostgreSQL. Times are epoch seconds (float)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -118,6 +118,14 @@ class QueueItem(SQLModel, table=True):
     """Work due for a run: at most one row per run. A sleep of a day is a row due tomorrow."""
 
     __tablename__ = "queue"
+    __table_args__ = (
+        # the claim order, one index per claim: rows in no concurrency group (the plain
+        # claim) and rows in one (the limited claim, engine/concurrency.py)
+        Index("ix_queue_rank_free", "rank_at", sqlite_where=text("ckey1 IS NULL"),
+              postgresql_where=text("ckey1 IS NULL")),
+        Index("ix_queue_rank_limited", "rank_at", sqlite_where=text("ckey1 IS NOT NULL"),
+              postgresql_where=text("ckey1 IS NOT NULL")),
+    )
     run_id: str = Field(primary_key=True)
     due_at: float = Field(index=True)
     lease_owner: str | None = None
@@ -135,6 +143,10 @@ class QueueItem(SQLModel, table=True):
     lease holds one slot of its group."""
     ckey2: str | None = Field(default=None, sa_column=Column(Text, nullable=True, index=True))
     """The same for the function's second limit."""
+    rank_at: float = Field(default=0.0, sa_column=Column(Float, nullable=False, default=0.0,
+                                                         server_default="0"))
+    """The claim order: ``due_at - (priority - 1) * PRIORITY_STEP_S`` (a priority-p row is
+    claimed as if due 60 (p - 1) s sooner), written with every ``due_at``."""
 
 
 class FlowState(SQLModel, table=True):
