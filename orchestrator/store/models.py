@@ -214,6 +214,8 @@ class Schedule(SQLModel, table=True):
     run_id: str | None = Field(default=None, index=True)
     """The run it started, once fired (the retention sweep deletes the two together)."""
     created_at: float = 0.0
+    priority: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    """Its run's priority (None: the function's declared one)."""
 
 
 class Cron(SQLModel, table=True):

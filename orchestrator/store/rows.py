@@ -391,6 +391,8 @@ class ScheduleRow(Row, Protocol):
     def run_id(self) -> str | None: ...
     @property
     def created_at(self) -> float: ...
+    @property
+    def priority(self) -> int | None: ...
 
 
 class ScheduleInsert(TypedDict):
@@ -400,6 +402,7 @@ class ScheduleInsert(TypedDict):
     at: float
     run_id: NotRequired[str | None]
     created_at: NotRequired[float]
+    priority: NotRequired[int | None]
 
 
 class CronRow(Row, Protocol):

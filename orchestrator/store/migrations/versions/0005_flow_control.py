@@ -23,6 +23,7 @@ def upgrade() -> None:
     for table in ("runs", "queue"):
         op.add_column(table, sa.Column("priority", sa.Integer(), nullable=False,
                                        server_default="1"))
+    op.add_column("schedules", sa.Column("priority", sa.Integer(), nullable=True))
     op.add_column("queue", sa.Column("ckey1", sa.Text(), nullable=True))
     op.add_column("queue", sa.Column("ckey2", sa.Text(), nullable=True))
     op.create_index("ix_queue_ckey1", "queue", ["ckey1"], unique=False)
@@ -64,7 +65,7 @@ def downgrade() -> None:
     op.drop_index("ix_queue_ckey2", table_name="queue")
     op.drop_index("ix_queue_ckey1", table_name="queue")
     for table, columns in (("queue", ("rank_at", "ckey2", "ckey1", "priority")),
-                           ("runs", ("priority",))):
+                           ("runs", ("priority",)), ("schedules", ("priority",))):
         with op.batch_alter_table(table) as batch:
             for column in columns:
                 batch.drop_column(column)
