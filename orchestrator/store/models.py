@@ -123,7 +123,7 @@ class QueueItem(SQLModel, table=True):
         # claim) and rows in one (the limited claim, engine/concurrency.py)
         Index("ix_queue_rank_free", "rank_at", sqlite_where=text("ckey1 IS NULL"),
               postgresql_where=text("ckey1 IS NULL")),
-        Index("ix_queue_rank_limited", "rank_at", sqlite_where=text("ckey1 IS NOT NULL"),
+        Index("ix_queue_rank_limited", "rank_at", "run_id", sqlite_where=text("ckey1 IS NOT NULL"),
               postgresql_where=text("ckey1 IS NOT NULL")),
     )
     run_id: str = Field(primary_key=True)

@@ -34,7 +34,7 @@ def upgrade() -> None:
     op.create_index("ix_queue_rank_free", "queue", ["rank_at"], unique=False,
                     sqlite_where=sa.text("ckey1 IS NULL"),
                     postgresql_where=sa.text("ckey1 IS NULL"))
-    op.create_index("ix_queue_rank_limited", "queue", ["rank_at"], unique=False,
+    op.create_index("ix_queue_rank_limited", "queue", ["rank_at", "run_id"], unique=False,
                     sqlite_where=sa.text("ckey1 IS NOT NULL"),
                     postgresql_where=sa.text("ckey1 IS NOT NULL"))
     op.create_table(
