@@ -1,7 +1,8 @@
 """Functions with concurrency limits and priorities, for tests/e2e/test_flow_concurrency.py.
 
 Each call records the interval it worked in, one line appended to the file named by
-``FLOWAPP_CALLS`` (``<function> <group> <label> <start> <end>``), so a test computes the
+``FLOWAPP_CALLS`` (default: ``flow-calls.log`` in the directory ``TESTAPP_FLAGS`` names;
+``<function> <group> <label> <start> <end>``), so a test computes the
 overlap of calls from what really ran, across orchestrator restarts and replicas.
 """
 
@@ -19,7 +20,9 @@ from sdk import Client, Concurrency, Context, Workflow, serve, task
 from tests.apps.replica_app import slow_effects
 from tests.apps.testapp import home
 
-CALLS = os.environ.get("FLOWAPP_CALLS")
+_FLAGS = os.environ.get("TESTAPP_FLAGS")
+CALLS = os.environ.get("FLOWAPP_CALLS") or (
+    os.path.join(_FLAGS, "flow-calls.log") if _FLAGS else None)
 
 
 def record(function: str, group: str, label: str, start: float) -> None:
