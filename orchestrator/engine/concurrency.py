@@ -5,8 +5,10 @@ calls count against (``ckey1``/``ckey2``: ``<function>[/<task>]#<i>|<key value>`
 per declared limit). A slot is a row of the group with a live lease: a run sleeping or
 waiting has released its lease (its row is due later, or never), a run whose lease
 expired holds none. The plain claim leaves grouped rows alone; ``claim_limited`` takes
-them in claim order, counts the slots their groups hold and leases only what fits, under
-a lock that serializes it across replicas (``QueueRepo.lock_limited``). Rows are never
+them in claim order, counts the slots their groups hold (``flow_leases``: the leases it
+took that are still live, so the count costs the calls in flight, not the backlog) and
+leases only what fits, under a lock that serializes it across replicas
+(``QueueRepo.lock_limited``). Rows are never
 created already claimed for a limited function, so nothing bypasses the count.
 
 A workflow's task runs count against the task's own limits if it declares any, else
@@ -29,7 +31,7 @@ from orchestrator.store import ClaimedRow, QueueFlow, Tx
 from sdk import flow
 
 PAGE = 256
-"""Candidates read per statement by the limited claim."""
+"""Candidates read per statement by the limited claim (the first: twice what it wants)."""
 MAX_SCAN = 2048
 """At most this many candidates read per limited claim (groups full are skipped over)."""
 
@@ -134,22 +136,22 @@ async def claim_limited(tx: Tx, registry: Registry, owner: str, now: float, unti
     if want <= 0:
         return []
     after: tuple[float, str] = (float("-inf"), "")
-    page = await tx.queue.limited_candidates(now, PAGE, after)
+    size = min(PAGE, max(2 * want, 32))  # enough when few groups are full; more pages if not
+    page = await tx.queue.limited_candidates(now, size, after)
     if not page:
         return []
     await tx.queue.lock_limited()  # before the slots are counted
-    held: dict[str, int] = {}
+    held = await tx.queue.slots(now)
     limits: dict[str, int | None] = {}
     chosen: list[str] = []
     scanned = 0
     while page:
         scanned += len(page)
-        new = sorted({g for r in page for g in (r[2], r[3]) if g is not None and g not in held})
+        new = {g for r in page for g in (r[2], r[3]) if g is not None and g not in limits}
         if new:
-            counts = await tx.queue.held(new, now)
             fns = await registry.get_many({_function_of(g) for g in new})
             for g in new:
-                held[g] = counts.get(g, 0)
+                held.setdefault(g, 0)
                 limits[g] = limit_of_group(fns, g)
         for rid, _, g1, g2 in page:
             gs = [g for g in (g1, g2) if g is not None]
@@ -159,8 +161,9 @@ async def claim_limited(tx: Tx, registry: Registry, owner: str, now: float, unti
                     held[g] += 1
                 if len(chosen) >= want:
                     break
-        if len(chosen) >= want or len(page) < PAGE or scanned >= MAX_SCAN:
+        if len(chosen) >= want or len(page) < size or scanned >= MAX_SCAN:
             break
         after = (page[-1][1], page[-1][0])
-        page = await tx.queue.limited_candidates(now, PAGE, after)
+        size = PAGE
+        page = await tx.queue.limited_candidates(now, size, after)
     return await tx.queue.lease_limited(owner, chosen, now, until)

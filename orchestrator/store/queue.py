@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Float,
+    and_,
     bindparam,
     case,
     delete,
@@ -28,7 +29,7 @@ from sqlalchemy import (
 )
 
 from orchestrator.store.base import Repo, ids_param, prepared
-from orchestrator.store.models import queue, runs
+from orchestrator.store.models import flow_leases, queue, runs
 from orchestrator.store.rows import ClaimedRow, QueueFlow, QueueInsert
 
 NEVER = 1e12  # a due time that never comes (year 33658)
@@ -72,13 +73,24 @@ _LIMITED = prepared(lambda b: (
                (queue.c.rank_at == bindparam("after")) & (queue.c.run_id > bindparam("aid"))))
     .order_by(queue.c.rank_at, queue.c.run_id)
     .limit(bindparam("limit"))))
-_HELD = prepared(lambda b: union_all(
-    select(queue.c.ckey1.label("g"), func.count().label("n"))
-    .where(queue.c.ckey1.in_(ids_param("groups")), queue.c.lease_expires_at >= bindparam("now"))
-    .group_by(queue.c.ckey1),
-    select(queue.c.ckey2.label("g"), func.count().label("n"))
-    .where(queue.c.ckey2.in_(ids_param("groups")), queue.c.lease_expires_at >= bindparam("now"))
-    .group_by(queue.c.ckey2)))
+# the slots held: every leased grouped row the limited claim recorded, live if its row
+# still holds that lease (a handful: the limited calls in flight, and those ended since)
+_SLOTS = prepared(lambda b: (
+    select(flow_leases.c.run_id, flow_leases.c.ckey1, flow_leases.c.ckey2,
+           queue.c.run_id.is_not(None).label("live"))
+    .select_from(flow_leases.outerjoin(queue, and_(
+        queue.c.run_id == flow_leases.c.run_id, queue.c.claims == flow_leases.c.claims,
+        queue.c.lease_expires_at >= bindparam("now"))))))
+def _take_slots(b: Any) -> Any:
+    ins = b.insert(flow_leases)
+    return ins.on_conflict_do_update(index_elements=["run_id"], set_={
+        "claims": ins.excluded.claims, "ckey1": ins.excluded.ckey1,
+        "ckey2": ins.excluded.ckey2})
+
+
+_TAKE_SLOTS = prepared(_take_slots)
+_FORGET_SLOTS = prepared(lambda b: delete(flow_leases).where(
+    flow_leases.c.run_id.in_(ids_param())))
 _LEASE = prepared(lambda b: (
     update(queue)
     .where(queue.c.run_id.in_(
@@ -90,7 +102,7 @@ _LEASE = prepared(lambda b: (
     .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"),
             claims=queue.c.claims + 1)
     .returning(queue.c.run_id, queue.c.claims, queue.c.delivery_failures,
-               queue.c.first_failure_at)
+               queue.c.first_failure_at, queue.c.ckey1, queue.c.ckey2)
 ))
 _ANY_LIMITED = prepared(lambda b: select(queue.c.run_id).where(queue.c.ckey1.is_not(None))
                         .limit(1))
@@ -132,15 +144,22 @@ class QueueRepo(Repo):
             "now": now, "limit": limit, "after": after[0], "aid": after[1]})
         return [(r[0], float(r[1]), str(r[2]), r[3]) for r in rows]
 
-    async def held(self, groups: list[str], now: float) -> dict[str, int]:
-        """Slots held per concurrency group: its rows with a live lease (over the
-        ``ckey1``/``ckey2`` indexes)."""
-        if not groups:
-            return {}
-        out: dict[str, int] = {}
-        for g, n in await self.conn.execute(_HELD(self.backend), {"groups": groups, "now": now}):
-            out[g] = out.get(g, 0) + int(n)
-        return out
+    async def slots(self, now: float) -> dict[str, int]:
+        """Slots held per concurrency group: the rows the limited claim leased that still
+        hold that lease. Those that no longer do (answered, ended, expired, leases
+        released at a start) are forgotten here."""
+        held: dict[str, int] = {}
+        stale = []
+        for r in await self.conn.execute(_SLOTS(self.backend), {"now": now}):
+            if not r.live:
+                stale.append(r.run_id)
+                continue
+            for g in (r.ckey1, r.ckey2):
+                if g is not None:
+                    held[g] = held.get(g, 0) + 1
+        if stale:
+            await self.conn.execute(_FORGET_SLOTS(self.backend), {"ids": stale})
+        return held
 
     async def lease_limited(self, owner: str, run_ids: list[str], now: float,
                             lease_until: float) -> list[ClaimedRow]:
@@ -148,8 +167,13 @@ class QueueRepo(Repo):
         now are skipped: claimed on a later pass)."""
         if not run_ids:
             return []
-        return cast("list[ClaimedRow]", list(await self.conn.execute(_LEASE(self.backend), {
-            "ids": run_ids, "now": now, "owner": owner, "until": lease_until})))
+        rows = list(await self.conn.execute(_LEASE(self.backend), {
+            "ids": run_ids, "now": now, "owner": owner, "until": lease_until}))
+        if rows:  # the slots they hold (a row leased again replaces its old slot)
+            await self.conn.execute(_TAKE_SLOTS(self.backend), [
+                {"run_id": r.run_id, "claims": r.claims, "ckey1": r.ckey1, "ckey2": r.ckey2}
+                for r in rows])
+        return cast("list[ClaimedRow]", rows)
 
     async def lock_limited(self) -> None:
         """Serialize limited claims across replicas until the transaction ends (PostgreSQL:

@@ -161,7 +161,7 @@ async def test_the_limited_claim_leases_only_what_fits(store: Store) -> None:
     later = now + 31
     async with store.write() as tx:
         got = await concurrency.claim_limited(tx, reg, "me", later, later + 30, 50)
-        held = await tx.queue.held(["f#0|", "f#1|a", "f#1|b", "f#1|c"], later)
+        held = await tx.queue.slots(later)
     assert [r.run_id for r in got] == ["r00", "r02", "r03"]
     assert held == {"f#0|": 3, "f#1|a": 2, "f#1|c": 1}
 
