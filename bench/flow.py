@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
+import httpx
+
 from bench.common import header, pct
 from orchestrator.engine import concurrency
 from orchestrator.engine.registry import FunctionInfo, Registry
@@ -51,6 +53,18 @@ async def _throughput(client: Client, clients: int = 50, per_client: int = 20
     return clients * per_client / (time.perf_counter() - t0), lat
 
 
+async def _registered(base: str) -> None:
+    """Until the orchestrator knows the function (the ``--app`` registration at its start
+    may still be in flight)."""
+    async with httpx.AsyncClient(base_url=f"{base}/api/v1", headers={
+            "authorization": f"Bearer {procs.API_KEY}"}) as rest:
+        for _ in range(200):
+            if (await rest.get("/functions/flow-bench")).status_code == 200:
+                return
+            await asyncio.sleep(0.05)
+    raise TimeoutError("flow-bench was not registered")
+
+
 def end_to_end(env: dict[str, str], database_url: str | None) -> tuple[float, list[float]]:
     tmp = Path(tempfile.mkdtemp(prefix="bench-flow-"))
     app, app_url = procs.app(tmp, "bench.flow_app:app", extra_env=env)
@@ -63,6 +77,7 @@ def end_to_end(env: dict[str, str], database_url: str | None) -> tuple[float, li
                             transport=AppTransport())
             try:
                 await client.register(app_url)
+                await _registered(base)
                 for i in range(20):  # warm up
                     await client.run("flow-bench", {"x": i, "k": 0}, timeout=30)
                 rates, lat = [], []

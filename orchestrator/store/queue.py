@@ -16,7 +16,6 @@ from typing import Any, cast
 
 from sqlalchemy import (
     Float,
-    and_,
     bindparam,
     case,
     delete,
@@ -24,6 +23,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    tuple_,
     union_all,
     update,
 )
@@ -69,18 +69,21 @@ _CLAIM = prepared(lambda b: (
 _LIMITED = prepared(lambda b: (
     select(queue.c.run_id, queue.c.rank_at, queue.c.ckey1, queue.c.ckey2)
     .where(queue.c.ckey1.is_not(None), *_claimable(bindparam("now")),
-           or_(queue.c.rank_at > bindparam("after"),
-               (queue.c.rank_at == bindparam("after")) & (queue.c.run_id > bindparam("aid"))))
+           tuple_(queue.c.rank_at, queue.c.run_id) > tuple_(bindparam("after"),
+                                                            bindparam("aid")))
     .order_by(queue.c.rank_at, queue.c.run_id)
     .limit(bindparam("limit"))))
-# the slots held: every leased grouped row the limited claim recorded, live if its row
-# still holds that lease (a handful: the limited calls in flight, and those ended since)
-_SLOTS = prepared(lambda b: (
-    select(flow_leases.c.run_id, flow_leases.c.ckey1, flow_leases.c.ckey2,
-           queue.c.run_id.is_not(None).label("live"))
-    .select_from(flow_leases.outerjoin(queue, and_(
-        queue.c.run_id == flow_leases.c.run_id, queue.c.claims == flow_leases.c.claims,
-        queue.c.lease_expires_at >= bindparam("now"))))))
+# the slots held: every leased grouped row the limited claim recorded (a handful: the
+# limited calls in flight, and those ended since), live if its row still holds that lease
+# (read by primary key: a join could be planned as a scan of the queue)
+_SLOTS = prepared(lambda b: select(flow_leases.c.run_id, flow_leases.c.claims,
+                                   flow_leases.c.ckey1, flow_leases.c.ckey2))
+_LIVE = prepared(lambda b: select(queue.c.run_id, queue.c.claims).where(
+    queue.c.run_id.in_(ids_param()), queue.c.lease_expires_at >= bindparam("now")))
+_FORGET_SLOTS = prepared(lambda b: delete(flow_leases).where(
+    flow_leases.c.run_id.in_(ids_param())))
+
+
 def _take_slots(b: Any) -> Any:
     ins = b.insert(flow_leases)
     return ins.on_conflict_do_update(index_elements=["run_id"], set_={
@@ -89,8 +92,6 @@ def _take_slots(b: Any) -> Any:
 
 
 _TAKE_SLOTS = prepared(_take_slots)
-_FORGET_SLOTS = prepared(lambda b: delete(flow_leases).where(
-    flow_leases.c.run_id.in_(ids_param())))
 _LEASE = prepared(lambda b: (
     update(queue)
     .where(queue.c.run_id.in_(
@@ -149,12 +150,17 @@ class QueueRepo(Repo):
         hold that lease. Those that no longer do (answered, ended, expired, leases
         released at a start) are forgotten here."""
         held: dict[str, int] = {}
+        slots = list(await self.conn.execute(_SLOTS(self.backend)))
+        if not slots:
+            return held
+        live = {(r.run_id, r.claims) for r in await self.conn.execute(
+            _LIVE(self.backend), {"ids": [s.run_id for s in slots], "now": now})}
         stale = []
-        for r in await self.conn.execute(_SLOTS(self.backend), {"now": now}):
-            if not r.live:
-                stale.append(r.run_id)
+        for s in slots:
+            if (s.run_id, s.claims) not in live:
+                stale.append(s.run_id)
                 continue
-            for g in (r.ckey1, r.ckey2):
+            for g in (s.ckey1, s.ckey2):
                 if g is not None:
                     held[g] = held.get(g, 0) + 1
         if stale:
