@@ -31,10 +31,11 @@ from sqlalchemy import (
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.models import flow_leases, queue, runs
 from orchestrator.store.rows import ClaimedRow, QueueFlow, QueueInsert
+from sdk import flow
 
 NEVER = 1e12  # a due time that never comes (year 33658)
 
-PRIORITY_STEP_S = 60.0  # sdk.flow.PRIORITY_STEP_S: a priority-p row ranks as due 60 (p-1) s sooner
+PRIORITY_STEP_S = flow.PRIORITY_STEP_S  # a priority-p row ranks as due 60 (p - 1) s sooner
 
 
 def rank(due_at: Any, priority: Any) -> Any:
@@ -105,8 +106,6 @@ _LEASE = prepared(lambda b: (
     .returning(queue.c.run_id, queue.c.claims, queue.c.delivery_failures,
                queue.c.first_failure_at, queue.c.ckey1, queue.c.ckey2)
 ))
-_ANY_LIMITED = prepared(lambda b: select(queue.c.run_id).where(queue.c.ckey1.is_not(None))
-                        .limit(1))
 LIMITED_LOCK = "durable:limited-claim"
 _ADD = prepared(lambda b: queue.insert())
 _FENCES = prepared(lambda b: select(queue.c.run_id, queue.c.lease_owner, queue.c.claims)
@@ -188,10 +187,6 @@ class QueueRepo(Repo):
         stmt = self.backend.lock(LIMITED_LOCK)
         if stmt is not None:
             await self.conn.execute(stmt)
-
-    async def any_limited(self) -> bool:
-        """Whether any row is in a concurrency group (an index probe)."""
-        return (await self.conn.execute(_ANY_LIMITED(self.backend))).first() is not None
 
     async def extend(self, owner: str, run_ids: list[str], lease_until: float) -> int:
         """Renew ``owner``'s leases on these runs' rows; how many were renewed.
