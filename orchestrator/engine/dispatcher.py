@@ -296,7 +296,8 @@ class Dispatcher:
         await asyncio.sleep(max(0.2, self.settings.lease_ttl / 3))
         ids = sorted({*self.inflight, *self.answered})
         if ids:
-            until = time.time() + self.settings.lease_ttl
+            now = time.time()
+            until = now + self.settings.lease_ttl
             await self.store.transact(
-                lambda tx: tx.queue.extend(self.settings.worker_id, ids, until))
+                lambda tx: tx.queue.extend(self.settings.worker_id, ids, until, now))
             self.notifier.tell(until)

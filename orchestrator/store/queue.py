@@ -188,8 +188,11 @@ class QueueRepo(Repo):
         if stmt is not None:
             await self.conn.execute(stmt)
 
-    async def extend(self, owner: str, run_ids: list[str], lease_until: float) -> int:
-        """Renew ``owner``'s leases on these runs' rows; how many were renewed.
+    async def extend(self, owner: str, run_ids: list[str], lease_until: float,
+                     now: float | None = None) -> int:
+        """Renew ``owner``'s leases on these runs' rows; how many were renewed. With
+        ``now``, a lease on a row in a concurrency group that expired is not revived: its
+        slot may have been given to another run since (``engine/concurrency.py``).
 
         Lock order: a bare ``UPDATE ... WHERE run_id IN (...)`` locks rows in whatever
         order its plan visits them, and deadlocked on PostgreSQL (under 200 clients)
@@ -202,9 +205,12 @@ class QueueRepo(Repo):
         still leased, the next renewal (a third of the TTL later) extends it."""
         if not run_ids:
             return 0
+        live = () if now is None else (
+            or_(queue.c.ckey1.is_(None), queue.c.lease_expires_at >= now),)
         locked = [r.run_id for r in await self.conn.execute(
             select(queue.c.run_id)
-            .where(queue.c.run_id.in_(sorted(set(run_ids))), queue.c.lease_owner == owner)
+            .where(queue.c.run_id.in_(sorted(set(run_ids))), queue.c.lease_owner == owner,
+                   *live)
             .order_by(queue.c.run_id)
             .with_for_update(skip_locked=True))]
         if locked:

@@ -204,3 +204,25 @@ async def test_the_claims_read_the_rank_index_in_order(store: Store) -> None:
                 "EXPLAIN QUERY PLAN " + str(compiled), params))
             assert index in plan, plan
             assert "TEMP B-TREE" not in plan, plan
+
+
+async def test_an_expired_lease_on_a_grouped_row_is_not_revived(store: Store) -> None:
+    """Its slot may have gone to another run since: renewing it would exceed the limit."""
+    fn = info("h", concurrency=1)
+    reg = cast(Registry, StubRegistry(fn))
+    now = 100.0
+    await _rows(store, [{"run_id": "g", "due_at": now, "priority": 1, "ckey1": "h#0|",
+                         "ckey2": None},
+                        {"run_id": "u", "due_at": now, "priority": 1, "ckey1": None,
+                         "ckey2": None}])
+    async with store.write() as tx:
+        assert [r.run_id for r in await tx.queue.claim("me", now, now + 10, 5)] == ["u"]
+        assert [r.run_id for r in await concurrency.claim_limited(
+            tx, reg, "me", now, now + 10, 5)] == ["g"]
+    async with store.write() as tx:  # renewed in time: both
+        assert await tx.queue.extend("me", ["g", "u"], now + 20, now + 5) == 2
+    late = now + 25  # past both leases
+    async with store.write() as tx:
+        assert await tx.queue.extend("me", ["g", "u"], late + 10, late) == 1
+        leases = await tx.queue.leases(["g", "u"])
+    assert leases["g"] == ("me", now + 20) and leases["u"] == ("me", late + 10)
