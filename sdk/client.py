@@ -36,6 +36,7 @@ import httpx
 
 from sdk import protocol as p
 from sdk.errors import OrchestratorError, RunFailedError
+from sdk.flow import check_priority
 from sdk.function import Function, Runnable, set_default_client, task
 from sdk.workflow import Workflow
 
@@ -211,13 +212,16 @@ class Client:
         return await self._call("POST", "/events", json=list(events))  # type: ignore[no-any-return]
 
     async def run_no_wait(
-        self, function: str | Runnable, input: Any = None, *, idempotency_key: str | None = None
+        self, function: str | Runnable, input: Any = None, *, idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> RunHandle:
-        """Start a run; returns at once with its handle."""
+        """Start a run; returns at once with its handle. ``priority``: 1-10 (absent: the
+        function's declared priority)."""
         name = self._function_name(function, input)
         body: dict[str, Any] = {"function": name, "input": input}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
+        _set_priority(body, priority)
         out = await self._call("POST", "/runs", json=body)
         return RunHandle(out["id"], self)
 
@@ -257,13 +261,14 @@ class Client:
 
     async def run(
         self, function: str | Runnable, input: Any = None, *, timeout: float | None = None,
-        idempotency_key: str | None = None,
+        idempotency_key: str | None = None, priority: int | None = None,
     ) -> Any:
         """Start a run and wait for its output (``RunFailedError`` if it fails)."""
         name = self._function_name(function, input)
         body: dict[str, Any] = {"function": name, "input": input}
         if idempotency_key is not None:
             body["idempotency_key"] = idempotency_key
+        _set_priority(body, priority)
         first = 25.0 if timeout is None else max(0.0, min(25.0, timeout))
         run = await self._call("POST", "/runs", json=body, params={"wait": first},
                                timeout=first + 10)
@@ -273,26 +278,29 @@ class Client:
         return self._outcome(run, timeout)
 
     async def run_many(
-        self, function: str | Runnable, inputs: Sequence[Any]
+        self, function: str | Runnable, inputs: Sequence[Any], *, priority: int | None = None
     ) -> list[RunHandle]:
         """Start one run per input, in one transaction (all or none)."""
         name = function.name if isinstance(function, Runnable) else function
         if isinstance(function, Runnable):
             for x in inputs:
                 function.parse_input(x)
-        out = await self._call("POST", "/runs/bulk", json={"function": name,
-                                                            "inputs": list(inputs)})
+        body: dict[str, Any] = {"function": name, "inputs": list(inputs)}
+        _set_priority(body, priority)
+        out = await self._call("POST", "/runs/bulk", json=body)
         return [RunHandle(rid, self) for rid in out["ids"]]
 
     async def schedule(
-        self, function: str | Runnable, at: datetime, input: Any = None
+        self, function: str | Runnable, at: datetime, input: Any = None, *,
+        priority: int | None = None,
     ) -> dict[str, Any]:
         """A one-off run at ``at`` (timezone-aware): the schedule, with its id."""
         if at.tzinfo is None:
             raise ValueError("schedule() needs a timezone-aware datetime")
         name = self._function_name(function, input)
-        return await self._call("POST", "/schedules", json={  # type: ignore[no-any-return]
-            "function": name, "input": input, "at": at.isoformat()})
+        body: dict[str, Any] = {"function": name, "input": input, "at": at.isoformat()}
+        _set_priority(body, priority)
+        return await self._call("POST", "/schedules", json=body)  # type: ignore[no-any-return]
 
     async def list_schedules(self, function: str | None = None) -> list[dict[str, Any]]:
         params = {"function": function} if function else None
@@ -407,12 +415,13 @@ class SyncClient:
     def get_run(self, run_id: str) -> dict[str, Any]:
         return self._do(self._client.get_run(run_id))
 
-    def run_many(self, function: str | Runnable, inputs: Sequence[Any]) -> list[str]:
-        return [h.id for h in self._do(self._client.run_many(function, inputs))]
+    def run_many(self, function: str | Runnable, inputs: Sequence[Any],
+                 **kw: Any) -> list[str]:
+        return [h.id for h in self._do(self._client.run_many(function, inputs, **kw))]
 
-    def schedule(self, function: str | Runnable, at: datetime, input: Any = None
+    def schedule(self, function: str | Runnable, at: datetime, input: Any = None, **kw: Any
                  ) -> dict[str, Any]:
-        return self._do(self._client.schedule(function, at, input))
+        return self._do(self._client.schedule(function, at, input, **kw))
 
     def create_cron(self, function: str | Runnable, expression: str, **kw: Any
                     ) -> dict[str, Any]:
@@ -429,3 +438,10 @@ class SyncClient:
 
 
 set_default_client(Client)  # what unbound runnables trigger through
+
+
+def _set_priority(body: dict[str, Any], priority: int | None) -> None:
+    """A trigger's ``priority`` into its request body (checked: ``ValueError`` outside
+    1-10, before anything is sent)."""
+    if priority is not None:
+        body["priority"] = check_priority(priority)

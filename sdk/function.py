@@ -27,6 +27,7 @@ from sdk.flow import (
     RateLimit,
     Singleton,
     Throttle,
+    check_priority,
 )
 from sdk.protocol import EVENT_NAME_RE, MAX_RETENTION_S, MIN_RETENTION_S
 
@@ -158,9 +159,9 @@ class SyncTriggerClient(Protocol):
 
     def run_no_wait(self, function: Runnable, input: Any = None, **kw: Any) -> str: ...
 
-    def run_many(self, function: Runnable, inputs: Sequence[Any]) -> list[str]: ...
+    def run_many(self, function: Runnable, inputs: Sequence[Any], **kw: Any) -> list[str]: ...
 
-    def schedule(self, function: Runnable, at: datetime, input: Any = None
+    def schedule(self, function: Runnable, at: datetime, input: Any = None, **kw: Any
                  ) -> dict[str, Any]: ...
 
     def create_cron(self, function: Runnable, expression: str, **kw: Any
@@ -171,16 +172,18 @@ class TriggerClient(Protocol):
     """What a runnable's trigger API needs of a client (``sdk.Client`` is one)."""
 
     async def run(self, function: Runnable, input: Any = None, *,
-                  timeout: float | None = None, idempotency_key: str | None = None) -> Any: ...
+                  timeout: float | None = None, idempotency_key: str | None = None,
+                  priority: int | None = None) -> Any: ...
 
     async def run_no_wait(self, function: Runnable, input: Any = None, *,
-                          idempotency_key: str | None = None) -> Handle: ...
+                          idempotency_key: str | None = None,
+                          priority: int | None = None) -> Handle: ...
 
-    async def run_many(self, function: Runnable, inputs: Sequence[Any]
-                       ) -> Sequence[Handle]: ...
+    async def run_many(self, function: Runnable, inputs: Sequence[Any], *,
+                       priority: int | None = None) -> Sequence[Handle]: ...
 
-    async def schedule(self, function: Runnable, at: datetime, input: Any = None
-                       ) -> dict[str, Any]: ...
+    async def schedule(self, function: Runnable, at: datetime, input: Any = None, *,
+                       priority: int | None = None) -> dict[str, Any]: ...
 
     async def create_cron(self, function: Runnable, expression: str, *,
                           timezone: str = "UTC", input: Any = None) -> dict[str, Any]: ...
@@ -190,6 +193,11 @@ class TriggerClient(Protocol):
 
 
 _default_client: Callable[[], TriggerClient] | None = None
+
+
+def _priority(value: int | None) -> int | None:
+    """A trigger's ``priority=``: None, or an int 1-10 (``ValueError`` otherwise)."""
+    return None if value is None else check_priority(value)
 
 
 def set_default_client(factory: Callable[[], TriggerClient]) -> None:
@@ -296,23 +304,28 @@ class Runnable:
         return self._client
 
     async def run(self, input: Any = None, *, timeout: float | None = None,
-                  idempotency_key: str | None = None) -> Any:
-        """Start a run and wait for its output (``RunFailedError`` if it fails)."""
+                  idempotency_key: str | None = None, priority: int | None = None) -> Any:
+        """Start a run and wait for its output (``RunFailedError`` if it fails).
+        ``priority`` (1-10) overrides the declared one for this run (docs/flow-control.md)."""
         return await self.client.run(self, input, timeout=timeout,
-                                     idempotency_key=idempotency_key)
+                                     idempotency_key=idempotency_key,
+                                     priority=_priority(priority))
 
-    async def run_no_wait(self, input: Any = None, *,
-                          idempotency_key: str | None = None) -> Handle:
+    async def run_no_wait(self, input: Any = None, *, idempotency_key: str | None = None,
+                          priority: int | None = None) -> Handle:
         """Start a run; its handle gives the status and, later, the result."""
-        return await self.client.run_no_wait(self, input, idempotency_key=idempotency_key)
+        return await self.client.run_no_wait(self, input, idempotency_key=idempotency_key,
+                                             priority=_priority(priority))
 
-    async def run_many(self, inputs: Sequence[Any]) -> Sequence[Handle]:
+    async def run_many(self, inputs: Sequence[Any], *,
+                       priority: int | None = None) -> Sequence[Handle]:
         """Start one run per input, all in one transaction."""
-        return await self.client.run_many(self, inputs)
+        return await self.client.run_many(self, inputs, priority=_priority(priority))
 
-    async def schedule(self, at: datetime, input: Any = None) -> dict[str, Any]:
+    async def schedule(self, at: datetime, input: Any = None, *,
+                       priority: int | None = None) -> dict[str, Any]:
         """Start one run at ``at`` (a timezone-aware datetime)."""
-        return await self.client.schedule(self, at, input)
+        return await self.client.schedule(self, at, input, priority=_priority(priority))
 
     async def create_cron(self, expression: str, *, timezone: str = "UTC",
                           input: Any = None) -> dict[str, Any]:
@@ -337,11 +350,11 @@ class SyncRunnable:
     def run_no_wait(self, input: Any = None, **kw: Any) -> str:
         return self._r.client.sync.run_no_wait(self._r, input, **kw)
 
-    def run_many(self, inputs: Sequence[Any]) -> list[str]:
-        return self._r.client.sync.run_many(self._r, inputs)
+    def run_many(self, inputs: Sequence[Any], **kw: Any) -> list[str]:
+        return self._r.client.sync.run_many(self._r, inputs, **kw)
 
-    def schedule(self, at: datetime, input: Any = None) -> dict[str, Any]:
-        return self._r.client.sync.schedule(self._r, at, input)
+    def schedule(self, at: datetime, input: Any = None, **kw: Any) -> dict[str, Any]:
+        return self._r.client.sync.schedule(self._r, at, input, **kw)
 
     def create_cron(self, expression: str, **kw: Any) -> dict[str, Any]:
         return self._r.client.sync.create_cron(self._r, expression, **kw)

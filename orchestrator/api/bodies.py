@@ -38,6 +38,7 @@ from orchestrator.engine.engine import MAX_BULK
 from orchestrator.engine.webhook_sources import DEFAULT_GRACE
 from orchestrator.engine.webhooks import DEFAULT_TOLERANCE
 from orchestrator.errors import Invalid
+from sdk import flow
 from sdk import protocol as p
 
 #: The most events one ``POST /events`` takes.
@@ -118,6 +119,20 @@ Timezone = Annotated[str | None, check(_maybe_text(MAX_STR_CHARS)),
                      _nullable_text(MAX_STR_CHARS, "An IANA name (absent: UTC)")]
 OptionalTimestamp = Annotated[float | None, check(_optional_epoch),
                               Schema(_null(TIMESTAMP_SCHEMA))]
+def _priority(v: Any, name: str) -> int | None:
+    if v is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool) or not \
+            flow.MIN_PRIORITY <= v <= flow.MAX_PRIORITY:
+        raise Invalid(f"'{name}' must be an integer within [{flow.MIN_PRIORITY}, "
+                      f"{flow.MAX_PRIORITY}]", name)
+    return v
+
+
+OptionalPriority = Annotated[int | None, check(_priority), Schema({
+    "type": ["integer", "null"], "minimum": flow.MIN_PRIORITY, "maximum": flow.MAX_PRIORITY,
+    "description": "Claimed before lower priorities of the function, aged so none starves "
+    "(absent: the function's declared priority, else 1)"})]
 Statuses = Annotated[tuple[str, ...], check(_statuses), Schema({
     "oneOf": [_STATUS, {"type": "array", "items": _STATUS}],
     "description": "One status or a list of statuses"})]
@@ -162,6 +177,7 @@ class CreateRun(Body):
     function: Text
     input: JsonValue = None
     idempotency_key: OptionalKey = None
+    priority: OptionalPriority = None
 
 
 class BulkInputs(Body):
@@ -169,6 +185,7 @@ class BulkInputs(Body):
 
     function: Text
     inputs: Annotated[list[JsonValue], check(_bulk), Field(min_length=1, max_length=MAX_BULK)]
+    priority: OptionalPriority = None
 
 
 class BulkRunList(Body):
@@ -231,6 +248,7 @@ class CreateSchedule(Body):
     function: Text
     at: Timestamp
     input: JsonValue = None
+    priority: OptionalPriority = None
 
 
 class CreateCron(Body):

@@ -31,10 +31,10 @@ async def bulk_runs(request: Request) -> JSON:
     specs: list[RunSpec]
     if isinstance(raw, dict) and "runs" in raw:
         runs = validated(BulkRunList, raw).runs
-        specs = [RunSpec(r.function, r.input, r.idempotency_key) for r in runs]
+        specs = [RunSpec(r.function, r.input, r.idempotency_key, r.priority) for r in runs]
     else:
         body = validated(BulkInputs, raw)
-        specs = [RunSpec(body.function, x) for x in body.inputs]
+        specs = [RunSpec(body.function, x, priority=body.priority) for x in body.inputs]
     ids = await engine_of(request).start_runs(specs)
     return JSON({"ids": ids}, status_code=201)
 
@@ -66,7 +66,8 @@ async def replay_runs(request: Request) -> JSON:
 
 async def create_schedule(request: Request) -> JSON:
     body = await read_body(request, CreateSchedule)
-    out = await engine_of(request).create_schedule(body.function, body.at, body.input)
+    out = await engine_of(request).create_schedule(body.function, body.at, body.input,
+                                                   body.priority)
     return JSON(out, status_code=201)
 
 

@@ -131,7 +131,8 @@ async def create_run(request: Request) -> JSON:
         if "wait" in request.query_params else None
     body = await read_body(request, CreateRun)
     engine = engine_of(request)
-    out = await engine.start_run(body.function, body.input, body.idempotency_key)
+    out = await engine.start_run(body.function, body.input, body.idempotency_key,
+                                 body.priority)
     if wait is not None:
         out = await engine.wait_run(out["id"], wait)
     return JSON(out, status_code=201)

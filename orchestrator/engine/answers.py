@@ -317,6 +317,8 @@ class Run(RunSummary):
     event: StoredEvent | None
     output: Any
     idempotency_key: str | None
+    priority: Annotated[int, Field(description="1-10: claimed before lower priorities of "
+                                   "its function, aged (docs/flow-control.md)")]
     steps: list[Step]
     children: list[Child]
     tasks: NotRequired[Annotated[list[Task], Field(
@@ -380,6 +382,8 @@ class Schedule(TypedDict):
     input: Any
     run_id: Annotated[str | None, Field(description="The run it started, once it fired")]
     created_at: Time
+    priority: Annotated[int | None, Field(
+        description="Its run's priority (null: the function's declared priority)")]
 
 
 class ScheduleList(TypedDict):

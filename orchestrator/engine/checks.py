@@ -7,6 +7,7 @@ from typing import Any
 
 from orchestrator.engine.registry import Registry
 from orchestrator.errors import Invalid, NotFound
+from sdk import flow
 from sdk import protocol as p
 
 
@@ -28,3 +29,13 @@ def input_json(value: Any, field: str = "input") -> str:
     if len(data) > p.MAX_STEP_OUTPUT_BYTES:
         raise Invalid(f"input exceeds {p.MAX_STEP_OUTPUT_BYTES} bytes", field)
     return data
+
+
+def check_priority(value: Any, field: str = "priority") -> int | None:
+    """A trigger's priority (None: not given), refused (422 on ``field``) outside 1-10."""
+    if value is None:
+        return None
+    try:
+        return flow.check_priority(value, f"'{field}'")
+    except ValueError as exc:
+        raise Invalid(str(exc), field) from None

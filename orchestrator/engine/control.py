@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from orchestrator.engine import concurrency
 from orchestrator.engine.dag import on_failure_task
 from orchestrator.engine.ingest import cancel_waits_for, deadline
 from orchestrator.engine.lifecycle import Effects, cancel_run, js
@@ -138,7 +139,8 @@ async def replay(tx: Tx, run: ChildRow, start: str, input_json: str | None, now:
         fx.advance_later(run.id, now)
     else:
         # new claim numbers, so no answer to a call made before the replay can pass
-        await tx.queue.schedule(run.id, now, claims=int(now * 1000))
+        await tx.queue.schedule(run.id, now, claims=int(now * 1000), flow=concurrency.queue_flow(
+            info, run.task, input_json or run.input_json, run.event_json, run.priority))
         fx.wake = True
 
 

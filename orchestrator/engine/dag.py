@@ -95,7 +95,8 @@ async def _step(tx: Tx, wf_id: str, now: float, fx: Effects) -> bool:
             continue
         view = {q: p.parent_result(runs[q].status, **outcome(runs[q])) for q in parents}
         specs.append(NewRun(wf.function, wf.input_json, wf.event_json, parent_id=wf_id,
-                            parent_step=name, task=name, parents_json=js(view)))
+                            parent_step=name, task=name, parents_json=js(view),
+                            inherited_priority=wf.priority))
     if specs:
         await create_runs(tx, specs, now, fx)  # sets fx.wake for runs not claimed
     if skipped:  # skipped without a call: recorded, then look again (children may be ready)
@@ -117,7 +118,8 @@ async def _fail(tx: Tx, wf: RunRow, runs: dict[str, ChildRow], task: str,
     if on_failure and on_failure not in runs:
         await create_runs(tx, [NewRun(wf.function, wf.input_json, wf.event_json,
                                       parent_id=wf.id, parent_step=on_failure, task=on_failure,
-                                      parents_json=js({FAILURE_KEY: failure}))], now, fx)
+                                      parents_json=js({FAILURE_KEY: failure}),
+                                      inherited_priority=wf.priority)], now, fx)
         await tx.runs.set_waiting(wf.id, js({"kind": "on_failure", "task": on_failure,
                                              "failed_task": task}))
         return

@@ -16,6 +16,7 @@ import logging
 import time
 
 from orchestrator.config import Settings
+from orchestrator.engine import concurrency
 from orchestrator.engine.claim import Claim, Lease
 from orchestrator.engine.dag import FAILURE_KEY
 from orchestrator.engine.hub import Hub
@@ -70,6 +71,8 @@ class Dispatcher:
         """Calls answered, their outcome waiting in the reducer's queue (leases renewed)."""
         self._room = asyncio.Event()  # set when a call in flight ends
         self._tasks: set[asyncio.Task[None]] = set()
+        self._limited_probe_at = 0.0
+        self._limited: set[str] = set()  # the rows the claim in progress leased limited
 
     async def run(self) -> None:
         health = self.store.health
@@ -154,12 +157,17 @@ class Dispatcher:
 
     def applied(self, claims: list[Claim]) -> None:
         """The reducer is done with these calls' outcomes: their leases need no renewal."""
+        freed = False
         for c in claims:
             if self.answered.get(c.run_id) is c:
                 del self.answered[c.run_id]
+            freed = freed or c.limited
+        if freed:  # a concurrency slot is free (its answer committed): claim again
+            self.notifier.wake_dispatcher()
 
     async def claim(self, limit: int) -> list[Claim]:
         now = time.time()
+        self._limited.clear()
         got = await self.store.transact(lambda tx: self._claim(tx, now, limit))
         if got is None:
             return []
@@ -169,16 +177,33 @@ class Dispatcher:
         fns = await self.registry.get_many(names)
         return [
             Claim(r.run_id, r.claims, r.delivery_failures, r.first_failure_at, runs[r.run_id],
-                  fns.get(runs[r.run_id].function), memos[r.run_id])
+                  fns.get(runs[r.run_id].function), memos[r.run_id],
+                  limited=r.run_id in self._limited)
             for r in rows
             if r.run_id not in done
         ]
+
+    def _claims_limited(self, now: float) -> bool:
+        """Whether this claim looks at rows in concurrency groups: while a function known
+        declares a limit, else once a second (rows left grouped by a declaration since
+        removed, or made by a replica whose registry is ahead of this one's)."""
+        if self.registry.limited or now - self._limited_probe_at >= 1.0:
+            self._limited_probe_at = now
+            return True
+        return False
 
     async def _claim(self, tx: Tx, now: float, limit: int
                      ) -> tuple[list[ClaimedRow], dict[str, RunRow], list[str],
                                 dict[str, list[StepRow]]] | None:
         owner = self.settings.worker_id
-        rows = await tx.queue.claim(owner, now, now + self.settings.lease_ttl, limit)
+        until = now + self.settings.lease_ttl
+        # the limited claim first: what it takes is bounded by the limits, so it cannot
+        # starve the plain claim's rows, which otherwise could starve its own
+        rows = (await concurrency.claim_limited(tx, self.registry, owner, now, until, limit)
+                if self._claims_limited(now) else [])
+        self._limited.update(r.run_id for r in rows)
+        if len(rows) < limit:
+            rows += await tx.queue.claim(owner, now, until, limit - len(rows))
         if not rows:
             return None
         ids = [r.run_id for r in rows]
@@ -271,7 +296,8 @@ class Dispatcher:
         await asyncio.sleep(max(0.2, self.settings.lease_ttl / 3))
         ids = sorted({*self.inflight, *self.answered})
         if ids:
-            until = time.time() + self.settings.lease_ttl
+            now = time.time()
+            until = now + self.settings.lease_ttl
             await self.store.transact(
-                lambda tx: tx.queue.extend(self.settings.worker_id, ids, until))
+                lambda tx: tx.queue.extend(self.settings.worker_id, ids, until, now))
             self.notifier.tell(until)

@@ -19,7 +19,7 @@ from orchestrator.config import Settings
 from orchestrator.engine import answers as a
 from orchestrator.engine import control, tracing, views
 from orchestrator.engine.apps import Apps
-from orchestrator.engine.checks import input_json, require_known
+from orchestrator.engine.checks import check_priority, input_json, require_known
 from orchestrator.engine.control import RunFilter
 from orchestrator.engine.dag import declared_tasks
 from orchestrator.engine.dispatcher import Dispatcher
@@ -59,6 +59,8 @@ class RunSpec:
     function: str
     input: Any = None
     idempotency_key: str | None = None
+    priority: int | None = None
+    """1-10 (None: the function's declared priority, else 1)."""
 
 
 class Engine:
@@ -216,9 +218,10 @@ class Engine:
     # -- triggers ---------------------------------------------------------------------------
 
     async def start_run(
-        self, function: str, input: Any, idempotency_key: str | None = None
+        self, function: str, input: Any, idempotency_key: str | None = None,
+        priority: int | None = None,
     ) -> a.RunId:
-        [rid] = await self.start_runs([RunSpec(function, input, idempotency_key)])
+        [rid] = await self.start_runs([RunSpec(function, input, idempotency_key, priority)])
         return {"id": rid}
 
     async def start_runs(self, specs: Sequence[RunSpec]) -> list[str]:
@@ -227,7 +230,9 @@ class Engine:
             raise Invalid(f"at most {MAX_BULK} runs per request", "runs")
         await require_known(self.registry, {s.function for s in specs})
         new = [NewRun(s.function, input_json(s.input, f"runs[{i}].input"),
-                      idempotency_key=s.idempotency_key) for i, s in enumerate(specs)]
+                      idempotency_key=s.idempotency_key,
+                      priority=check_priority(s.priority, f"runs[{i}].priority"))
+               for i, s in enumerate(specs)]
 
         async def work(tx: Tx, fx: Effects) -> list[str]:
             return await create_runs(tx, new, time.time(), fx)
@@ -293,8 +298,9 @@ class Engine:
 
     # -- schedules and crons ----------------------------------------------------------------
 
-    async def create_schedule(self, function: str, at: float, input: Any) -> a.Schedule:
-        return await self.schedules.create_schedule(function, at, input)
+    async def create_schedule(self, function: str, at: float, input: Any,
+                              priority: int | None = None) -> a.Schedule:
+        return await self.schedules.create_schedule(function, at, input, priority)
 
     async def list_schedules(self, function: str | None, limit: int) -> list[a.Schedule]:
         return await self.schedules.list_schedules(function, limit)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.engine import concurrency
 from orchestrator.engine.lifecycle import Effects, cancel_run, memo_row
 from orchestrator.engine.lookback import guard_events
 from orchestrator.ids import new_id
@@ -32,6 +33,10 @@ class NewRun:
     task: str | None = None
     parents_json: str | None = None
     skipped: bool = False
+    priority: int | None = None
+    """Given by the trigger (checked: 1-10); else declared, else ``inherited``."""
+    inherited_priority: int | None = None
+    """The parent run's (a child's, a workflow task run's)."""
 
 
 @dataclass
@@ -84,6 +89,9 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
             "parents_json": s.parents_json, "timeout_at": timeout_at,
             "start_timeout_at": start_timeout_at,
         }
+        qf = concurrency.queue_flow(info, s.task, s.input_json, s.event_json, s.priority,
+                                    s.inherited_priority)
+        row["priority"] = qf.priority
         rows.append(row)
         if not s.skipped:
             fx.deadline_at(timeout_at)
@@ -96,7 +104,10 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
             row.update({"status": p.RunStatus.RUNNING, "started_at": now, "start_timeout_at": None})
             workflows.append(rid)
         else:
-            claimed = fx.lease is not None and fx.lease.take(row, info)
+            # a run in a concurrency group is never created claimed: the limited claim
+            # counts its group's slots (engine/concurrency.py)
+            claimed = (qf.ckey1 is None and fx.lease is not None
+                       and fx.lease.take(row, info))
             if claimed:
                 row.update({"status": p.RunStatus.RUNNING, "started_at": now})
             else:
@@ -105,6 +116,7 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
                 "run_id": rid, "due_at": now, "claims": 1 if claimed else 0,
                 "lease_owner": fx.lease.owner if claimed and fx.lease else None,
                 "lease_expires_at": fx.lease.until if claimed and fx.lease else None,
+                "priority": qf.priority, "ckey1": qf.ckey1, "ckey2": qf.ckey2,
             })
         if info is not None and s.task is None:
             cancel_waits += cancel_waits_for(rid, info.config.get("cancel_on", []),

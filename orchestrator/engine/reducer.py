@@ -287,7 +287,8 @@ class Reducer:
             fx.wake = True
             return
         specs = [
-            NewRun(ch["function"], js(ch.get("input")), None, None, rid, op["id"], i, wait)
+            NewRun(ch["function"], js(ch.get("input")), None, None, rid, op["id"], i, wait,
+                   inherited_priority=c.run.priority)
             for i, ch in enumerate(children)
         ]
         ids = await create_runs(tx, specs, now, fx)  # sets fx.wake for runs not claimed

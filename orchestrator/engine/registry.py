@@ -51,6 +51,11 @@ class FunctionInfo:
         return cfg.get("timeout"), cfg.get("queue_timeout", self.config.get("queue_timeout"))
 
 
+def _declares_concurrency(cfg: dict[str, Any]) -> bool:
+    tasks = [*cfg.get("tasks", []), *([cfg["on_failure"]] if cfg.get("on_failure") else [])]
+    return bool(cfg.get("concurrency")) or any(t.get("concurrency") for t in tasks)
+
+
 class Registry:
     """Functions by name, from memory. Entries older than ``ttl`` (other replicas register
     apps too) are served while one reload runs in the background; only a name not known
@@ -63,6 +68,8 @@ class Registry:
         self._fns: dict[str, FunctionInfo] = {}
         self._loaded_at = 0.0
         self._reloading: asyncio.Future[None] | None = None
+        self.limited = False
+        """Whether a function known declares a concurrency limit (its own or a task's)."""
 
     async def reload(self) -> None:
         async with self.store.read() as tx:
@@ -75,6 +82,7 @@ class Registry:
                 r.signing_key, r.signing_key_fallback, r.budget_ms,
             )
         self._fns = fns
+        self.limited = any(_declares_concurrency(f.config) for f in fns.values())
         self._loaded_at = time.monotonic()
 
     async def get(self, name: str) -> FunctionInfo | None:

@@ -96,7 +96,8 @@ class Scheduler:
         due = await tx.schedules.due(now, BATCH)
         for s in due:
             [rid] = await create_runs(tx, [NewRun(s.function, s.input_json,
-                                                  idempotency_key=f"schedule:{s.id}")], now, fx)
+                                                  idempotency_key=f"schedule:{s.id}",
+                                                  priority=s.priority)], now, fx)
             await tx.schedules.fired(s.id, rid)
         return len(due)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from orchestrator.engine import answers as a
 from orchestrator.engine import cron, views
-from orchestrator.engine.checks import input_json, require_known
+from orchestrator.engine.checks import check_priority, input_json, require_known
 from orchestrator.engine.registry import Registry
 from orchestrator.errors import Conflict, Invalid, NotFound
 from orchestrator.ids import new_id
@@ -29,14 +29,16 @@ class Schedules:
         self.changed = changed
         """Told when a schedule or cron was added (the scheduler looks again)."""
 
-    async def create_schedule(self, function: str, at: float, input: Any) -> a.Schedule:
+    async def create_schedule(self, function: str, at: float, input: Any,
+                              priority: int | None = None) -> a.Schedule:
         await require_known(self.registry, {function})
+        check_priority(priority, "priority")
         now = time.time()
         if at < now - PAST_TOLERANCE:
             raise Invalid(f"'at' ({views.iso(at)}) is in the past", "at")
         row: ScheduleInsert = {"id": new_id(), "function": function,
                                "input_json": input_json(input), "at": at, "run_id": None,
-                               "created_at": now}
+                               "created_at": now, "priority": priority}
         async with self.store.write() as tx:
             await tx.schedules.add(row)
         self.changed()

@@ -98,6 +98,7 @@ def run_detail(r: RunRow, steps: Sequence[StepRow], children: Sequence[RunCore],
         "event": _j(r.event_json),
         "output": _j(r.output_json),
         "idempotency_key": r.idempotency_key,
+        "priority": r.priority,
         "steps": [
             {
                 "id": s.step_id,
@@ -134,7 +135,7 @@ def run_detail(r: RunRow, steps: Sequence[StepRow], children: Sequence[RunCore],
 def schedule_view(r: Mapping[str, Any]) -> a.Schedule:
     return {"id": r["id"], "function": r["function"], "at": iso(r["at"]),
             "input": _j(r["input_json"]), "run_id": r.get("run_id"),
-            "created_at": stamp(r["created_at"])}
+            "created_at": stamp(r["created_at"]), "priority": r.get("priority")}
 
 
 def cron_view(r: Mapping[str, Any]) -> a.Cron:

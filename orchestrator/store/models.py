@@ -4,7 +4,7 @@ and PostgreSQL. Times are epoch seconds (float)."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, Integer, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -118,6 +118,20 @@ class QueueItem(SQLModel, table=True):
     """Work due for a run: at most one row per run. A sleep of a day is a row due tomorrow."""
 
     __tablename__ = "queue"
+    __table_args__ = (
+        # the claim order, one index per claim: rows in no concurrency group (the plain
+        # claim) and rows in one (the limited claim, engine/concurrency.py)
+        Index("ix_queue_rank_free", "rank_at", sqlite_where=text("ckey1 IS NULL"),
+              postgresql_where=text("ckey1 IS NULL")),
+        Index("ix_queue_rank_limited", "rank_at", "run_id",
+              sqlite_where=text("ckey1 IS NOT NULL"), postgresql_where=text("ckey1 IS NOT NULL")),
+        # the slots a group holds are counted over these (partial: rows in no group, the
+        # most, cost these indexes nothing)
+        Index("ix_queue_ckey1", "ckey1", sqlite_where=text("ckey1 IS NOT NULL"),
+              postgresql_where=text("ckey1 IS NOT NULL")),
+        Index("ix_queue_ckey2", "ckey2", sqlite_where=text("ckey2 IS NOT NULL"),
+              postgresql_where=text("ckey2 IS NOT NULL")),
+    )
     run_id: str = Field(primary_key=True)
     due_at: float = Field(index=True)
     lease_owner: str | None = None
@@ -129,12 +143,29 @@ class QueueItem(SQLModel, table=True):
     priority: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1,
                                                       server_default="1"))
     """The run's priority (1-10): higher is claimed first, aged so none starves."""
-    ckey1: str | None = Field(default=None, sa_column=Column(Text, nullable=True, index=True))
+    ckey1: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     """The concurrency group its calls count against, for its function's first limit
     (``<function>[/<task>]#0|<key value>``); None: no limit. A claimed row with a live
     lease holds one slot of its group."""
-    ckey2: str | None = Field(default=None, sa_column=Column(Text, nullable=True, index=True))
+    ckey2: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     """The same for the function's second limit."""
+    rank_at: float = Field(default=0.0, sa_column=Column(Float, nullable=False, default=0.0,
+                                                         server_default="0"))
+    """The claim order: ``due_at - (priority - 1) * PRIORITY_STEP_S`` (a priority-p row is
+    claimed as if due 60 (p - 1) s sooner), written with every ``due_at``."""
+
+
+class FlowLease(SQLModel, table=True):
+    """A slot of a concurrency group: a grouped queue row the limited claim leased, with
+    the claim number it leased it at. Live while that row still holds that lease (same
+    ``claims``, not expired); the limited claim deletes the others. Counting these, not
+    the group's queued rows, keeps the count's cost to the calls in flight."""
+
+    __tablename__ = "flow_leases"
+    run_id: str = Field(primary_key=True)
+    claims: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    ckey1: str = Field(sa_column=Column(Text, nullable=False))
+    ckey2: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class FlowState(SQLModel, table=True):
@@ -202,6 +233,8 @@ class Schedule(SQLModel, table=True):
     run_id: str | None = Field(default=None, index=True)
     """The run it started, once fired (the retention sweep deletes the two together)."""
     created_at: float = 0.0
+    priority: int | None = Field(default=None, sa_column=Column(Integer, nullable=True))
+    """Its run's priority (None: the function's declared one)."""
 
 
 class Cron(SQLModel, table=True):
@@ -287,6 +320,7 @@ meta = Meta.__table__  # type: ignore[attr-defined]
 api_keys = ApiKey.__table__  # type: ignore[attr-defined]
 webhook_sources = WebhookSource.__table__  # type: ignore[attr-defined]
 flow_state = FlowState.__table__  # type: ignore[attr-defined]
+flow_leases = FlowLease.__table__  # type: ignore[attr-defined]
 flow_runs = FlowRun.__table__  # type: ignore[attr-defined]
 
 metadata = SQLModel.metadata

@@ -63,6 +63,8 @@ class RunCore(Row, Protocol):
     def timeout_at(self) -> float | None: ...
     @property
     def history_json(self) -> str | None: ...
+    @property
+    def priority(self) -> int: ...
 
 
 class ChildRow(RunCore, Protocol):
@@ -125,6 +127,7 @@ class CreatedRun:
     ended_at: float | None = None
     timeout_at: float | None = None
     start_timeout_at: float | None = None
+    priority: int = 1
     history_json: str | None = None
 
     def _asdict(self) -> dict[str, Any]:
@@ -155,6 +158,7 @@ class RunInsert(TypedDict):
     timeout_at: NotRequired[float | None]
     start_timeout_at: NotRequired[float | None]
     history_json: NotRequired[str | None]
+    priority: NotRequired[int]
 
 
 # -- steps, the queue, waits ---------------------------------------------------------------
@@ -224,6 +228,19 @@ class QueueInsert(TypedDict):
     claims: NotRequired[int]
     delivery_failures: NotRequired[int]
     first_failure_at: NotRequired[float | None]
+    priority: NotRequired[int]
+    rank_at: NotRequired[float]
+    ckey1: NotRequired[str | None]
+    ckey2: NotRequired[str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class QueueFlow:
+    """A queue row's flow control: its priority and concurrency groups (None: none)."""
+
+    priority: int = 1
+    ckey1: str | None = None
+    ckey2: str | None = None
 
 
 class TakenWait(Row, Protocol):
@@ -374,6 +391,8 @@ class ScheduleRow(Row, Protocol):
     def run_id(self) -> str | None: ...
     @property
     def created_at(self) -> float: ...
+    @property
+    def priority(self) -> int | None: ...
 
 
 class ScheduleInsert(TypedDict):
@@ -383,6 +402,7 @@ class ScheduleInsert(TypedDict):
     at: float
     run_id: NotRequired[str | None]
     created_at: NotRequired[float]
+    priority: NotRequired[int | None]
 
 
 class CronRow(Row, Protocol):

@@ -37,6 +37,7 @@ _CHILD_COLUMNS = (
     runs.c.parent_step, runs.c.child_index, runs.c.task, runs.c.history_json,
     runs.c.attempt, runs.c.started_at, runs.c.ended_at, runs.c.input_json, runs.c.event_json,
     runs.c.parent_id, runs.c.parent_waits, runs.c.timeout_at, runs.c.waiting_json,
+    runs.c.priority,
 )
 _PAGE_COLUMNS = tuple(c for c in runs.c
                       if c.name not in ("input_json", "output_json", "event_json"))

@@ -124,7 +124,8 @@ async def test_24_hour_sleep_costs_a_row_and_survives_restarts(sqlite_stack: Sta
         assert (await client.get_run(h.id))["waiting"]["kind"] == "sleep"
         with sqlite3.connect(db) as conn:  # a day passes: move the sleep's end to now
             now = time.time()
-            conn.execute("UPDATE queue SET due_at = ? WHERE run_id = ?", (now, h.id))
+            conn.execute("UPDATE queue SET due_at = ?, rank_at = ? - (priority - 1) * 60.0 "
+                         "WHERE run_id = ?", (now, now, h.id))  # the claim order too
             conn.execute("UPDATE steps SET output_json = ? WHERE run_id = ? AND kind = 'sleep'",
                          (str(now), h.id))
         assert await client.result(h.id, timeout=30) == "woke up"

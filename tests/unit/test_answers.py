@@ -30,7 +30,7 @@ def _run(**kw: Any) -> SimpleNamespace:
                                          '"until": 1700000000, "step": "s"}',
            "error_json": None, "created_at": 1700000000.0, "started_at": None,
            "ended_at": None, "input_json": '{"x": 1}', "event_json": None,
-           "output_json": None, "idempotency_key": None, "parents_json": None,
+           "output_json": None, "idempotency_key": None, "parents_json": None, "priority": 1,
            "history_json": '[{"replayed_at": 1700000000, "from": "start", '
                            '"status": "failed", "attempt": 0, "steps": []}]'}
     row.update(kw)

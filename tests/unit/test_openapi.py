@@ -179,8 +179,9 @@ def test_request_bodies_name_their_fields() -> None:
     assert s["ReplayRun"]["properties"]["from"]["enum"] == ["failed_step", "start"]
     bulk = _op("/api/v1/runs/bulk", "post")["requestBody"]["content"]["application/json"]
     assert [set(s[r["$ref"].rsplit("/", 1)[1]]["properties"])
-            for r in bulk["schema"]["oneOf"]] == [{"function", "inputs"}, {"runs"}]
-    assert set(s["CreateRun"]["properties"]) == {"function", "input", "idempotency_key"}
+            for r in bulk["schema"]["oneOf"]] == [{"function", "inputs", "priority"}, {"runs"}]
+    assert set(s["CreateRun"]["properties"]) == {"function", "input", "idempotency_key",
+                                                 "priority"}
     assert s["CreateSchedule"]["required"] == ["function", "at"]
     assert set(s["CreateCron"]["properties"]) == {"function", "expression", "timezone",
                                                   "input"}

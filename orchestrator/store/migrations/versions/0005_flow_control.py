@@ -23,10 +23,30 @@ def upgrade() -> None:
     for table in ("runs", "queue"):
         op.add_column(table, sa.Column("priority", sa.Integer(), nullable=False,
                                        server_default="1"))
+    op.add_column("schedules", sa.Column("priority", sa.Integer(), nullable=True))
     op.add_column("queue", sa.Column("ckey1", sa.Text(), nullable=True))
     op.add_column("queue", sa.Column("ckey2", sa.Text(), nullable=True))
-    op.create_index("ix_queue_ckey1", "queue", ["ckey1"], unique=False)
-    op.create_index("ix_queue_ckey2", "queue", ["ckey2"], unique=False)
+    for col in ("ckey1", "ckey2"):  # partial: rows in no group cost them nothing
+        op.create_index(f"ix_queue_{col}", "queue", [col], unique=False,
+                        sqlite_where=sa.text(f"{col} IS NOT NULL"),
+                        postgresql_where=sa.text(f"{col} IS NOT NULL"))
+    # the claim order (priority aged): filled for the rows already queued
+    op.add_column("queue", sa.Column("rank_at", sa.Float(), nullable=False, server_default="0"))
+    op.execute("UPDATE queue SET rank_at = due_at - (priority - 1) * 60.0")
+    op.create_index("ix_queue_rank_free", "queue", ["rank_at"], unique=False,
+                    sqlite_where=sa.text("ckey1 IS NULL"),
+                    postgresql_where=sa.text("ckey1 IS NULL"))
+    op.create_index("ix_queue_rank_limited", "queue", ["rank_at", "run_id"], unique=False,
+                    sqlite_where=sa.text("ckey1 IS NOT NULL"),
+                    postgresql_where=sa.text("ckey1 IS NOT NULL"))
+    op.create_table(
+        "flow_leases",
+        sa.Column("run_id", sa.String(), nullable=False),
+        sa.Column("claims", sa.BigInteger(), nullable=False),
+        sa.Column("ckey1", sa.Text(), nullable=False),
+        sa.Column("ckey2", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("run_id"),
+    )
     op.create_table(
         "flow_state",
         sa.Column("key", sa.String(), nullable=False),
@@ -50,9 +70,13 @@ def downgrade() -> None:
     op.drop_index("ix_events_name_ts", table_name="events")
     op.drop_table("flow_runs")
     op.drop_table("flow_state")
+    op.drop_table("flow_leases")
+    op.drop_index("ix_queue_rank_limited", table_name="queue")
+    op.drop_index("ix_queue_rank_free", table_name="queue")
     op.drop_index("ix_queue_ckey2", table_name="queue")
     op.drop_index("ix_queue_ckey1", table_name="queue")
-    for table, columns in (("queue", ("ckey2", "ckey1", "priority")), ("runs", ("priority",))):
+    for table, columns in (("queue", ("rank_at", "ckey2", "ckey1", "priority")),
+                           ("runs", ("priority",)), ("schedules", ("priority",))):
         with op.batch_alter_table(table) as batch:
             for column in columns:
                 batch.drop_column(column)
