@@ -250,6 +250,7 @@ class Dispatcher:
             task=run.task,
             parents=parents,
             failure=failure,
+            events=json.loads(run.events_json) if run.events_json else None,
         )
         return p.dumps(msg)
 

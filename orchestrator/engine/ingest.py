@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.engine import flow
 from orchestrator.engine.lifecycle import Effects, cancel_run, memo_row
 from orchestrator.ids import new_id
 from orchestrator.store import QueueInsert, RunInsert, TakenWait, Tx, WaitInsert
@@ -62,6 +63,7 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
     queue_rows: list[QueueInsert] = []
     workflows: list[str] = []
     cancel_waits: list[WaitInsert] = []
+    gate = flow.Gate(tx, now, fx)
     for s in specs:
         if s.idempotency_key is not None:
             existing = await tx.runs.by_idempotency(s.function, s.idempotency_key)
@@ -83,28 +85,47 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
             "parents_json": s.parents_json, "timeout_at": timeout_at,
             "start_timeout_at": start_timeout_at,
         }
+        # flow control (engine/flow.py): runs started by a trigger only
+        fc = flow.controls(info) if s.parent_id is None and s.task is None else None
+        decision = (await gate.admit(fc, info, row)
+                    if fc is not None and info is not None and not s.skipped else None)
+        if decision is not None and decision.merged is not None:
+            ids[-1] = decision.merged  # folded into a pending run (debounce, batch)
+            continue
+        if decision is not None and decision.error is not None:
+            flow.skipped(row, decision.error, now)
+            gate.track(row, None, None)
         rows.append(row)
-        if not s.skipped:
-            fx.deadline_at(timeout_at)
-            fx.deadline_at(start_timeout_at)
+        if row["status"] == p.RunStatus.SKIPPED:
+            continue
         if s.skipped:
             row.update({"status": p.RunStatus.SKIPPED, "started_at": now, "ended_at": now,
                         "timeout_at": None, "start_timeout_at": None})
             continue
+        fx.deadline_at(timeout_at)
+        fx.deadline_at(start_timeout_at)
         if info is not None and info.kind == "workflow" and s.task is None:
             row.update({"status": p.RunStatus.RUNNING, "started_at": now, "start_timeout_at": None})
             workflows.append(rid)
+            if decision is not None:
+                gate.track(row, None, None)
         else:
-            claimed = fx.lease is not None and fx.lease.take(row, info)
+            due = now if decision is None or decision.due is None else decision.due
+            claimed = ((decision is None or decision.claimable)
+                       and fx.lease is not None and fx.lease.take(row, info))
             if claimed:
                 row.update({"status": p.RunStatus.RUNNING, "started_at": now})
-            else:
+            elif due <= now:
                 fx.wake = True  # a queue row due now: the dispatcher claims it
+            else:
+                fx.due_at(due)
             queue_rows.append({
-                "run_id": rid, "due_at": now, "claims": 1 if claimed else 0,
+                "run_id": rid, "due_at": due, "claims": 1 if claimed else 0,
                 "lease_owner": fx.lease.owner if claimed and fx.lease else None,
                 "lease_expires_at": fx.lease.until if claimed and fx.lease else None,
             })
+            if decision is not None:
+                gate.track(row, queue_rows[-1], decision.events)
         if info is not None and s.task is None:
             cancel_waits += cancel_waits_for(rid, info.config.get("cancel_on", []),
                                               s.input_json, s.event_json, now)
@@ -116,6 +137,12 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
             lost.add(r["id"])
             ids[ids.index(r["id"])] = str(
                 await tx.runs.by_idempotency(r["function"], r["idempotency_key"]))
+    if gate.dropped:  # cancelled by a later trigger of this call (singleton "cancel")
+        queue_rows = [q for q in queue_rows if q["run_id"] not in gate.dropped]
+        cancel_waits = [w for w in cancel_waits if w["run_id"] not in gate.dropped]
+        workflows = [w for w in workflows if w not in gate.dropped]
+        if fx.lease is not None:
+            fx.lease.release(gate.dropped)
     if lost:
         queue_rows = [q for q in queue_rows if q["run_id"] not in lost]
         cancel_waits = [w for w in cancel_waits if w["run_id"] not in lost]

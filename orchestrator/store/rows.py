@@ -94,6 +94,9 @@ class RunSummaryRow(RunCore, Protocol):
 class RunRow(ChildRow, RunSummaryRow, Protocol):
     """A whole ``runs`` row."""
 
+    @property
+    def events_json(self) -> str | None: ...
+
 
 @dataclass(slots=True)
 class CreatedRun:
@@ -126,6 +129,7 @@ class CreatedRun:
     timeout_at: float | None = None
     start_timeout_at: float | None = None
     history_json: str | None = None
+    events_json: str | None = None
 
     def _asdict(self) -> dict[str, Any]:
         return asdict(self)
@@ -155,6 +159,7 @@ class RunInsert(TypedDict):
     timeout_at: NotRequired[float | None]
     start_timeout_at: NotRequired[float | None]
     history_json: NotRequired[str | None]
+    events_json: NotRequired[str | None]
 
 
 # -- steps, the queue, waits ---------------------------------------------------------------

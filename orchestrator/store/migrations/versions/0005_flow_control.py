@@ -1,6 +1,7 @@
 """Flow control (issue 13): a run's priority (runs, queue), the concurrency groups of a
-queue row, throttle and rate-limit state, the run a key's triggers go to (debounce,
-batch, singleton), and events by (name, ts) for ``wait_for_event``'s lookback.
+queue row, a batch run's events, throttle and rate-limit state, the run a key's triggers
+go to (debounce, batch, singleton), and events by (name, ts) for ``wait_for_event``'s
+lookback.
 
 Additive: older orchestrators run on it (the new NOT NULL columns have a server default).
 
@@ -23,6 +24,7 @@ def upgrade() -> None:
     for table in ("runs", "queue"):
         op.add_column(table, sa.Column("priority", sa.Integer(), nullable=False,
                                        server_default="1"))
+    op.add_column("runs", sa.Column("events_json", sa.Text(), nullable=True))
     op.add_column("queue", sa.Column("ckey1", sa.Text(), nullable=True))
     op.add_column("queue", sa.Column("ckey2", sa.Text(), nullable=True))
     op.create_index("ix_queue_ckey1", "queue", ["ckey1"], unique=False)
@@ -52,7 +54,8 @@ def downgrade() -> None:
     op.drop_table("flow_state")
     op.drop_index("ix_queue_ckey2", table_name="queue")
     op.drop_index("ix_queue_ckey1", table_name="queue")
-    for table, columns in (("queue", ("ckey2", "ckey1", "priority")), ("runs", ("priority",))):
+    for table, columns in (("queue", ("ckey2", "ckey1", "priority")),
+                           ("runs", ("events_json", "priority"))):
         with op.batch_alter_table(table) as batch:
             for column in columns:
                 batch.drop_column(column)
