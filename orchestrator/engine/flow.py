@@ -16,13 +16,13 @@ delay it (its queue row falls due later).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.engine.lifecycle import Effects, cancel_run
 from orchestrator.engine.registry import FunctionInfo
-from orchestrator.store import FlowSlot, QueueInsert, RunInsert, Tx
+from orchestrator.store import FlowSlot, QueueInsert, RunInsert, RunRow, Tx
 from sdk import flow as f
 from sdk import protocol as p
 
@@ -121,10 +121,15 @@ class Decision:
     events: list[dict[str, Any]] | None = None
     """A batch run's events so far (its first)."""
 
+    throttled: bool = False
+    """Its start is throttled: it goes through the claim (``hold_starts``), never
+    created already claimed."""
+
     @property
     def claimable(self) -> bool:
-        """May it be created already claimed: due at once, not waiting for more."""
-        return self.due is None and self.events is None
+        """May it be created already claimed: due at once, not waiting for more, and not
+        throttled."""
+        return self.due is None and self.events is None and not self.throttled
 
 
 @dataclass
@@ -200,6 +205,7 @@ class Gate:
             t = Gcra.clock(now, updated)
             start, new_tat = _gcra(fc.throttle).schedule(tat, t)
             await tx.flow.set_tat(key, new_tat, t)
+            decision.throttled = True
             if start > now:
                 decision.due = max(decision.due or now, start)
         return decision
@@ -301,6 +307,41 @@ class Gate:
                                      self.fx)
         await self.tx.flow.set_slot("singleton", key, rid, self.now, 1)
         return None
+
+
+async def hold_starts(tx: Tx, runs: Sequence[RunRow], infos: Mapping[str, FunctionInfo],
+                      now: float) -> dict[str, float]:
+    """The throttle again, at the claim, over the runs' actual starts: of the queued runs
+    a claim took (``runs``: each one's first start), those of a throttled function that
+    do not conform now are held back (their queue rows due again at their first
+    conforming time, lease released): {run id: due}.
+
+    Creation already made each throttled run due at its turn (``Gate.admit``), so a claim
+    on time finds it conforming; this catches runs that fell due together while the
+    dispatcher was behind or the orchestrator down, which would otherwise start at once
+    together. Keys are locked in sorted order (no deadlock between two claims)."""
+    todo: list[tuple[str, str, f.Throttle]] = []
+    for r in runs:
+        if r.parent_id is not None or r.task is not None:
+            continue
+        fc = controls(infos.get(r.function))
+        if fc is None or fc.throttle is None:
+            continue
+        value = f.key_value(_view(r.input_json, r.event_json), fc.throttle.key)
+        todo.append((f"throttle-start|{r.function}|{value}", r.id, fc.throttle))
+    held: dict[str, float] = {}
+    for key, rid, th in sorted(todo, key=lambda x: (x[0], x[1])):
+        tat, updated = await tx.flow.lock_tat(key, now)
+        t = Gcra.clock(now, updated)
+        g = _gcra(th)
+        ok, new_tat = g.admit(tat, t)
+        if ok:
+            await tx.flow.set_tat(key, new_tat, t)
+        else:
+            held[rid] = max(tat, t) - g.tolerance
+    if held:
+        await tx.flow.hold(held)
+    return held
 
 
 def skipped(row: RunInsert, error: Mapping[str, Any], now: float) -> None:

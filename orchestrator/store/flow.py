@@ -103,6 +103,14 @@ class FlowRepo(Repo):
         await self.conn.execute(update(queue).where(queue.c.run_id == run_id)
                                 .values(due_at=due_at))
 
+    async def hold(self, due: dict[str, float]) -> None:
+        """Claimed rows given back, due again later (a throttled start held back): the
+        lease released, the claim counter kept (it only grows)."""
+        for run_id, at in due.items():
+            await self.conn.execute(
+                update(queue).where(queue.c.run_id == run_id)
+                .values(due_at=at, lease_owner=None, lease_expires_at=None))
+
     async def sweep(self, now: float, idle: float, limit: int) -> int:
         """Delete state that says nothing any more; how many rows. ``flow_state`` rows
         whose tat passed more than ``idle`` seconds ago (a tat in the past is the same as
