@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 from sqlalchemy import select
 
-from orchestrator.engine.flow import IDLE_S, Gcra, controls
+from orchestrator.engine.flow import IDLE_S, Gcra, controls, hold_starts
 from orchestrator.engine.ingest import NewRun, create_runs
 from orchestrator.engine.lifecycle import Effects
 from orchestrator.engine.registry import FunctionInfo, Registry
@@ -272,3 +272,28 @@ async def test_the_sweep_deletes_idle_state_only(store: Store) -> None:
         [single] = await tx.runs.matching("s", ["queued"], None, None, 10)
         await tx.runs.finish(single.id, "completed", None, None, 103.0)
         assert await tx.flow.sweep(102.0 + IDLE_S, IDLE_S, 100) == 1  # its run ended
+
+
+async def test_the_claim_holds_back_throttled_runs_that_fell_due_together(
+        store: Store) -> None:
+    fn = info("t", f.FlowControl.of(throttle=f.Throttle(2, period=1.0)))
+    ids = await make(store, [fn], [NewRun("t", "1") for _ in range(4)]
+                     + [NewRun("t", "2", parent_id="p")], 100.0)
+    got: list[list[str]] = []
+    for now in (110.0, 110.2, 110.5, 111.0, 111.5):  # long after all were due
+        async with store.write() as tx:
+            claimed = await tx.queue.claim("me", now, now + 30, 10)
+            runs = await tx.runs.get_many([c.run_id for c in claimed])
+            queued = [runs[c.run_id] for c in claimed if runs[c.run_id].status == "queued"]
+            held = await hold_starts(tx, queued, {"t": fn}, now)
+            started = sorted(r.id for r in queued if r.id not in held)
+            await tx.runs.mark_running(started, now)
+            got.append(started)
+            assert all(due > now for due in held.values())
+    # the child is not a start the throttle counts; the others go one per 0.5 s
+    assert got[0] == sorted([ids[0], ids[4]])
+    assert [len(g) for g in got[1:]] == [0, 1, 1, 1]
+    assert sorted(sum(got, [])) == sorted(ids)
+    async with store.read() as tx:
+        leases = await tx.queue.leases(ids[1:4])
+    assert all(owner == "me" for owner, _ in leases.values())  # claimed when they started
