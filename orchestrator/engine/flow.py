@@ -216,22 +216,24 @@ class Gate:
         self.pending[row["id"]] = _Pending(row, queue, events)
 
     async def _debounce_into(self, slot: FlowSlot, d: f.Debounce, row: RunInsert) -> bool:
-        """Give the pending run of a burst the newer trigger; False if it was claimed
-        (or is gone): the trigger opens a new burst."""
+        """Give the pending run of a burst the newer trigger; False if it was claimed,
+        is gone or is due already (its quiet period or ``max_wait`` is over): the trigger
+        opens a new burst."""
         period = float(d.to_wire()["period"])
         due = self.now + period
         if d.max_wait is not None:
             due = min(due, slot.opened_at + float(d.to_wire()["max_wait"]))
         local = self.pending.get(slot.run_id)
         if local is not None:
-            if local.queue is None:
+            if local.queue is None or local.queue["due_at"] <= self.now:
                 return False
             local.row["input_json"] = row["input_json"]
             local.row["event_json"] = row.get("event_json")
             local.queue["due_at"] = due
             return True
-        if not await self.tx.flow.pending(slot.run_id):
-            return False
+        current = await self.tx.flow.pending(slot.run_id)
+        if current is None or current <= self.now:
+            return False  # claimed, or due already: this trigger opens a new burst
         await self.tx.flow.merge(slot.run_id, row["input_json"], row.get("event_json"),
                                  None, due)
         self.fx.due_at(due)
@@ -240,18 +242,20 @@ class Gate:
     async def _batch_into(self, slot: FlowSlot, slot_key: str, b: f.Batch,
                           row: RunInsert) -> bool:
         """Add the trigger's event to the open batch; False if the batch is full, was
-        claimed or is gone: the trigger opens a new batch."""
+        claimed, is gone or is due already (its timeout passed): the trigger opens a new
+        batch."""
         if slot.size >= b.max_size:
             return False
         event = json.loads(row.get("event_json") or "{}")
         local = self.pending.get(slot.run_id)
         if local is not None:
-            if local.queue is None or local.events is None:
+            if local.queue is None or local.events is None or local.queue["due_at"] <= self.now:
                 return False
             events = local.events
         else:
-            if not await self.tx.flow.pending(slot.run_id):
-                return False
+            current = await self.tx.flow.pending(slot.run_id)
+            if current is None or current <= self.now:
+                return False  # claimed, or due already (its timeout passed): a new batch
             events = json.loads(await self.tx.flow.events_of(slot.run_id) or "[]")
         events.append(event)
         size = slot.size + 1

@@ -68,18 +68,19 @@ class FlowRepo(Repo):
             update(flow_runs).where(flow_runs.c.kind == kind, flow_runs.c.key == key)
             .values(run_id=run_id, opened_at=opened_at, size=size))
 
-    async def pending(self, run_id: str) -> bool:
-        """Whether the run is still queued and its queue row unclaimed (no lease): its
-        queue row is locked first, so a claim in progress is waited for, and a claim
-        after this skips it (``FOR UPDATE SKIP LOCKED``) until the caller commits."""
-        lease = (await self.conn.execute(
-            select(queue.c.lease_owner).where(queue.c.run_id == run_id)
+    async def pending(self, run_id: str) -> float | None:
+        """When the run falls due, if it is still queued and its queue row unclaimed (no
+        lease); None if not. Its queue row is locked first, so a claim in progress is
+        waited for, and a claim after this skips it (``FOR UPDATE SKIP LOCKED``) until
+        the caller commits."""
+        row = (await self.conn.execute(
+            select(queue.c.lease_owner, queue.c.due_at).where(queue.c.run_id == run_id)
             .with_for_update())).first()
-        if lease is None or lease.lease_owner is not None:
-            return False
+        if row is None or row.lease_owner is not None:
+            return None
         status = (await self.conn.execute(
             select(runs.c.status).where(runs.c.id == run_id))).scalar()
-        return bool(status == p.RunStatus.QUEUED)
+        return float(row.due_at) if status == p.RunStatus.QUEUED else None
 
     async def active(self, run_id: str) -> bool:
         """Whether the run exists and has not ended."""

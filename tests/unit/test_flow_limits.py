@@ -186,8 +186,9 @@ async def test_debounce_folds_a_burst_into_one_run_with_the_last_input(store: St
     run = (await runs_of(store, again))[again[0]]
     assert run.input_json == "3" and json.loads(run.event_json)["data"]["n"] == 3
     assert (await due_of(store, again))[again[0]] == 103.0
-    late = await make(store, [fn], [NewRun("d", "4", ev({"k": 1, "n": 4}))], 104.0)
-    assert late == first[:1]
+    for at in (102.5, 104.0):
+        late = await make(store, [fn], [NewRun("d", "4", ev({"k": 1, "n": 4}))], at)
+        assert late == first[:1]
     assert (await due_of(store, late))[late[0]] == 105.0  # max_wait: 100 + 5, not 106
     other = await make(store, [fn], [NewRun("d", "5", ev({"k": 2}))], 104.0)
     assert other != first[:1]
@@ -198,6 +199,10 @@ async def test_debounce_folds_a_burst_into_one_run_with_the_last_input(store: St
     assert {c.run_id for c in claimed} == {first[0], other[0]}
     new = await make(store, [fn], [NewRun("d", "6", ev({"k": 1}))], 106.5)
     assert new[0] not in (first[0], other[0])
+    # a run due already (its quiet period over) but not claimed yet takes no more triggers
+    after = await make(store, [fn], [NewRun("d", "7", ev({"k": 1}))], 109.0)
+    assert after[0] != new[0]
+    assert (await runs_of(store, new))[new[0]].input_json == "6"
 
 
 async def test_singleton_skip_and_cancel(store: Store) -> None:
