@@ -100,6 +100,20 @@ async def send_events(rests: list[httpx.AsyncClient], events: Sequence[dict[str,
     return list(await asyncio.gather(*(one(i, e) for i, e in enumerate(events))))
 
 
+async def send_bulk(rests: list[httpx.AsyncClient], events: Sequence[dict[str, Any]],
+                    per_request: int = 25) -> list[list[str]]:
+    """POST /events with ``per_request`` events a request, the requests all at once:
+    each event's run ids."""
+    chunks = [list(events[i:i + per_request]) for i in range(0, len(events), per_request)]
+
+    async def one(i: int, chunk: list[dict[str, Any]]) -> list[list[str]]:
+        r = await rests[i % len(rests)].post("/events", json=chunk)
+        assert r.is_success, r.text
+        return [list(ids) for ids in r.json()["runs"]]
+    got = await asyncio.gather(*(one(i, c) for i, c in enumerate(chunks)))
+    return [ids for chunk in got for ids in chunk]
+
+
 async def runs_of(rests: list[httpx.AsyncClient], fn: str) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cursor = None
@@ -154,10 +168,18 @@ def single(tmp_path: Path) -> Iterator[tuple[Setup, procs.Proc]]:
     log = tmp_path / "flow.log"
     app, app_url = procs.app(tmp_path, APP, extra_env={"FLOW_LOG": str(log)})
     app.start()
-    orch, base = procs.orchestrator(tmp_path, app_url=app_url)
-    orch.start()
+    for attempt in range(3):  # a port drawn may be taken by another run before it binds
+        orch, base = procs.orchestrator(tmp_path, app_url=app_url)
+        try:
+            orch.start()
+            wait_registered(base)
+            break
+        except (httpx.HTTPError, TimeoutError, RuntimeError):
+            orch.stop()
+            if attempt == 2:
+                app.stop()
+                raise
     try:
-        wait_registered(base)
         s = Setup(tmp_path, [base], log)
 
         async def restart() -> None:
@@ -191,11 +213,18 @@ def pair(tmp_path: Path, pg: PgCluster) -> Iterator[Setup]:
     group.app, group.app_url = procs.app(tmp_path, APP, extra_env={"FLOW_LOG": str(log)})
     group.app.start()
     try:
-        group.add()
-        group.add()
-        for r in group:
+        while len([r for r in group if r.alive]) < 2:
+            try:
+                group.add()
+            except (httpx.HTTPError, TimeoutError, RuntimeError):
+                # the port it drew was taken before it bound it (other test runs on this
+                # machine draw from the same block): another port
+                if len(group.nodes) > 4:
+                    raise
+        live = [r for r in group if r.alive]
+        for r in live:
             wait_registered(r.base)
-        yield Setup(tmp_path, [r.base for r in group], log)
+        yield Setup(tmp_path, [r.base for r in live], log)
     finally:
         group.stop()
 
@@ -442,7 +471,9 @@ async def test_batch_gathers_every_event_into_exactly_one_batch(setup: Setup) ->
               for i in range(N)]
     async with s.rest() as rests:
         for half in (events[:N // 2], events[N // 2:]):
-            answers = await send_events(rests, half)
+            # 250 events in 10 concurrent requests of 25 (one transaction each: several
+            # events of a key meet their batch within one transaction too)
+            answers = await send_bulk(rests, half)
             assert all(len(ids) == 1 for ids in answers)  # each event went to one batch
             if half is events[:N // 2]:
                 await midway(s)
@@ -460,9 +491,7 @@ async def test_batch_gathers_every_event_into_exactly_one_batch(setup: Setup) ->
             assert e not in seen, f"event {e} in batches {seen[e]} and {rid}"
             seen[e] = rid
         first = min(rec["received"])  # when the orchestrator stored the batch's first event
-        # dispatch latency (on PostgreSQL replicas under 500 concurrent events, claims
-        # wait behind the ingest), a restart
-        slack = (2.5 if len(s.bases) > 1 else 1.0) + s.downtime(first)
+        slack = 1.0 + s.downtime(first)  # dispatch latency, a restart
         assert rec["t"] - first <= timeout + slack  # the timeout honoured
     assert set(seen) == set(data)  # every event in exactly one batch
     late = sorted(ts({r["id"]: r for r in runs}[rid]["started_at"]) - min(rec["received"])

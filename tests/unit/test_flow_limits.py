@@ -302,3 +302,20 @@ async def test_the_claim_holds_back_throttled_runs_that_fell_due_together(
     async with store.read() as tx:
         leases = await tx.queue.leases(ids[1:4])
     assert all(owner == "me" for owner, _ in leases.values())  # claimed when they started
+
+
+# -- the wire: a batch run's events -----------------------------------------------------
+
+def test_the_invoke_request_carries_a_batch_runs_events_only() -> None:
+    from sdk import protocol as p
+
+    evs = [{"id": "e1", "name": "x", "data": {"i": 1}, "ts": 1.0},
+           {"id": "e2", "name": "x", "data": {"i": 2}, "ts": 2.0}]
+    base = dict(call_id="r:1", function="f", run_id="r", attempt=0, input=[{"i": 1}],
+                event=evs[0], memo=[], budget_ms=1000)
+    msg = p.invoke_request(**base, events=evs)  # type: ignore[arg-type]
+    assert p.parse_request(json.loads(p.dumps(msg)))["events"] == evs  # type: ignore[typeddict-item]
+    plain = p.invoke_request(**base)  # type: ignore[arg-type]
+    assert "events" not in plain  # other runs: the request as before
+    with pytest.raises(p.ProtocolError):
+        p.parse_request({**plain, "events": "nope"})
