@@ -106,6 +106,26 @@ def _view(input_json: str, event_json: str | None) -> dict[str, Any]:
             "event": json.loads(event_json) if event_json else None}
 
 
+async def lock_keys(tx: Tx, specs: Sequence[tuple[str, str, str | None]],
+                    infos: Mapping[str, FunctionInfo]) -> None:
+    """Lock, in sorted order, every key the controls will touch for these triggers
+    ((function, input_json, event_json) each; children and tasks are not triggers): see
+    ``FlowRepo.lock_keys``. Called once for all the triggers of a transaction, before the
+    first is admitted."""
+    keys: list[str] = []
+    for fn, input_json, event_json in specs:
+        fc = controls(infos.get(fn))
+        if fc is None:
+            continue
+        view = _view(input_json, event_json)
+        for name in ("debounce", "batch", "singleton", "rate_limit", "throttle"):
+            c = getattr(fc, name)
+            if c is not None:
+                keys.append(f"{name}|{fn}|{f.key_value(view, c.key)}")
+    if keys:
+        await tx.flow.lock_keys(keys)
+
+
 # -- admission -------------------------------------------------------------------------
 
 @dataclass

@@ -64,6 +64,9 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
     workflows: list[str] = []
     cancel_waits: list[WaitInsert] = []
     gate = flow.Gate(tx, now, fx)
+    await flow.lock_keys(tx, [(s.function, s.input_json, s.event_json) for s in specs
+                              if s.parent_id is None and s.task is None and not s.skipped],
+                         infos)
     for s in specs:
         if s.idempotency_key is not None:
             existing = await tx.runs.by_idempotency(s.function, s.idempotency_key)
@@ -209,6 +212,10 @@ async def ingest_events(
     earlier = await tx.events.run_ids([e["id"] for e in evs if e["id"] not in new])
     fresh = [e for e in evs if e["id"] in new]
     triggered = await tx.apps.triggered_by(sorted({e["name"] for e in fresh}))
+    # the flow-control keys of all these events' runs, locked in order first (engine/flow)
+    infos = await fx.registry.get_many({fn for fns in triggered.values() for fn in fns})
+    await flow.lock_keys(tx, [(fn, data[e["id"]], encoded[e["id"]]) for e in fresh
+                              for fn in triggered.get(e["name"], [])], infos)
     run_ids: dict[str, list[str]] = {}
     seen: set[str] = set()
     for e in evs:

@@ -10,9 +10,10 @@ the transaction itself is the lock there.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, delete, exists, or_, select, update
+from sqlalchemy import and_, delete, exists, or_, select, text, update
 
 from orchestrator.store.base import Repo
 from orchestrator.store.models import flow_runs, flow_state, queue, runs
@@ -33,6 +34,18 @@ class FlowSlot:
 
 
 class FlowRepo(Repo):
+    async def lock_keys(self, keys: Iterable[str]) -> None:
+        """Take the keys' locks for the rest of the transaction, in sorted order, before
+        any of their rows: a transaction touching several keys (a bulk trigger, a batch
+        of events) then never waits for one while holding another that its waiter
+        holds, so two cannot deadlock. PostgreSQL: transaction-scoped advisory locks on
+        the keys' hashes (a collision only serializes two keys); SQLite has one writer."""
+        if self.backend.name != "postgresql":
+            return
+        for key in sorted(set(keys)):
+            await self.conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended("
+                                         ":key, 13))"), {"key": key})
+
     async def lock_tat(self, key: str, now: float) -> tuple[float, float]:
         """The key's (tat, updated_at), locked. A key not seen before gets tat 0 (long
         past: its first trigger conforms)."""
@@ -70,12 +83,13 @@ class FlowRepo(Repo):
 
     async def pending(self, run_id: str) -> float | None:
         """When the run falls due, if it is still queued and its queue row unclaimed (no
-        lease); None if not. Its queue row is locked first, so a claim in progress is
-        waited for, and a claim after this skips it (``FOR UPDATE SKIP LOCKED``) until
-        the caller commits."""
+        lease); None if not. Its queue row is locked, so a claim after this skips it
+        (``FOR UPDATE SKIP LOCKED``) until the caller commits; a row another transaction
+        holds is skipped here too (a claim taking it, an answer or a cancel changing
+        it: the run is not pending), so a trigger never waits for a queue row."""
         row = (await self.conn.execute(
             select(queue.c.lease_owner, queue.c.due_at).where(queue.c.run_id == run_id)
-            .with_for_update())).first()
+            .with_for_update(skip_locked=True))).first()
         if row is None or row.lease_owner is not None:
             return None
         status = (await self.conn.execute(
