@@ -12,6 +12,7 @@ from sdk.errors import (
     OrchestratorError,
     RetryAfterError,
     RunFailedError,
+    RunSkippedError,
     StepError,
     UsageError,
 )
@@ -42,6 +43,7 @@ __all__ = [
     "RetryAfterError",
     "RunFailedError",
     "RunHandle",
+    "RunSkippedError",
     "Runnable",
     "Singleton",
     "StepError",

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import httpx
 
 from sdk import protocol as p
-from sdk.errors import OrchestratorError, RunFailedError
+from sdk.errors import OrchestratorError, RunFailedError, RunSkippedError
 from sdk.flow import check_priority
 from sdk.function import Function, Runnable, set_default_client, task
 from sdk.workflow import Workflow
@@ -255,6 +255,8 @@ class Client:
         run_id = run["id"]
         if run["status"] == "completed":
             return run.get("output")
+        if run["status"] == "skipped":
+            raise RunSkippedError(run)
         if run["status"] in TERMINAL:
             raise RunFailedError(run)
         raise TimeoutError(f"run {run_id} still {run['status']} after {timeout}s")

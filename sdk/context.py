@@ -63,6 +63,11 @@ class _Base:
         self.parent_id: str | None = run.get("parent_id")
         self.function: str = request["function"]
         self.event: Mapping[str, Any] | None = request.get("event")
+        events = request.get("events")
+        #: The events of a batch run (``sdk.flow.Batch``), oldest first; for any other
+        #: run, its one triggering event (``[ctx.event]``), or none.
+        self.events: list[Mapping[str, Any]] = (
+            list(events) if events is not None else [self.event] if self.event else [])
         self.input: Any = request.get("input")
         self.task: str | None = request.get("task")
         self._parents: Mapping[str, Any] = request.get("parents") or {}

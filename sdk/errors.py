@@ -83,3 +83,15 @@ class RunFailedError(DurableError):
             f"{err.get('type', '')}: {err.get('message', '')}"
         )
         self.run = run
+
+
+class RunSkippedError(RunFailedError):
+    """A run awaited with ``run()`` was skipped rather than run: flow control dropped its
+    trigger (``reason`` is ``"RateLimited"`` or ``"SingletonSkipped"``; ``error`` the
+    run's recorded error, with the key and, for a singleton, the ``active_run``), or a
+    workflow's condition skipped it (``reason`` None)."""
+
+    def __init__(self, run: dict[str, Any]) -> None:
+        super().__init__(run)
+        self.error: dict[str, Any] = run.get("error") or {}
+        self.reason: str | None = self.error.get("type")

@@ -404,6 +404,9 @@ class InvokeRequest(TypedDict):
     task: NotRequired[str]
     parents: NotRequired[dict[str, ParentResult]]
     failure: NotRequired[TaskFailure]
+    events: NotRequired[list[dict[str, Any]]]
+    """A batch run's events (``sdk.flow.Batch``), oldest first; absent for other runs
+    (older orchestrators never send it)."""
 
 
 class IntrospectRequest(TypedDict):
@@ -514,10 +517,12 @@ def invoke_request(
     task: str | None = None,
     parents: Mapping[str, ParentResult] | None = None,
     failure: TaskFailure | None = None,
+    events: Sequence[Mapping[str, Any]] | None = None,
 ) -> InvokeRequest:
     """Build the body of an invoke request. A workflow's task run names its ``task`` and
     carries its ``parents`` ({task: {status, output?, error?}}); the workflow's on_failure
-    task gets the ``failure`` ({task, status, error}) instead."""
+    task gets the ``failure`` ({task, status, error}) instead. A batch run carries its
+    ``events``."""
     msg: InvokeRequest = {
         "v": VERSION,
         "kind": Kind.INVOKE,
@@ -534,6 +539,8 @@ def invoke_request(
         msg["parents"] = dict(parents or {})
         if failure is not None:
             msg["failure"] = failure
+    if events is not None:
+        msg["events"] = [dict(e) for e in events]
     return msg
 
 
@@ -724,6 +731,9 @@ def parse_request(raw: Any) -> Request:
     _require(isinstance(msg.get("parents", {}), Mapping), "request.parents must be an object")
     _require(msg.get("failure") is None or isinstance(msg["failure"], Mapping),
              "request.failure must be an object")
+    evs = msg.get("events")
+    _require(evs is None or (isinstance(evs, list) and all(isinstance(e, Mapping) for e in evs)),
+             "request.events must be a list of objects")
     return cast(InvokeRequest, msg)
 
 

@@ -19,6 +19,7 @@ from orchestrator.config import Settings
 from orchestrator.engine import concurrency
 from orchestrator.engine.claim import Claim, Lease
 from orchestrator.engine.dag import FAILURE_KEY
+from orchestrator.engine.flow import hold_starts
 from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import resolve_wait
 from orchestrator.engine.invoker import Failed, Invoker
@@ -211,6 +212,13 @@ class Dispatcher:
         done = [rid for rid in ids if rid not in runs or runs[rid].status in TERMINAL]
         await tx.queue.remove(done)
         queued = [rid for rid in ids if rid in runs and runs[rid].status == "queued"]
+        if queued:  # throttled first starts that do not conform now wait (engine/flow.py)
+            held = await hold_starts(tx, [runs[rid] for rid in queued], await self.registry
+                                     .get_many({runs[rid].function for rid in queued}), now)
+            if held:
+                rows = [r for r in rows if r.run_id not in held]
+                ids = [rid for rid in ids if rid not in held]
+                queued = [rid for rid in queued if rid not in held]
         if queued:
             await tx.runs.mark_running(queued, now)
         waiting = [rid for rid in ids if rid in runs and _waits_for_event(runs[rid])]
@@ -275,6 +283,7 @@ class Dispatcher:
             task=run.task,
             parents=parents,
             failure=failure,
+            events=json.loads(run.events_json) if run.events_json else None,
         )
         return p.dumps(msg)
 

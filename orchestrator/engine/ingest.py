@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.engine import concurrency
+from orchestrator.engine import concurrency, flow
 from orchestrator.engine.lifecycle import Effects, cancel_run, memo_row
 from orchestrator.engine.lookback import guard_events
 from orchestrator.ids import new_id
@@ -68,6 +68,10 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
     queue_rows: list[QueueInsert] = []
     workflows: list[str] = []
     cancel_waits: list[WaitInsert] = []
+    gate = flow.Gate(tx, now, fx)
+    await flow.lock_keys(tx, [(s.function, s.input_json, s.event_json) for s in specs
+                              if s.parent_id is None and s.task is None and not s.skipped],
+                         infos)
     for s in specs:
         if s.idempotency_key is not None:
             existing = await tx.runs.by_idempotency(s.function, s.idempotency_key)
@@ -92,32 +96,50 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
         qf = concurrency.queue_flow(info, s.task, s.input_json, s.event_json, s.priority,
                                     s.inherited_priority)
         row["priority"] = qf.priority
+        # flow control (engine/flow.py): runs started by a trigger only
+        fc = flow.controls(info) if s.parent_id is None and s.task is None else None
+        decision = (await gate.admit(fc, info, row)
+                    if fc is not None and info is not None and not s.skipped else None)
+        if decision is not None and decision.merged is not None:
+            ids[-1] = decision.merged  # folded into a pending run (debounce, batch)
+            continue
+        if decision is not None and decision.error is not None:
+            flow.skipped(row, decision.error, now)
+            gate.track(row, None, None)
         rows.append(row)
-        if not s.skipped:
-            fx.deadline_at(timeout_at)
-            fx.deadline_at(start_timeout_at)
+        if row["status"] == p.RunStatus.SKIPPED:
+            continue
         if s.skipped:
             row.update({"status": p.RunStatus.SKIPPED, "started_at": now, "ended_at": now,
                         "timeout_at": None, "start_timeout_at": None})
             continue
+        fx.deadline_at(timeout_at)
+        fx.deadline_at(start_timeout_at)
         if info is not None and info.kind == "workflow" and s.task is None:
             row.update({"status": p.RunStatus.RUNNING, "started_at": now, "start_timeout_at": None})
             workflows.append(rid)
+            if decision is not None:
+                gate.track(row, None, None)
         else:
             # a run in a concurrency group is never created claimed: the limited claim
             # counts its group's slots (engine/concurrency.py)
-            claimed = (qf.ckey1 is None and fx.lease is not None
-                       and fx.lease.take(row, info))
+            due = now if decision is None or decision.due is None else decision.due
+            claimed = (qf.ckey1 is None and (decision is None or decision.claimable)
+                       and fx.lease is not None and fx.lease.take(row, info))
             if claimed:
                 row.update({"status": p.RunStatus.RUNNING, "started_at": now})
-            else:
+            elif due <= now:
                 fx.wake = True  # a queue row due now: the dispatcher claims it
+            else:
+                fx.due_at(due)
             queue_rows.append({
-                "run_id": rid, "due_at": now, "claims": 1 if claimed else 0,
+                "run_id": rid, "due_at": due, "claims": 1 if claimed else 0,
                 "lease_owner": fx.lease.owner if claimed and fx.lease else None,
                 "lease_expires_at": fx.lease.until if claimed and fx.lease else None,
                 "priority": qf.priority, "ckey1": qf.ckey1, "ckey2": qf.ckey2,
             })
+            if decision is not None:
+                gate.track(row, queue_rows[-1], decision.events)
         if info is not None and s.task is None:
             cancel_waits += cancel_waits_for(rid, info.config.get("cancel_on", []),
                                               s.input_json, s.event_json, now)
@@ -129,6 +151,12 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
             lost.add(r["id"])
             ids[ids.index(r["id"])] = str(
                 await tx.runs.by_idempotency(r["function"], r["idempotency_key"]))
+    if gate.dropped:  # cancelled by a later trigger of this call (singleton "cancel")
+        queue_rows = [q for q in queue_rows if q["run_id"] not in gate.dropped]
+        cancel_waits = [w for w in cancel_waits if w["run_id"] not in gate.dropped]
+        workflows = [w for w in workflows if w not in gate.dropped]
+        if fx.lease is not None:
+            fx.lease.release(gate.dropped)
     if lost:
         queue_rows = [q for q in queue_rows if q["run_id"] not in lost]
         cancel_waits = [w for w in cancel_waits if w["run_id"] not in lost]
@@ -196,6 +224,10 @@ async def ingest_events(
     fresh = [e for e in evs if e["id"] in new]
     await guard_events(tx, {e["name"] for e in fresh})  # against a concurrent lookback
     triggered = await tx.apps.triggered_by(sorted({e["name"] for e in fresh}))
+    # the flow-control keys of all these events' runs, locked in order first (engine/flow)
+    infos = await fx.registry.get_many({fn for fns in triggered.values() for fn in fns})
+    await flow.lock_keys(tx, [(fn, data[e["id"]], encoded[e["id"]]) for e in fresh
+                              for fn in triggered.get(e["name"], [])], infos)
     run_ids: dict[str, list[str]] = {}
     seen: set[str] = set()
     for e in evs:

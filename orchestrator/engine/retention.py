@@ -17,6 +17,11 @@ An event is deleted once it is older than the global age, whatever became of its
 it did its work when it was ingested (it started its runs and resolved the waits that
 existed then; no later wait can match it), and a run keeps its own copy of the event
 that started it (``event_json``).
+
+Flow control's state that says nothing any more goes too, whatever the ages: throttle and
+rate-limit keys whose theoretical arrival time passed more than a minute ago (the same as
+no state), and the debounce, batch and singleton slots opened that long ago whose run has
+ended or is gone (``store.flow.FlowRepo.sweep``).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from orchestrator.config import Settings
+from orchestrator.engine.flow import IDLE_S
 from orchestrator.engine.metrics import Metrics
 from orchestrator.engine.registry import Registry
 from orchestrator.loops import supervise
@@ -49,6 +55,8 @@ class Swept:
     events: int = 0
     run_batches: int = 0
     event_batches: int = 0
+    flow: int = 0
+    """Flow-control rows deleted (``flow_state``, ``flow_runs``)."""
 
 
 class Retention:
@@ -119,9 +127,16 @@ class Retention:
             if n < batch:
                 break
             await asyncio.sleep(0)
+        flow = 0
+        while True:
+            n = await self.store.transact(lambda tx: tx.flow.sweep(now, IDLE_S, batch))
+            flow += n
+            if n < batch:
+                break
+            await asyncio.sleep(0)
         if runs or events:
             log.info("retention: deleted %d ended runs and %d events", runs, events)
-        return Swept(runs, events, run_batches, event_batches)
+        return Swept(runs, events, run_batches, event_batches, flow)
 
     @staticmethod
     async def _delete_runs(tx: Tx, groups: list[Group],

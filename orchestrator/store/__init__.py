@@ -22,6 +22,7 @@ from orchestrator.store.db import (
     driver_reason,
 )
 from orchestrator.store.events import EventsRepo
+from orchestrator.store.flow import FlowRepo, FlowSlot
 from orchestrator.store.keys import KeysRepo
 from orchestrator.store.queue import QueueRepo
 from orchestrator.store.retention import RetentionRepo
@@ -83,6 +84,7 @@ class Tx:
         self.keys = KeysRepo(conn, backend)
         self.webhooks = WebhooksRepo(conn, backend)
         self.retention = RetentionRepo(conn, backend)
+        self.flow = FlowRepo(conn, backend)
 
 
 class Store:
@@ -179,6 +181,7 @@ __all__ = [
     "EventInsert",
     "EventRow",
     "EventRunIds",
+    "FlowSlot",
     "MatchedWait",
     "MisconfiguredApp",
     "QueueFlow",

@@ -93,6 +93,8 @@ class Run(SQLModel, table=True):
     priority: int = Field(default=1, sa_column=Column(Integer, nullable=False, default=1,
                                                       server_default="1"))
     """1 (the default) to 10: its queue row's claim order (``sdk.flow.Priority``)."""
+    events_json: str | None = Field(default=None, sa_column=Column(Text))
+    """A batch run's events (``sdk.flow.Batch``), as a JSON list; None for other runs."""
 
 
 class Step(SQLModel, table=True):

@@ -96,6 +96,9 @@ class RunSummaryRow(RunCore, Protocol):
 class RunRow(ChildRow, RunSummaryRow, Protocol):
     """A whole ``runs`` row."""
 
+    @property
+    def events_json(self) -> str | None: ...
+
 
 @dataclass(slots=True)
 class CreatedRun:
@@ -129,6 +132,7 @@ class CreatedRun:
     start_timeout_at: float | None = None
     priority: int = 1
     history_json: str | None = None
+    events_json: str | None = None
 
     def _asdict(self) -> dict[str, Any]:
         return asdict(self)
@@ -159,6 +163,7 @@ class RunInsert(TypedDict):
     start_timeout_at: NotRequired[float | None]
     history_json: NotRequired[str | None]
     priority: NotRequired[int]
+    events_json: NotRequired[str | None]
 
 
 # -- steps, the queue, waits ---------------------------------------------------------------

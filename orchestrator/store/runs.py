@@ -40,7 +40,7 @@ _CHILD_COLUMNS = (
     runs.c.priority,
 )
 _PAGE_COLUMNS = tuple(c for c in runs.c
-                      if c.name not in ("input_json", "output_json", "event_json"))
+                      if c.name not in ("input_json", "output_json", "event_json", "events_json"))
 _CHILDREN = prepared(lambda b: select(*_CHILD_COLUMNS)
                      .where(runs.c.parent_id == bindparam("parent"))
                      .order_by(runs.c.parent_step, runs.c.child_index))

@@ -1,6 +1,7 @@
 """Flow control (issue 13): a run's priority (runs, queue), the concurrency groups of a
-queue row, throttle and rate-limit state, the run a key's triggers go to (debounce,
-batch, singleton), and events by (name, ts) for ``wait_for_event``'s lookback.
+queue row, a batch run's events, throttle and rate-limit state, the run a key's triggers
+go to (debounce, batch, singleton), and events by (name, ts) for ``wait_for_event``'s
+lookback.
 
 Additive: older orchestrators run on it (the new NOT NULL columns have a server default).
 
@@ -24,6 +25,7 @@ def upgrade() -> None:
         op.add_column(table, sa.Column("priority", sa.Integer(), nullable=False,
                                        server_default="1"))
     op.add_column("schedules", sa.Column("priority", sa.Integer(), nullable=True))
+    op.add_column("runs", sa.Column("events_json", sa.Text(), nullable=True))
     op.add_column("queue", sa.Column("ckey1", sa.Text(), nullable=True))
     op.add_column("queue", sa.Column("ckey2", sa.Text(), nullable=True))
     for col in ("ckey1", "ckey2"):  # partial: rows in no group cost them nothing
@@ -76,7 +78,7 @@ def downgrade() -> None:
     op.drop_index("ix_queue_ckey2", table_name="queue")
     op.drop_index("ix_queue_ckey1", table_name="queue")
     for table, columns in (("queue", ("rank_at", "ckey2", "ckey1", "priority")),
-                           ("runs", ("priority",)), ("schedules", ("priority",))):
+                           ("runs", ("events_json", "priority")), ("schedules", ("priority",))):
         with op.batch_alter_table(table) as batch:
             for column in columns:
                 batch.drop_column(column)
