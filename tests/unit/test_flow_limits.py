@@ -319,3 +319,23 @@ def test_the_invoke_request_carries_a_batch_runs_events_only() -> None:
     assert "events" not in plain  # other runs: the request as before
     with pytest.raises(p.ProtocolError):
         p.parse_request({**plain, "events": "nope"})
+
+
+def test_a_workflow_cannot_declare_controls_that_delay_its_start() -> None:
+    """A workflow run has no queue row to delay: throttle, debounce and batch on one are
+    refused in the SDK and at registration, not accepted and ignored."""
+    import pytest as _pytest
+
+    from orchestrator.engine.registration import validate_functions
+    from orchestrator.errors import Invalid
+    from sdk import Debounce, Throttle, Workflow
+
+    with _pytest.raises(ValueError, match="workflow 'wf'"):
+        Workflow("wf", throttle=Throttle(1, period=1))
+    with _pytest.raises(ValueError, match="workflow 'wf'"):
+        Workflow("wf", debounce=Debounce(period=1))
+    Workflow("wf", concurrency=2, priority=3)  # these apply to a workflow's runs
+    cfg = {"name": "wf", "kind": "workflow", "tasks": [{"name": "a"}],
+           "debounce": {"period": 1.0}}
+    with _pytest.raises(Invalid, match="a workflow cannot declare debounce"):
+        validate_functions([cfg])
