@@ -74,6 +74,9 @@ class Processes:
     app: int | None = None
     postgres: int | None = None
     """The postmaster of the cluster ``--pg`` started (None for another database)."""
+    database_url: str | None = None
+    statements: bool = False
+    """Whether the cluster loads ``pg_stat_statements``."""
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of each process, by role (the client is this process)."""
@@ -85,6 +88,23 @@ class Processes:
         if self.postgres is not None:
             out["postgres"] = tree_cpu_seconds(self.postgres)
         return out
+
+
+async def pg_counters(url: str) -> dict[str, float]:
+    """The database's commits and statements so far, and the server's WAL writes and
+    flushes (``pg_stat_database``, ``pg_stat_wal``; both lag by up to a second:
+    read them after a pause)."""
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("SELECT pg_stat_clear_snapshot()")
+        db = await conn.fetchrow("SELECT xact_commit, xact_rollback FROM pg_stat_database "
+                                 "WHERE datname = current_database()")
+        wal = await conn.fetchrow("SELECT wal_records, wal_write, wal_sync FROM pg_stat_wal")
+        return {**{k: float(v) for k, v in db.items()}, **{k: float(v) for k, v in wal.items()}}
+    finally:
+        await conn.close()
 
 
 PROCESSES = Processes()
@@ -177,13 +197,19 @@ def run(bench: Bench) -> None:
                     help="a throwaway PostgreSQL cluster at the server's default durability")
     ap.add_argument("--replicas", type=int, default=1,
                     help="orchestrators on the same database (PostgreSQL)")
+    ap.add_argument("--statements", action="store_true",
+                    help="with --pg: load pg_stat_statements (bench.throughput prints the "
+                         "statements per run)")
     args = ap.parse_args()
     cluster: PgCluster | None = None
     url = args.database_url
     if args.pg:
-        cluster = PgCluster(durable=True).start()
+        cluster = PgCluster(durable=True, stat_statements=args.statements).start()
+        PROCESSES.statements = args.statements
         url = cluster.create_db()
         PROCESSES.postgres = cluster.postmaster_pid()
+    if url and url.startswith("postgres"):
+        PROCESSES.database_url = url
     if args.replicas > 1 and not (url or "").startswith("postgres"):
         ap.error("--replicas needs PostgreSQL (--pg or --database-url postgresql://...)")
     try:

@@ -133,7 +133,7 @@ async def create_run(request: Request) -> JSON:
     engine = engine_of(request)
     out = await engine.start_run(body.function, body.input, body.idempotency_key)
     if wait is not None:
-        out = await engine.wait_run(out["id"], wait)
+        out = await engine.wait_run(out["id"], wait, fresh=True)
     return JSON(out, status_code=201)
 
 
