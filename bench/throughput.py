@@ -11,12 +11,13 @@ CPU per run of each process over all rounds.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 
 from bench.common import PROCESSES, cpu_split, pct, pg_counters, run
 from bench.core import _throughput
 from sdk import Client
-from tests.support.pg import statement_counts
+from tests.support.pg import statement_counts, statement_times
 
 
 async def bench(client: Client, app_url: str, pid: int, repeat: int) -> dict[str, str]:
@@ -46,10 +47,13 @@ async def bench(client: Client, app_url: str, pid: int, repeat: int) -> dict[str
         out["per run: commits, rollbacks, WAL records / writes / flushes"] = ", ".join(
             f"{(after[k] - before[k]) / len(lat):.2f}" for k in before)
         if PROCESSES.statements:
-            counts = await statement_counts(url)
-            for q, n in sorted(counts.items(), key=lambda kv: -kv[1]):
+            for q, n, ms in await statement_times(url):
                 if n >= len(lat) // 20:
-                    print(f"# {n / len(lat):5.2f}/run  {' '.join(q.split())[:150]}")
+                    print(f"# {n / len(lat):5.2f}/run {ms * 1000 / len(lat):6.1f} us/run  "
+                          f"{' '.join(q.split())[:120]}")
+    if os.environ.get("BENCH_HOLD"):  # look at the database before it goes
+        print(f"# holding {url}", flush=True)
+        await asyncio.sleep(float(os.environ["BENCH_HOLD"]))
     out["latency p50 / p99"] = f"{pct(lat, 0.5):.1f} / {pct(lat, 0.99):.1f} ms"
     return out
 

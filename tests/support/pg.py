@@ -120,3 +120,19 @@ async def statement_counts(url: str, *, reset: bool = False) -> dict[str, int]:
         return {r["query"]: int(r["calls"]) for r in rows}
     finally:
         await conn.close()
+
+
+async def statement_times(url: str) -> list[tuple[str, int, float]]:
+    """(query, calls, total execution milliseconds) of the statements run on the database
+    of ``url`` since the last reset, most time first (``pg_stat_statements``, as
+    ``statement_counts``)."""
+    base, _, name = url.rpartition("/")
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        rows = await conn.fetch(
+            "SELECT query, calls, total_exec_time + total_plan_time AS ms "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = $1 ORDER BY ms DESC", name)
+        return [(r["query"], int(r["calls"]), float(r["ms"])) for r in rows]
+    finally:
+        await conn.close()
