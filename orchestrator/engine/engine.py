@@ -38,7 +38,7 @@ from orchestrator.engine.scheduler import Scheduler
 from orchestrator.engine.schedules import Schedules
 from orchestrator.engine.webhook_sources import SourceSpec, WebhookSources
 from orchestrator.errors import Invalid, NotFound
-from orchestrator.store import RunRow, Store, Tx
+from orchestrator.store import RunCore, RunRow, StepRow, Store, Tx
 from orchestrator.store.notify import Channel
 from sdk import protocol as p
 
@@ -59,6 +59,22 @@ class RunSpec:
     function: str
     input: Any = None
     idempotency_key: str | None = None
+
+
+_SPAWNS = frozenset({p.MemoKind.SPAWN, p.MemoKind.CHILDREN})
+
+
+def _may_have_children(run: RunRow, steps: Sequence[StepRow]) -> bool:
+    """Whether a run that is not a workflow's own run may have child runs (else
+    ``children_of`` would find none: a statement saved on the hot path). Only a spawn
+    makes them (``Reducer._spawn``), and a run that completed after one has its memo
+    entry (children not waited for are recorded at once, those waited for when gathered,
+    and the run cannot complete before). A run that ended otherwise may have been ended
+    while its children ran (gathered into nothing), and a replay forgets the memo but not
+    the children: those are looked up."""
+    return bool(run.status != p.RunStatus.COMPLETED or run.pending_children
+                or run.history_json not in (None, "", "[]")
+                or any(s.kind in _SPAWNS for s in steps))
 
 
 class Engine:
@@ -363,12 +379,13 @@ class Engine:
             if not whole(run):
                 return None
             steps = (await tx.steps.memo([run_id]))[run_id]
-            children = await tx.runs.children_of(run_id)
-        declared = None
-        if run.task is None:
-            info = await self.registry.get(run.function)
-            if info is not None and info.kind == "workflow":
-                declared = declared_tasks(info.config)
+        info = await self.registry.get(run.function)
+        workflow = info is not None and info.kind == "workflow" and run.task is None
+        children: Sequence[RunCore] = []
+        if workflow or info is None or _may_have_children(run, steps):
+            async with self.store.read() as tx:
+                children = await tx.runs.children_of(run_id)
+        declared = declared_tasks(info.config) if workflow and info is not None else None
         return views.run_detail(run, steps, children, declared)
 
     async def list_runs(
