@@ -19,7 +19,7 @@ import asyncio
 import statistics
 import time
 
-from bench.common import cpu_split, ms, pct, run
+from bench.common import analyze, cpu_split, ms, pct, run
 from sdk import Client
 
 
@@ -70,6 +70,7 @@ async def bench(client: Client, app_url: str, pid: int, repeat: int) -> dict[str
 
     rates: list[float] = []
     lat = []
+    await analyze()  # PostgreSQL: the statistics autovacuum would have gathered by now
     with cpu_split(out, "  CPU per run at concurrency 50", lambda: len(lat)):
         for _ in range(max(3, repeat // 3)):
             rate, one = await _throughput(client, concurrency=50, per_client=20)

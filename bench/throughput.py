@@ -14,7 +14,7 @@ import asyncio
 import os
 import statistics
 
-from bench.common import PROCESSES, cpu_split, pct, pg_counters, run
+from bench.common import PROCESSES, analyze, cpu_split, pct, pg_counters, run
 from bench.core import _throughput
 from sdk import Client
 from tests.support.pg import statement_counts, statement_times
@@ -25,7 +25,8 @@ async def bench(client: Client, app_url: str, pid: int, repeat: int) -> dict[str
     out: dict[str, str] = {}
     for _ in range(3):  # warm up connections and caches
         await client.run("bench-chain", 1, timeout=30)
-    await _throughput(client, concurrency=50, per_client=4)
+    await _throughput(client, concurrency=50, per_client=20)  # 1,000 runs in the tables
+    await analyze()
     rates: list[float] = []
     lat: list[float] = []
     url = PROCESSES.database_url
