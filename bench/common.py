@@ -129,21 +129,32 @@ PROCESSES = Processes()
 """The running stack's processes (set by ``stack``)."""
 
 
+def machine_times() -> tuple[int, int]:
+    """(idle, total) jiffies of all the machine's CPUs so far (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:9]]
+    return fields[3] + fields[4], sum(fields)  # idle + iowait
+
+
 @contextmanager
 def cpu_split(out: dict[str, str], label: str, runs: Callable[[], int]) -> Iterator[None]:
     """Record in ``out[label]`` the CPU milliseconds per run of each process of the stack
-    while the block runs (``runs()``: how many runs it did), and the wall time's share
-    of the machine's cores they used."""
+    while the block runs (``runs()``: how many runs it did), the wall time's share of the
+    machine's cores they used, and how idle the machine was (other processes count: on
+    a shared machine, 0% idle means the bench got what was left)."""
     before = PROCESSES.cpu()
+    idle0, total0 = machine_times()
     t0 = time.perf_counter()
     yield
     wall = time.perf_counter() - t0
     after = PROCESSES.cpu()
+    idle1, total1 = machine_times()
+    idle = (idle1 - idle0) / max(1, total1 - total0)
     n = max(1, runs())
     split = {k: after[k] - before[k] for k in after}
     used = sum(split.values()) / (wall * (os.cpu_count() or 1))
     out[label] = ", ".join(f"{k} {v * 1000 / n:.2f}" for k, v in split.items()) + (
-        f" (ms CPU per run; {used:.0%} of {os.cpu_count()} cores)")
+        f" (ms CPU per run; {used:.0%} of {os.cpu_count()} cores; machine {idle:.0%} idle)")
 
 
 class Spread(Client):
