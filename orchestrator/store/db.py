@@ -158,6 +158,11 @@ class PostgresBackend(Backend):
                 return "unavailable"
             if type(e).__name__ == "InterfaceError" and "closed" in str(e):
                 return "unavailable"  # asyncpg: "connection is closed"
+            if type(e).__name__ == "InternalClientError" and "another operation" in str(e):
+                # asyncpg, before sending: its protocol is still consuming an error, as
+                # after the server's FATAL on shutdown arrived between two statements
+                # (the connection is as good as lost; nothing of this statement was sent)
+                return "unavailable"
         return super().failure(exc)
 
     def insert(self, table: Any) -> postgresql.Insert:
@@ -316,6 +321,21 @@ class PgConn:
     async def _drop(self) -> None:
         with contextlib.suppress(Exception):
             await self._conn.invalidate()
+
+    async def settle_failure(self, exc: BaseException) -> None:
+        """After the work failed with ``exc``: a connection that saw a driver error (or an
+        interruption) is not lent again. asyncpg may still be consuming that error's
+        messages (its protocol's ``ERROR_CONSUME`` state) when the error is raised, and
+        nothing on the way back to SQLAlchemy's pool waits for it: the next transaction
+        on that connection then failed with "another operation is in progress"."""
+        if not isinstance(exc, Exception) or _driver_error(exc):
+            await self._drop()
+
+
+def _driver_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or wraps) an error of the database driver or the connection."""
+    return any(type(e).__module__.startswith(("asyncpg", "sqlalchemy"))
+               or isinstance(e, OSError | ConnectionError) for e in _chain(exc))
 
 
 class FaultyConn:
@@ -579,8 +599,9 @@ class Database:
                     pg = PgConn(aconn, write=True)
                     try:
                         yield self._conn(pg)
-                    except BaseException:
+                    except BaseException as exc:
                         await pg.rollback()
+                        await pg.settle_failure(exc)
                         raise
                     committing = True  # the work is done: what fails now is the commit
                     await pg.commit()
@@ -600,7 +621,12 @@ class Database:
             else:
                 assert self._engine is not None
                 async with self._engine.connect() as aconn:
-                    yield self._conn(PgConn(aconn, write=False))
+                    pg = PgConn(aconn, write=False)
+                    try:
+                        yield self._conn(pg)
+                    except BaseException as exc:
+                        await pg.settle_failure(exc)
+                        raise
         except ApiError:
             raise
         except Exception as exc:

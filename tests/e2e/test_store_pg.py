@@ -5,6 +5,7 @@ directly, retried when its connection was lost before the commit, not when durin
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -17,6 +18,7 @@ from orchestrator.store import queue as queue_mod
 from orchestrator.store import runs as runs_mod
 from orchestrator.store.db import PgConn, PostgresBackend
 from orchestrator.store.fastpath import PgPlan
+from tests.support.pg import PgCluster
 from tests.unit.test_fastpath import prepared_getters, run_row
 from tests.unit.test_rows import check_shapes, returned
 
@@ -221,3 +223,54 @@ async def test_a_list_of_one_row_runs_as_one_execute(store: Store) -> None:
         await tx.runs.conn.execute(plan, [run_row("x1"), run_row("x2")])
     async with store.read() as tx:
         assert sorted(await tx.runs.get_many(["solo", "x1", "x2"])) == ["solo", "x1", "x2"]
+
+
+@pytest.mark.parametrize("mode", ["write", "read"])
+async def test_a_transaction_cancelled_mid_statement_leaves_no_busy_connection(
+        pg: PgCluster, mode: str) -> None:
+    """A task cancelled while a statement of its transaction waits (here for a row lock)
+    must not hand the connection back to the pool with that statement still in progress:
+    the next transaction would fail with "another operation is in progress"."""
+    store = Store(pg.create_db(), pool_size=1)  # one connection: the next one gets it
+    await store.open()
+    try:
+        async with store.write() as tx:
+            await tx.runs.insert_many([run_row("locked")])
+        holder = await asyncpg.connect(store.db.url.replace("+asyncpg", ""))
+        try:
+            await holder.execute("BEGIN; SELECT 1 FROM runs WHERE id = 'locked' FOR UPDATE")
+
+            async def blocked() -> None:
+                if mode == "write":
+                    async with store.write() as tx:
+                        await tx.runs.lock("locked")  # a plan, waiting for the lock
+                else:
+                    async with store.read() as tx:
+                        await tx.runs.conn.execute(  # a plan too (FOR UPDATE in a read)
+                            runs_mod._LOCK(store.backend), {"id": "locked"})
+
+            task = asyncio.create_task(blocked())
+            await asyncio.sleep(0.3)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            await holder.close()  # the lock goes with it
+        async with store.write() as tx:
+            assert (await tx.runs.get("locked")) is not None
+        async with store.read() as tx:
+            assert (await tx.runs.get("locked")) is not None
+    finally:
+        await store.close()
+
+
+def test_a_connection_still_consuming_an_error_counts_as_lost() -> None:
+    """After the server's FATAL at a shutdown arrived between two statements, asyncpg
+    refuses the next one with this error (seen in test_replicas' restart under load): the
+    connection is as good as lost, so the transaction is run again later (a reducer
+    batch waits for the database) instead of failing its answers."""
+    err = asyncpg.exceptions._base.InternalClientError(
+        "cannot switch to state 11; another operation (2) is in progress")
+    assert PostgresBackend().failure(err) == "unavailable"
+    assert PostgresBackend().failure(asyncpg.exceptions._base.InternalClientError(
+        "something else")) is None
