@@ -1,6 +1,6 @@
 """Core benchmarks (issue: durable core). Prints figures; docs/benchmarks.md records them.
 
-    python -m bench.core [--repeat 15] [--database-url ...]
+    python -m bench.core [--repeat 15] [--database-url ... | --pg] [--replicas N]
 
 Starts the bench app under uvicorn and the orchestrator (`orchestrator dev`, a fresh
 SQLite file unless --database-url) as subprocesses on loopback, then measures:
@@ -9,7 +9,8 @@ SQLite file unless --database-url) as subprocesses on loopback, then measures:
   * one run fanning out to 50 children and gathering them
   * one-step run, trigger to result, p50 / p99 (sequential)
   * no-step run, trigger to result, p50 / p99 (sequential)
-  * one-step runs per second with 50 clients at once (each running one after another)
+  * one-step runs per second with 50 clients at once (each running one after another),
+    and the CPU per run of each process meanwhile
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import asyncio
 import statistics
 import time
 
-from bench.common import ms, pct, run
+from bench.common import analyze, cpu_split, ms, pct, run
 from sdk import Client
 
 
@@ -69,10 +70,12 @@ async def bench(client: Client, app_url: str, pid: int, repeat: int) -> dict[str
 
     rates: list[float] = []
     lat = []
-    for _ in range(max(3, repeat // 3)):
-        rate, one = await _throughput(client, concurrency=50, per_client=20)
-        rates.append(rate)
-        lat += one
+    await analyze()  # PostgreSQL: the statistics autovacuum would have gathered by now
+    with cpu_split(out, "  CPU per run at concurrency 50", lambda: len(lat)):
+        for _ in range(max(3, repeat // 3)):
+            rate, one = await _throughput(client, concurrency=50, per_client=20)
+            rates.append(rate)
+            lat += one
     out["one-step runs/s at concurrency 50 (p50 latency)"] = (
         f"{statistics.median(rates):.0f}/s ({pct(lat, 0.5):.1f} ms)")
     return out

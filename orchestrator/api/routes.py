@@ -134,7 +134,7 @@ async def create_run(request: Request) -> JSON:
     out = await engine.start_run(body.function, body.input, body.idempotency_key,
                                  body.priority)
     if wait is not None:
-        out = await engine.wait_run(out["id"], wait)
+        out = await engine.wait_run(out["id"], wait, fresh=True)
     return JSON(out, status_code=201)
 
 

@@ -9,7 +9,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -38,7 +38,7 @@ from orchestrator.engine.scheduler import Scheduler
 from orchestrator.engine.schedules import Schedules
 from orchestrator.engine.webhook_sources import SourceSpec, WebhookSources
 from orchestrator.errors import Invalid, NotFound
-from orchestrator.store import Store, Tx
+from orchestrator.store import RunCore, RunRow, StepRow, Store, Tx
 from orchestrator.store.notify import Channel
 from sdk import protocol as p
 
@@ -61,6 +61,22 @@ class RunSpec:
     idempotency_key: str | None = None
     priority: int | None = None
     """1-10 (None: the function's declared priority, else 1)."""
+
+
+_SPAWNS = frozenset({p.MemoKind.SPAWN, p.MemoKind.CHILDREN})
+
+
+def _may_have_children(run: RunRow, steps: Sequence[StepRow]) -> bool:
+    """Whether a run that is not a workflow's own run may have child runs (else
+    ``children_of`` would find none: a statement saved on the hot path). Only a spawn
+    makes them (``Reducer._spawn``), and a run that completed after one has its memo
+    entry (children not waited for are recorded at once, those waited for when gathered,
+    and the run cannot complete before). A run that ended otherwise may have been ended
+    while its children ran (gathered into nothing), and a replay forgets the memo but not
+    the children: those are looked up."""
+    return bool(run.status != p.RunStatus.COMPLETED or run.pending_children
+                or run.history_json not in (None, "", "[]")
+                or any(s.kind in _SPAWNS for s in steps))
 
 
 class Engine:
@@ -355,17 +371,27 @@ class Engine:
     # -- runs -------------------------------------------------------------------------------
 
     async def get_run(self, run_id: str) -> a.Run:
+        view = await self._run_view(run_id, lambda run: True)
+        assert view is not None
+        return view
+
+    async def _run_view(self, run_id: str, whole: Callable[[RunRow], bool]) -> a.Run | None:
+        """The run as the API shows it if ``whole(run)`` (its steps and children read on
+        the same connection), else None; ``NotFound`` if there is no such run."""
         async with self.store.read() as tx:
             run = await tx.runs.get(run_id)
             if run is None:
                 raise NotFound(f"no run {run_id!r}", "id")
+            if not whole(run):
+                return None
             steps = (await tx.steps.memo([run_id]))[run_id]
-            children = await tx.runs.children_of(run_id)
-        declared = None
-        if run.task is None:
-            info = await self.registry.get(run.function)
-            if info is not None and info.kind == "workflow":
-                declared = declared_tasks(info.config)
+        info = await self.registry.get(run.function)
+        workflow = info is not None and info.kind == "workflow" and run.task is None
+        children: Sequence[RunCore] = []
+        if workflow or info is None or _may_have_children(run, steps):
+            async with self.store.read() as tx:
+                children = await tx.runs.children_of(run_id)
+        declared = declared_tasks(info.config) if workflow and info is not None else None
         return views.run_detail(run, steps, children, declared)
 
     async def list_runs(
@@ -397,23 +423,27 @@ class Engine:
             counts = await tx.runs.counts(function, since, until)
         return views.run_counts(counts)
 
-    async def wait_run(self, run_id: str, timeout: float) -> a.Run:
+    async def wait_run(self, run_id: str, timeout: float, *, fresh: bool = False) -> a.Run:
         """The run (as ``get_run`` shows it) once it has ended, or as it is after
-        ``timeout``."""
+        ``timeout``. ``fresh``: this replica has just created the run (``POST /runs?wait``):
+        it cannot have ended before the watch unless this replica ended it, which the
+        watch knows (``Notifier.watch``), so the first look at the database is skipped."""
         fut = self.notifier.watch(run_id)
         try:
             deadline = time.monotonic() + timeout
+            look = not fresh or fut.done()
             while True:
-                async with self.store.read() as tx:
-                    run = await tx.runs.get(run_id)
-                if run is None:
-                    raise NotFound(f"no run {run_id!r}", "id")
+                if look:
+                    view = await self._run_view(
+                        run_id, lambda run: run.status in TERMINAL
+                        or deadline - time.monotonic() <= 0)
+                    if view is not None:
+                        return view
+                look = True
                 left = deadline - time.monotonic()
-                if run.status in TERMINAL or left <= 0:
-                    return await self.get_run(run_id)  # the one representation of a run
                 # other replicas end runs too: look again at least every second
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(fut), min(left, 1.0))
+                    await asyncio.wait_for(asyncio.shield(fut), max(0.0, min(left, 1.0)))
                 if fut.done():
                     self.notifier.unwatch(run_id, fut)
                     fut = self.notifier.watch(run_id)

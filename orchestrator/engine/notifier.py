@@ -26,6 +26,9 @@ class Notifier:
         self.timers: Callable[[float], None] | None = None
         """Told of another replica's timer (the scheduler's ``poke_at``)."""
         self._told = {"due": float("-inf"), "timer": float("-inf")}
+        self._ended: dict[str, None] = {}
+        """The last ``RECENT`` runs this replica ended, oldest first: a watch set on one
+        of them after its end is already done (see ``watch``)."""
 
     def wake_dispatcher(self) -> None:
         self.work.set()
@@ -72,8 +75,16 @@ class Notifier:
         self.listening = up
         self.work.set()
 
+    RECENT = 4096
+
     def watch(self, run_id: str) -> asyncio.Future[None]:
+        """A future done once this replica ends the run; done already if it ended it
+        among its last ``RECENT`` runs (so that a waiter that has not read the run yet,
+        as ``POST /runs?wait`` does not, cannot miss an end that came first)."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if run_id in self._ended:
+            fut.set_result(None)
+            return fut
         self._watchers.setdefault(run_id, set()).add(fut)
         return fut
 
@@ -85,7 +96,11 @@ class Notifier:
                 del self._watchers[run_id]
 
     def runs_ended(self, run_ids: Iterable[str]) -> None:
+        ended = self._ended
         for rid in run_ids:
+            ended[rid] = None
+            if len(ended) > self.RECENT:
+                del ended[next(iter(ended))]
             for fut in self._watchers.pop(rid, ()):
                 if not fut.done():
                     fut.set_result(None)

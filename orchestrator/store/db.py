@@ -164,6 +164,11 @@ class PostgresBackend(Backend):
                 return "unavailable"
             if type(e).__name__ == "InterfaceError" and "closed" in str(e):
                 return "unavailable"  # asyncpg: "connection is closed"
+            if type(e).__name__ == "InternalClientError" and "another operation" in str(e):
+                # asyncpg, before sending: its protocol is still consuming an error, as
+                # after the server's FATAL on shutdown arrived between two statements
+                # (the connection is as good as lost; nothing of this statement was sent)
+                return "unavailable"
         return super().failure(exc)
 
     def insert(self, table: Any) -> postgresql.Insert:
@@ -248,6 +253,11 @@ class PgConn:
     its transaction (as its own first statement would); in a read, plans run each in its
     own implicit transaction, which under READ COMMITTED sees what a statement of an
     explicit one would, and saves the BEGIN and ROLLBACK round trips.
+
+    A write transaction ends with ``commit`` or ``rollback``: straight on the asyncpg
+    connection when only plans ran in it (the hot transactions), without SQLAlchemy's
+    transaction objects and their greenlet hops; through SQLAlchemy when one of its
+    statements ran (it then holds the transaction).
     """
 
     adapter_warned = False
@@ -279,6 +289,62 @@ class PgConn:
         if parameters is None:
             return await self._conn.execute(statement)
         return await self._conn.execute(statement, parameters)
+
+    def _direct(self) -> Any:
+        """The asyncpg transaction a plan opened, when SQLAlchemy has none (else None)."""
+        if self._conn.in_transaction() or self._adapted is None:
+            return None
+        return getattr(self._adapted, "_transaction", None)
+
+    async def commit(self) -> None:
+        """Commit; a connection the commit fails on is invalidated (the pool does not lend
+        it again: it is most likely lost), and the failure raised."""
+        direct = self._direct()
+        if direct is None:
+            if self._conn.in_transaction():
+                await self._conn.commit()  # SQLAlchemy invalidates a lost connection itself
+            return
+        self._adapted._transaction = None  # as the adapter's own commit leaves it
+        try:
+            await direct.commit()
+        except BaseException:
+            await self._drop()
+            raise
+
+    async def rollback(self) -> None:
+        """Roll back (after the work failed: its error is what the caller raises); a
+        connection the rollback fails on is invalidated instead (the server ends the
+        transaction of a connection that goes)."""
+        try:
+            direct = self._direct()
+            if direct is None:
+                if self._conn.in_transaction():
+                    await self._conn.rollback()
+                return
+            self._adapted._transaction = None
+            await direct.rollback()
+        except Exception as exc:
+            log.debug("rollback failed (%s): the connection is dropped", driver_reason(exc))
+            await self._drop()
+
+    async def _drop(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._conn.invalidate()
+
+    async def settle_failure(self, exc: BaseException) -> None:
+        """After the work failed with ``exc``: a connection that saw a driver error (or an
+        interruption) is not lent again. asyncpg may still be consuming that error's
+        messages (its protocol's ``ERROR_CONSUME`` state) when the error is raised, and
+        nothing on the way back to SQLAlchemy's pool waits for it: the next transaction
+        on that connection then failed with "another operation is in progress"."""
+        if not isinstance(exc, Exception) or _driver_error(exc):
+            await self._drop()
+
+
+def _driver_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is (or wraps) an error of the database driver or the connection."""
+    return any(type(e).__module__.startswith(("asyncpg", "sqlalchemy"))
+               or isinstance(e, OSError | ConnectionError) for e in _chain(exc))
 
 
 class FaultyConn:
@@ -538,9 +604,16 @@ class Database:
                     self._writes += 1
             else:
                 assert self._engine is not None
-                async with self._engine.begin() as aconn:
-                    yield self._conn(PgConn(aconn, write=True))
+                async with self._engine.connect() as aconn:
+                    pg = PgConn(aconn, write=True)
+                    try:
+                        yield self._conn(pg)
+                    except BaseException as exc:
+                        await pg.rollback()
+                        await pg.settle_failure(exc)
+                        raise
                     committing = True  # the work is done: what fails now is the commit
+                    await pg.commit()
         except ApiError:
             raise
         except Exception as exc:
@@ -557,7 +630,12 @@ class Database:
             else:
                 assert self._engine is not None
                 async with self._engine.connect() as aconn:
-                    yield self._conn(PgConn(aconn, write=False))
+                    pg = PgConn(aconn, write=False)
+                    try:
+                        yield self._conn(pg)
+                    except BaseException as exc:
+                        await pg.settle_failure(exc)
+                        raise
         except ApiError:
             raise
         except Exception as exc:

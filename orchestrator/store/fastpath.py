@@ -294,7 +294,7 @@ class PgPlan(_Built):
 
     async def run(self, conn: Any, parameters: Any) -> Result | None:
         """Run on the asyncpg connection ``conn``; None if this call needs SQLAlchemy."""
-        if isinstance(parameters, list):
+        if isinstance(parameters, list) and len(parameters) != 1:
             if self._returns_rows:
                 return None
             rows = [self._bind(p) for p in parameters]
@@ -302,6 +302,10 @@ class PgPlan(_Built):
                 return None
             await conn.executemany(self._sql, rows)
             return Result([], -1)
+        if isinstance(parameters, list):  # one row: asyncpg's execute costs half its executemany
+            if self._returns_rows:
+                return None
+            parameters = parameters[0]
         values = self._bind(parameters or {})
         if values is None:
             return None

@@ -43,6 +43,8 @@ async def test_cancel_a_run_and_its_children(client: Client, rest: httpx.AsyncCl
     run = await client.get_run(h.id)
     assert run["status"] == "cancelled"
     assert run["error"] == {"type": "Cancelled", "message": "customer changed their mind"}
+    # ended while its children ran (nothing gathered into its memo): still listed
+    assert sorted(k["id"] for k in run["children"]) == sorted(kids)
     for k in kids:
         child = await client.get_run(k)
         assert child["status"] == "cancelled" and child["waiting"] is None

@@ -19,9 +19,14 @@ BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))
 
 
 class PgCluster:
-    def __init__(self, *, stat_statements: bool = False) -> None:
+    def __init__(self, *, stat_statements: bool = False, durable: bool = False) -> None:
         self.stat_statements = stat_statements
         """Load ``pg_stat_statements`` (statement counts per database: the idle bench)."""
+        self.durable = durable
+        """The server's default durability (``fsync``, ``synchronous_commit`` and
+        ``full_page_writes`` on: every commit waits for its WAL flush), as benchmarks of
+        a production setup need; the tests' default is off (fast, and a crash of the test
+        machine loses nothing anyone keeps)."""
         self.root = Path(tempfile.mkdtemp(prefix="pgtest-"))
         self.data = self.root / "data"
         self.port = free_port()
@@ -45,9 +50,9 @@ class PgCluster:
         return self
 
     def _server_opts(self) -> str:
-        opts = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=200")
+        opts = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         if self.stat_statements:
             opts += " -c shared_preload_libraries=pg_stat_statements"
         return opts
@@ -76,6 +81,20 @@ class PgCluster:
                   name)
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
+    def postmaster_pid(self) -> int:
+        """The server's main process (its backends are its children)."""
+        return int((self.data / "postmaster.pid").read_text().split("\n", 1)[0])
+
+    async def settings(self, names: tuple[str, ...] = (
+            "fsync", "synchronous_commit", "full_page_writes", "wal_sync_method",
+            "shared_buffers", "server_version")) -> dict[str, str]:
+        """The server's current values of ``names`` (what a benchmark ran against)."""
+        conn = await asyncpg.connect(f"postgresql://postgres@127.0.0.1:{self.port}/postgres")
+        try:
+            return {n: str(await conn.fetchval(f"SHOW {n}")) for n in names}
+        finally:
+            await conn.close()
+
     def stop(self) -> None:
         try:
             self._run(BIN / "pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
@@ -99,5 +118,21 @@ async def statement_counts(url: str, *, reset: bool = False) -> dict[str, int]:
             "SELECT query, calls FROM pg_stat_statements s JOIN pg_database d "
             "ON d.oid = s.dbid WHERE d.datname = $1", name)
         return {r["query"]: int(r["calls"]) for r in rows}
+    finally:
+        await conn.close()
+
+
+async def statement_times(url: str) -> list[tuple[str, int, float]]:
+    """(query, calls, total execution milliseconds) of the statements run on the database
+    of ``url`` since the last reset, most time first (``pg_stat_statements``, as
+    ``statement_counts``)."""
+    base, _, name = url.rpartition("/")
+    conn = await asyncpg.connect(f"{base}/postgres")
+    try:
+        rows = await conn.fetch(
+            "SELECT query, calls, total_exec_time + total_plan_time AS ms "
+            "FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid "
+            "WHERE d.datname = $1 ORDER BY ms DESC", name)
+        return [(r["query"], int(r["calls"]), float(r["ms"])) for r in rows]
     finally:
         await conn.close()

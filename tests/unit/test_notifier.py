@@ -90,3 +90,23 @@ def test_effects_keep_the_earliest_due_time_worth_telling() -> None:
     fx.due_at(now + 5.0)
     assert fx.due == now + 0.05 and fx.due_later == now + 5.0
     assert SOON == 1.0
+
+
+async def test_a_watch_set_after_the_run_ended_here_is_done_at_once() -> None:
+    """``POST /runs?wait`` watches a run it just created without reading it first: an end
+    this replica settled before the watch was set must not be missed."""
+    n = Notifier()
+    n.runs_ended(["r1"])
+    assert n.watch("r1").done()
+    pending = n.watch("r2")
+    assert not pending.done()
+    n.runs_ended(["r2"])
+    assert pending.done()
+
+
+async def test_the_runs_ended_lately_are_bounded() -> None:
+    n = Notifier()
+    n.runs_ended(f"r{i}" for i in range(Notifier.RECENT + 10))
+    assert not n.watch("r0").done()  # forgotten: the oldest went first
+    assert n.watch(f"r{Notifier.RECENT + 9}").done()
+    assert len(n._ended) == Notifier.RECENT
