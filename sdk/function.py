@@ -246,10 +246,6 @@ class Runnable:
             concurrency=concurrency, throttle=throttle, rate_limit=rate_limit,
             debounce=debounce, batch=batch, singleton=singleton, priority=priority,
             where=f"{type(self).kind} {self.name!r}")
-        if self.kind == "workflow" and (throttle or debounce or batch):
-            raise ValueError(f"workflow {self.name!r}: throttle, debounce and batch delay a "
-                             f"run's start, and a workflow run starts its first tasks at "
-                             f"once; declare them on a task that starts the workflow")
         if batch is not None and not self.triggers:
             raise ValueError(f"{self.name!r}: batch gathers events: declare triggers too")
         self._client: TriggerClient | None = None

@@ -23,7 +23,7 @@ from orchestrator.engine.flow import hold_starts
 from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import resolve_wait
 from orchestrator.engine.invoker import Failed, Invoker
-from orchestrator.engine.lifecycle import end_run
+from orchestrator.engine.lifecycle import Effects, end_run
 from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registry import Registry
 from orchestrator.loops import supervise
@@ -236,6 +236,9 @@ class Dispatcher:
                 await self._fail(c, "FunctionNotFound",
                                  f"no registered app serves {c.run.function!r}")
                 return
+            if c.fn.kind == "workflow" and c.run.task is None:
+                await self._start_workflow(c)
+                return
             body = await self._request(c)
             if len(body) > p.MAX_REQUEST_BYTES:
                 await self._fail(c, "MemoTooLarge", f"the run's memo grew to {len(body)} "
@@ -265,6 +268,19 @@ class Dispatcher:
         finally:
             self.inflight.pop(c.run_id, None)
             self._room.set()
+
+    async def _start_workflow(self, c: Claim) -> None:
+        """A workflow run whose start a control delayed (throttle, debounce, batch) was
+        claimed: its queue row goes and its first tasks start (``dag.advance``, through
+        the worklist). Advancing is idempotent, so a claim repeated after a crash between
+        the claim and this transaction starts nothing twice."""
+        async def work(tx: Tx, fx: Effects) -> None:
+            await tx.queue.remove([c.run_id])
+            if c.run.start_timeout_at is not None:
+                await tx.runs.started(c.run_id)  # its queue timeout no longer applies
+            fx.advance_later(c.run_id, time.time())
+
+        await self.hub.transact(work)
 
     async def _request(self, c: Claim) -> bytes:
         run = c.run

@@ -57,7 +57,8 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
     """Insert runs with their queue rows; an idempotency key already used returns its run.
 
     With a lease in ``fx``, runs are created already claimed (as many as it has room
-    for). A workflow run has no queue row of its own: its first tasks start at once.
+    for). A workflow run has no queue row of its own: its first tasks start at once (unless
+a control delays its start: then it is queued until its row is claimed).
     Runs of functions that declare ``cancel_on`` events get their cancel waits. A new
     workflow run goes on the transaction's worklist (its first tasks start before the
     commit, ``hub.Hub.transact``).
@@ -115,12 +116,16 @@ async def create_runs(tx: Tx, specs: Sequence[NewRun], now: float, fx: Effects) 
             continue
         fx.deadline_at(timeout_at)
         fx.deadline_at(start_timeout_at)
-        if info is not None and info.kind == "workflow" and s.task is None:
+        if (info is not None and info.kind == "workflow" and s.task is None
+                and (decision is None or decision.claimable)):
             row.update({"status": p.RunStatus.RUNNING, "started_at": now, "start_timeout_at": None})
             workflows.append(rid)
             if decision is not None:
                 gate.track(row, None, None)
         else:
+            # a workflow run whose start a control delays (throttle, debounce, batch) gets
+            # a queue row like a task's: when claimed, its first tasks start
+            # (``Dispatcher._start_workflow``)
             # a run in a concurrency group is never created claimed: the limited claim
             # counts its group's slots (engine/concurrency.py)
             due = now if decision is None or decision.due is None else decision.due

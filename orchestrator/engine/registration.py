@@ -94,20 +94,9 @@ def _retention(c: Mapping[str, Any], where: str) -> None:
                     f"years)")
 
 
-WORKFLOW_UNDELAYABLE = ("throttle", "debounce", "batch")
-"""Controls that delay a run's start: a workflow run has no queue row to delay (its
-first tasks start at once), so a workflow cannot declare them (docs/flow-control.md)."""
-
-
 def _flow(c: Mapping[str, Any], where: str, *, task: bool = False) -> None:
     """Flow control (``sdk.flow``): checked as the SDK checks it. A workflow's task may
-    declare only ``concurrency``; a workflow none of ``WORKFLOW_UNDELAYABLE``."""
-    if c.get("kind") == "workflow":
-        bad = [k for k in WORKFLOW_UNDELAYABLE if c.get(k) is not None]
-        if bad:
-            raise _fail(f"{where}: a workflow cannot declare {', '.join(bad)} (its run "
-                        f"starts its first tasks at once); declare it on a task function "
-                        f"that starts the workflow")
+    declare only ``concurrency``; the other controls apply to the workflow's runs."""
     if task:
         extra = [k for k in flow.FLOW_KEYS if k != "concurrency" and c.get(k) is not None]
         if extra:

@@ -321,21 +321,18 @@ def test_the_invoke_request_carries_a_batch_runs_events_only() -> None:
         p.parse_request({**plain, "events": "nope"})
 
 
-def test_a_workflow_cannot_declare_controls_that_delay_its_start() -> None:
-    """A workflow run has no queue row to delay: throttle, debounce and batch on one are
-    refused in the SDK and at registration, not accepted and ignored."""
-    import pytest as _pytest
-
+def test_a_workflow_declares_the_controls_that_delay_its_start() -> None:
+    """Throttle, debounce and batch on a workflow: its run is queued until claimed
+    (tests/e2e/test_flow_workflow.py), so the SDK and registration accept them."""
     from orchestrator.engine.registration import validate_functions
-    from orchestrator.errors import Invalid
     from sdk import Debounce, Throttle, Workflow
 
-    with _pytest.raises(ValueError, match="workflow 'wf'"):
-        Workflow("wf", throttle=Throttle(1, period=1))
-    with _pytest.raises(ValueError, match="workflow 'wf'"):
-        Workflow("wf", debounce=Debounce(period=1))
-    Workflow("wf", concurrency=2, priority=3)  # these apply to a workflow's runs
-    cfg = {"name": "wf", "kind": "workflow", "tasks": [{"name": "a"}],
-           "debounce": {"period": 1.0}}
-    with _pytest.raises(Invalid, match="a workflow cannot declare debounce"):
-        validate_functions([cfg])
+    wf = Workflow("wf", throttle=Throttle(1, period=1), debounce=Debounce(period=1))
+
+    @wf.task()
+    def a(ctx: object) -> None: ...
+
+    cfg = wf.config()
+    assert cfg["throttle"]["limit"] == 1 and cfg["debounce"]["period"] == 1.0
+    out, _ = validate_functions([cfg])
+    assert out[0]["debounce"] == {"period": 1.0}
