@@ -68,12 +68,22 @@ class Registry:
         self._fns: dict[str, FunctionInfo] = {}
         self._loaded_at = 0.0
         self._reloading: asyncio.Future[None] | None = None
+        self._started = 0  # reloads begun
+        self._applied = 0  # the latest-begun reload whose snapshot is in memory
         self.limited = False
         """Whether a function known declares a concurrency limit (its own or a task's)."""
 
     async def reload(self) -> None:
+        """Read every function from the store. Reloads may overlap (a registration's own,
+        after its commit, and a background one): a snapshot read by a reload begun
+        earlier than the one in memory is dropped, so an older read never undoes a newer
+        one (a function just registered would vanish until the next reload)."""
+        self._started += 1
+        mine = self._started
         async with self.store.read() as tx:
             rows = await tx.apps.list_functions()
+        if mine < self._applied:
+            return
         fns = {}
         for r in rows:
             cfg = json.loads(r.config_json)
@@ -82,6 +92,7 @@ class Registry:
                 r.signing_key, r.signing_key_fallback, r.budget_ms,
             )
         self._fns = fns
+        self._applied = mine
         self.limited = any(_declares_concurrency(f.config) for f in fns.values())
         self._loaded_at = time.monotonic()
 

@@ -47,3 +47,38 @@ async def test_stale_entries_are_served_while_one_reload_runs(store: Store) -> N
     assert all(g is not None for g in got) and reg.reloads == 2  # one background reload
     await asyncio.sleep(0.1)
     assert (await reg.get("b")) is not None and reg.reloads == 2  # it brought "b"
+
+
+async def test_a_reload_that_read_earlier_does_not_undo_a_later_one(store: Store) -> None:
+    """A background reload that read the store before an app registered, and finished
+    after the registration's own reload, used to put its older snapshot back: the new
+    function vanished from the cache (a POST /runs right after registering got 404)."""
+    await register(store, "a")
+    reg = Registry(store)
+    await reg.reload()
+    gate = asyncio.Event()
+    real_read = store.read
+
+    def slow_read() -> object:  # the first reload reads now, then stalls before applying
+        ctx = real_read()
+
+        class Stalled:
+            async def __aenter__(self) -> object:
+                return await ctx.__aenter__()
+
+            async def __aexit__(self, *exc: object) -> None:
+                await ctx.__aexit__(*exc)
+                await gate.wait()
+
+        return Stalled()
+
+    store.read = slow_read  # type: ignore[method-assign]
+    early = asyncio.ensure_future(reg.reload())
+    await asyncio.sleep(0.05)  # it has read: only "a"
+    store.read = real_read  # type: ignore[method-assign]
+    await register(store, "a", "b")
+    await reg.reload()  # the registration's own reload: "b" is known
+    assert await reg.get("b") is not None
+    gate.set()
+    await early  # the earlier snapshot arrives last
+    assert "b" in await reg.all(), "an older snapshot replaced a newer one"  # (fresh: no reload)
