@@ -265,7 +265,8 @@ def run(bench: Bench) -> None:
 
 def header(database_url: str | None, repeat: int, replicas: int = 1,
            settings: dict[str, str] | None = None) -> str:
-    db = database_url or "SQLite (file, WAL)"
+    sync = os.environ.get("DURABLE_SQLITE_SYNCHRONOUS", "full").lower()
+    db = database_url or f"SQLite (file, WAL, synchronous={sync.upper()})"
     if settings:
         db = "PostgreSQL " + " ".join(f"{k}={v}" for k, v in settings.items())
     return (f"# {platform.node()} {os.cpu_count()} cores, Python {sys.version.split()[0]}, "

@@ -116,6 +116,15 @@ class Settings(BaseSettings):
         ge=1, description="PostgreSQL connections kept by this replica, plus a quarter of "
                           "that opened for peaks: keep replicas x 1.25 x this under the "
                           "server's `max_connections` (100 by default)")] = 40
+    sqlite_synchronous: Annotated[Literal["full", "normal"], Field(
+        description="embedded SQLite's commit durability. `full` (the default): every "
+                    "commit is fsynced before the orchestrator acknowledges what it "
+                    "recorded (an event, a trigger, a step), so it survives a power loss "
+                    "or an OS crash. `normal`: commits are fsynced only at checkpoints; "
+                    "faster, and still safe against a crash of the orchestrator process, "
+                    "but a power loss or OS crash can drop the last acknowledged "
+                    "transactions (docs/operations.md, \"Durability\"). PostgreSQL "
+                    "follows the server's own settings")] = "full"
     # uvicorn's default, 5 s, raced httpx's: 0.1-0.5 % of requests of clients pausing about
     # 5 s failed with a connection error (bench/keepalive.py).
     keep_alive: Annotated[float, Field(

@@ -84,7 +84,8 @@ class Engine:
         if not settings.signing_key:
             raise ValueError("a signing key is required (DURABLE_SIGNING_KEY)")
         self.settings = settings
-        self.store = Store(settings.database_url, pool_size=settings.db_pool_size)
+        self.store = Store(settings.database_url, pool_size=settings.db_pool_size,
+                           synchronous=settings.sqlite_synchronous)
         self.notifier = Notifier()
         self.registry = Registry(self.store)
         self.metrics = Metrics(self.store, settings.metrics_cache_seconds)

@@ -88,8 +88,8 @@ class Tx:
 
 
 class Store:
-    def __init__(self, url: str, *, pool_size: int = 40) -> None:
-        self.db = Database(url, pool_size=pool_size)
+    def __init__(self, url: str, *, pool_size: int = 40, synchronous: str = "full") -> None:
+        self.db = Database(url, pool_size=pool_size, synchronous=synchronous)
 
     @property
     def backend(self) -> Backend:

@@ -14,7 +14,7 @@ import os
 import random
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import IO, Any, Protocol
 
@@ -194,10 +194,27 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+SYNCHRONOUS = ("full", "normal")
+"""SQLite's ``synchronous`` modes the orchestrator runs with (``Settings.sqlite_synchronous``):
+FULL fsyncs the WAL at every commit (what was acknowledged survives power loss); NORMAL only
+at checkpoints (a power loss can drop the last commits; a process crash cannot)."""
+
+
+def _sqlite_pragmas(synchronous: str) -> Callable[[DBAPIConnection, ConnectionPoolEntry], None]:
+    if synchronous not in SYNCHRONOUS:
+        raise ValueError(f"sqlite synchronous must be one of {SYNCHRONOUS}, not {synchronous!r}")
+    mode = synchronous.upper()
+
+    def on_connect(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+        _set_pragmas(dbapi_conn, mode)
+
+    return on_connect
+
+
+def _set_pragmas(dbapi_conn: DBAPIConnection, synchronous: str) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute(f"PRAGMA synchronous={synchronous}")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA cache_size=-65536")
     cur.execute("PRAGMA temp_store=MEMORY")
@@ -389,7 +406,7 @@ class DatabaseInUse(RuntimeError):
 
 
 class Database:
-    def __init__(self, url: str, *, pool_size: int = 40) -> None:
+    def __init__(self, url: str, *, pool_size: int = 40, synchronous: str = "full") -> None:
         self.url = normalize_url(url)
         self.backend: Backend
         self._engine: AsyncEngine | None = None
@@ -400,7 +417,7 @@ class Database:
                 self.url, pool_size=4, max_overflow=4,
                 connect_args={"timeout": 30, "check_same_thread": False},
             )
-            event.listen(self._sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self._sync_engine, "connect", _sqlite_pragmas(synchronous))
         elif self.url.startswith("postgresql"):
             self.backend = PostgresBackend()
             # a small overflow only: overflow connections are opened and closed again

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import sqlalchemy
 from packaging.requirements import Requirement
-from sqlalchemy import Column, Float, Integer, MetaData, Table, bindparam
+from sqlalchemy import Column, Float, Integer, MetaData, Table, bindparam, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.postgresql.asyncpg import (
     AsyncAdapt_asyncpg_connection,
@@ -235,3 +235,24 @@ async def test_an_asyncpg_adapter_without_the_internals_warns_once_and_uses_sqla
     assert Conn.executed == [plan.stmt, plan.stmt]
     [record] = caplog.records
     assert "lacks the internals" in record.getMessage()
+
+
+@pytest.mark.parametrize(("setting", "pragma"), [(None, 2), ("full", 2), ("normal", 1)])
+async def test_sqlite_commits_are_fsynced_by_default(tmp_path: Path, setting: str | None,
+                                                     pragma: int) -> None:
+    """Durable on acknowledgement by default (issue 14): SQLite runs with
+    ``synchronous=FULL`` (2) unless NORMAL (1) is chosen explicitly."""
+    kw = {} if setting is None else {"synchronous": setting}
+    s = Store(f"sqlite:///{tmp_path / 'sync.db'}", **kw)
+    await s.open()
+    try:
+        async with s.read() as tx:
+            got = (await tx.runs.conn.execute(text("PRAGMA synchronous"))).scalar()
+        assert got == pragma
+    finally:
+        await s.close()
+
+
+def test_an_unknown_sqlite_synchronous_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="synchronous"):
+        Store("sqlite:///nowhere/never.db", synchronous="off")
