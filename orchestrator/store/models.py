@@ -59,6 +59,7 @@ class Run(SQLModel, table=True):
         Index("ix_runs_parent", "parent_id", "parent_step"),
         Index("ix_runs_created", "created_at"),
         Index("ix_runs_function_ended", "function", "ended_at"),
+        Index("ix_runs_function_created", "function", "created_at"),
     )
     id: str = Field(primary_key=True)
     function: str

@@ -229,11 +229,18 @@ class RunsRepo(Repo):
     async def counts(self, function: str | None, since: float | None,
                      until: float | None) -> dict[str, int]:
         """Runs per status (only the statuses some run has), in one GROUP BY."""
-        q = select(runs.c.status, func.count()).group_by(runs.c.status)
-        if function:
-            q = q.where(runs.c.function == function)
-        q = _created_within(q, since, until)
+        q = counts_query(function, since, until)
         return {str(r[0]): int(r[1]) for r in await self.conn.execute(q)}
+
+
+def counts_query(function: str | None, since: float | None, until: float | None) -> Any:
+    """Runs per status: a function's over ``ix_runs_function_created`` (the time range
+    read, not all its runs), every function's over ``ix_runs_status_id`` or
+    ``ix_runs_created``."""
+    q = select(runs.c.status, func.count()).group_by(runs.c.status)
+    if function:
+        q = q.where(runs.c.function == function)
+    return _created_within(q, since, until)
 
 
 S = TypeVar("S", bound=Select[Any])
