@@ -36,6 +36,13 @@ async def noop(ctx: Context) -> None:
     return None
 
 
+@task("bench-wait")
+async def wait(ctx: Context, customer: str) -> object:
+    """Waits for its customer's event (bench/waits.py: many such waits at once)."""
+    return await ctx.wait_for_event("bench.ping", match={"data.customer": customer},
+                                    timeout=86400)
+
+
 # a diamond of width 18: root -> 18 middles -> sink (20 tasks)
 wide = Workflow("bench-wide")
 
@@ -68,6 +75,6 @@ for _i in range(10):
     _prev = [chain10.task(f"c{_i}", parents=_prev)(_link)]
 
 
-app = Starlette(routes=[Route("/api/durable", serve(Client(app_id="bench"),
-                                                      [chain, fan, child, noop, wide, chain10]),
+FUNCTIONS = [chain, fan, child, noop, wait, wide, chain10]
+app = Starlette(routes=[Route("/api/durable", serve(Client(app_id="bench"), FUNCTIONS),
                               methods=["GET", "POST"])])
