@@ -88,10 +88,8 @@ class Concurrency:
 
 
 @dataclass(frozen=True)
-class Throttle:
-    """At most ``limit`` starts per ``period`` seconds, per ``key``: the excess is queued
-    and starts later (GCRA: ``burst`` starts may go at once, then one every
-    ``period / limit``; any window of ``period`` sees at most ``limit + burst - 1``)."""
+class _Rate:
+    """What a throttle and a rate limit share: GCRA over ``limit`` per ``period``."""
 
     limit: int
     period: float | timedelta
@@ -99,10 +97,11 @@ class Throttle:
     burst: int = 1
 
     def __post_init__(self) -> None:
-        _count(self.limit, "Throttle.limit")
-        _period(self.period, "Throttle.period")
-        _count(self.burst, "Throttle.burst")
-        check_key(self.key, "Throttle")
+        what = type(self).__name__
+        _count(self.limit, f"{what}.limit")
+        _period(self.period, f"{what}.period")
+        _count(self.burst, f"{what}.burst")
+        check_key(self.key, what)
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {"limit": self.limit, "period": _period(self.period, "period"),
@@ -113,28 +112,17 @@ class Throttle:
 
 
 @dataclass(frozen=True)
-class RateLimit:
+class Throttle(_Rate):
+    """At most ``limit`` starts per ``period`` seconds, per ``key``: the excess is queued
+    and starts later (GCRA: ``burst`` starts may go at once, then one every
+    ``period / limit``; any window of ``period`` sees at most ``limit + burst - 1``)."""
+
+
+@dataclass(frozen=True)
+class RateLimit(_Rate):
     """At most ``limit`` runs per ``period`` seconds, per ``key``: the excess is dropped,
     each dropped trigger recorded as a skipped run with the reason (GCRA, as
     ``Throttle``)."""
-
-    limit: int
-    period: float | timedelta
-    key: str | None = None
-    burst: int = 1
-
-    def __post_init__(self) -> None:
-        _count(self.limit, "RateLimit.limit")
-        _period(self.period, "RateLimit.period")
-        _count(self.burst, "RateLimit.burst")
-        check_key(self.key, "RateLimit")
-
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"limit": self.limit, "period": _period(self.period, "period"),
-                               "burst": self.burst}
-        if self.key is not None:
-            out["key"] = self.key
-        return out
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from orchestrator.engine.ingest import resolve_wait
 from orchestrator.engine.invoker import Failed, Invoker
 from orchestrator.engine.lifecycle import Effects, end_run
 from orchestrator.engine.reducer import Reducer
-from orchestrator.engine.registry import Registry
+from orchestrator.engine.registry import FunctionInfo, Registry
 from orchestrator.loops import supervise
 from orchestrator.store import ClaimedRow, RunRow, StepRow, Store, Tx
 from sdk import protocol as p
@@ -172,10 +172,8 @@ class Dispatcher:
         got = await self.store.transact(lambda tx: self._claim(tx, now, limit))
         if got is None:
             return []
-        rows, runs, done, memos = got
+        rows, runs, done, memos, fns = got
         self.notifier.tell(now + self.settings.lease_ttl)  # when another may take over
-        names = {r.function for r in runs.values()}
-        fns = await self.registry.get_many(names)
         return [
             Claim(r.run_id, r.claims, r.delivery_failures, r.first_failure_at, runs[r.run_id],
                   fns.get(runs[r.run_id].function), memos[r.run_id],
@@ -195,7 +193,7 @@ class Dispatcher:
 
     async def _claim(self, tx: Tx, now: float, limit: int
                      ) -> tuple[list[ClaimedRow], dict[str, RunRow], list[str],
-                                dict[str, list[StepRow]]] | None:
+                                dict[str, list[StepRow]], dict[str, FunctionInfo]] | None:
         owner = self.settings.worker_id
         until = now + self.settings.lease_ttl
         # the limited claim first: what it takes is bounded by the limits, so it cannot
@@ -212,9 +210,10 @@ class Dispatcher:
         done = [rid for rid in ids if rid not in runs or runs[rid].status in TERMINAL]
         await tx.queue.remove(done)
         queued = [rid for rid in ids if rid in runs and runs[rid].status == "queued"]
+        # the claimed runs' functions, looked up once: the throttle below and the calls
+        fns = await self.registry.get_many({r.function for r in runs.values()})
         if queued:  # throttled first starts that do not conform now wait (engine/flow.py)
-            held = await hold_starts(tx, [runs[rid] for rid in queued], await self.registry
-                                     .get_many({runs[rid].function for rid in queued}), now)
+            held = await hold_starts(tx, [runs[rid] for rid in queued], fns, now)
             if held:
                 rows = [r for r in rows if r.run_id not in held]
                 ids = [rid for rid in ids if rid not in held]
@@ -226,7 +225,7 @@ class Dispatcher:
             await resolve_wait(tx, w, None, now)
         # every claimed run's memo in one statement, after the expired waits are recorded
         memos = await tx.steps.memo([rid for rid in ids if rid not in done])
-        return rows, runs, done, memos
+        return rows, runs, done, memos, fns
 
     async def _deliver(self, c: Claim) -> None:
         try:
