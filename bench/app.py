@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from starlette.applications import Starlette
 from starlette.routing import Route
 
@@ -43,6 +45,21 @@ async def wait(ctx: Context, customer: str) -> object:
                                     timeout=86400)
 
 
+def _stamp() -> list[float]:
+    return [time.time(), time.process_time()]
+
+
+@task("bench-loop")
+async def loop(ctx: Context, spec: dict[str, float]) -> int:
+    """A long durable loop (bench/loop.py): ``spec["n"]`` times a step, then a sleep of
+    ``spec["sleep_ms"]``; each step's output is the app's clock and CPU time when it ran."""
+    n, sleep_ms = int(spec["n"]), float(spec["sleep_ms"])
+    for _ in range(n):
+        await ctx.step.run("tick", _stamp)
+        await ctx.sleep_for(sleep_ms / 1000.0)
+    return n
+
+
 # a diamond of width 18: root -> 18 middles -> sink (20 tasks)
 wide = Workflow("bench-wide")
 
@@ -75,6 +92,6 @@ for _i in range(10):
     _prev = [chain10.task(f"c{_i}", parents=_prev)(_link)]
 
 
-FUNCTIONS = [chain, fan, child, noop, wait, wide, chain10]
+FUNCTIONS = [chain, fan, child, noop, wait, loop, wide, chain10]
 app = Starlette(routes=[Route("/api/durable", serve(Client(app_id="bench"), FUNCTIONS),
                               methods=["GET", "POST"])])

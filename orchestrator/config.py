@@ -88,6 +88,11 @@ class Settings(BaseSettings):
         ge=1, description="calls in flight at once from this replica")] = 256
     pool_per_app: Annotated[int, Field(
         ge=1, description="connections kept per app origin")] = 64
+    memo_tails: Annotated[bool, Field(
+        description="send a long run's call only the tail of its memo when the app said "
+                    "it kept the rest from an earlier call (protocol, \"Kept memos\"); "
+                    "an app that does not have it asks for the whole memo, at the cost of "
+                    "one short exchange. `false`: every call carries the whole memo")] = True
     poll_interval: Annotated[float, Field(
         gt=0, description="longest idle sleep, in seconds, of the dispatcher between looks "
                           "at the queue")] = 1.0

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdk import protocol as p
+from sdk._kept import thaw
 from sdk.errors import (
     ChildRunError,
     NonDeterminismError,
@@ -85,12 +86,16 @@ class StepPlan:
 class Execution:
     """The state of one invoke call of one run."""
 
-    def __init__(self, request: p.InvokeRequest, retry: Retry, request_bytes: int) -> None:
+    def __init__(self, request: p.InvokeRequest, retry: Retry, request_bytes: int,
+                 memo: list[p.MemoEntry] | None = None) -> None:
+        """``memo``: the run's whole memo, when the request carries only its tail
+        (``sdk._kept``); ``request_bytes`` then counts the kept head's bytes too."""
         self.request = request
         self.retry = retry
+        self.memo = request["memo"] if memo is None else memo
         self.memo_by_id: dict[str, p.MemoEntry] = {}
         self.seqs: set[int] = set()
-        for entry in request["memo"]:
+        for entry in self.memo:
             self.memo_by_id[entry["id"]] = entry
             self.seqs.add(entry["seq"])
         self.counters: dict[str, int] = {}
@@ -107,18 +112,27 @@ class Execution:
     # -- ids and replay --------------------------------------------------------------------
 
     def begin(self, name: str, kind: p.MemoKind) -> tuple[str, int, p.MemoEntry | None]:
-        """Assign the next deterministic id to a step named ``name``; find its memo."""
-        if not isinstance(name, str) or not name or len(name) > 256:
-            raise UsageError("a step needs a non-empty string name (at most 256 characters)")
-        n = self.counters.get(name, 0)
-        step_id = name if n == 0 else f"{name}:{n}"
-        while step_id in self.assigned:  # "a", "a:1", "a" must not collide
+        """Assign the next deterministic id to a step named ``name``; find its memo.
+
+        On the replay's hot path (once per step of the memo, on every call): the name is
+        checked only the first time it is seen."""
+        n = self.counters.get(name)
+        if n is None:
+            if not isinstance(name, str) or not name or len(name) > 256:
+                raise UsageError("a step needs a non-empty string name (at most 256 "
+                                 "characters)")
+            n = 0
+            step_id = name
+        else:
+            step_id = f"{name}:{n}"
+        assigned = self.assigned
+        while step_id in assigned:  # "a", "a:1", "a" must not collide
             n += 1
             step_id = f"{name}:{n}"
         self.counters[name] = n + 1
-        self.assigned.add(step_id)
+        assigned.add(step_id)
         seq = self.next_seq
-        self.next_seq += 1
+        self.next_seq = seq + 1
         entry = self.memo_by_id.get(step_id)
         if entry is not None:
             if entry["seq"] != seq or entry["kind"] != kind:
@@ -197,7 +211,10 @@ class Execution:
                 f"the run's memo would exceed {p.MAX_MEMO_BYTES} bytes",
             )
         value = p.loads(data)  # the first run sees what a replay will see
-        self.record(self._entry(plan, p.StepStatus.COMPLETED, output=value), len(data))
+        # the recorded output is a copy: user code may change what it got back before
+        # the answer is sent
+        self.record(self._entry(plan, p.StepStatus.COMPLETED, output=thaw(value)),
+                    len(data))
         return value
 
     def step_failed(self, plan: StepPlan, exc: Exception) -> Any:
@@ -220,7 +237,7 @@ class Execution:
     @staticmethod
     def replayed_output(plan: StepPlan) -> Any:
         assert plan.entry is not None
-        return plan.entry.get("output")
+        return thaw(plan.entry.get("output"))
 
     # -- blocking operations --------------------------------------------------------------
 
@@ -254,7 +271,7 @@ class Execution:
     ) -> Any:
         step_id, seq, entry = self.begin(name, p.MemoKind.WAIT)
         if entry is not None:
-            return entry.get("output")
+            return thaw(entry.get("output"))
         if timeout_at is not None:
             timeout_at = self._time(timeout_at, "a wait's timeout")
         if lookback is not None and not p.is_lookback(lookback):
@@ -274,7 +291,7 @@ class Execution:
         kind = p.MemoKind.CHILDREN if wait else p.MemoKind.SPAWN
         step_id, seq, entry = self.begin(name, kind)
         if entry is not None:
-            out = entry.get("output") or []
+            out = thaw(entry.get("output")) or []
             if entry.get("status") == p.StepStatus.FAILED:
                 raise recorded_failure(name, entry)
             if not wait:
@@ -294,7 +311,7 @@ class Execution:
     def send_events(self, name: str, events: Sequence[Mapping[str, Any]]) -> list[str]:
         step_id, seq, entry = self.begin(name, p.MemoKind.SEND_EVENT)
         if entry is not None:
-            return list(entry.get("output") or [])
+            return list(thaw(entry.get("output")) or [])
         self.check_budget()
         prepared: list[p.AnswerEvent] = []
         ids: list[str] = []

@@ -16,6 +16,7 @@ from typing import Any
 
 from sdk import protocol as p
 from sdk._execution import Execution, Interrupt, exception_body
+from sdk._kept import KeptMemos
 from sdk._replay import ReplayCache
 from sdk.context import Context, SyncContext
 from sdk.errors import (
@@ -56,17 +57,19 @@ def _target(fn: Runnable, request: p.InvokeRequest) -> tuple[Body, Retry, Any]:
     return fn.body, fn.retry, None
 
 
-async def execute(fn: Runnable, request: p.InvokeRequest, request_bytes: int) -> p.Answer:
-    """Run (replay) ``fn`` (or the requested task of a workflow) for one call; its answer."""
+async def execute(fn: Runnable, request: p.InvokeRequest, request_bytes: int,
+                  memo: list[p.MemoEntry] | None = None) -> p.Answer:
+    """Run (replay) ``fn`` (or the requested task of a workflow) for one call; its answer.
+    ``memo``: the whole memo, if the request carries only its tail (``sdk._kept``)."""
     body, retry, skip_if = _target(fn, request)
-    ex = Execution(request, retry, request_bytes)
+    ex = Execution(request, retry, request_bytes, memo)
     try:
         value = fn.parse_input(request.get("input"))
         if body.is_async:
             ctx: Context | SyncContext = Context(ex, request)
         else:
             ctx = SyncContext(ex, request, asyncio.get_running_loop())
-        if skip_if is not None and not request["memo"] and skip_if(ctx):
+        if skip_if is not None and not ex.memo and skip_if(ctx):
             return ex.complete(None, skipped=True)
         if body.is_async:
             out = await (body.fn(ctx, value) if body.takes_input else body.fn(ctx))
@@ -100,8 +103,11 @@ class Handler:
     """Answers the orchestrator's requests for a set of declared functions."""
 
     def __init__(
-        self, functions: Iterable[Runnable], signer: p.Signer | None, app_id: str
+        self, functions: Iterable[Runnable], signer: p.Signer | None, app_id: str,
+        kept: KeptMemos | None = None,
     ) -> None:
+        """``kept``: the memos kept between a run's calls (default: a ``KeptMemos`` of
+        the default bounds; ``KeptMemos(max_runs=0)`` keeps none)."""
         self.functions: dict[str, Runnable] = {}
         for f in functions:
             if f.name in self.functions:
@@ -110,6 +116,7 @@ class Handler:
         self._signer = signer
         self.app_id = app_id
         self.replays = ReplayCache(signer.max_skew if signer is not None else p.MAX_CLOCK_SKEW_S)
+        self.kept = KeptMemos() if kept is None else kept
 
     @property
     def signer(self) -> p.Signer:
@@ -161,6 +168,10 @@ class Handler:
             return self._refuse(400, f"malformed request: {exc}")
         if request["kind"] == p.Kind.INTROSPECT:  # runs no user code: replays are harmless
             return self._signed(200, self.introspection())
+        resolved = self.kept.memo_of(request)
+        if resolved is None:  # runs nothing, so the call id stays unused for the resend
+            return self._signed(200, p.memo_needed(request["call_id"]))
+        memo, head_bytes = resolved
         if not self.replays.first_use(request["call_id"], signed_at):
             log.warning("refused a replayed request for call %s", request["call_id"])
             return self._refuse(409, f"call {request['call_id']!r} was received already "
@@ -177,11 +188,17 @@ class Handler:
             )))
         parent = headers.get("traceparent")
         joined = _join_trace(parent) if parent else None
+        kept = self.kept.keep(request, memo)  # before user code can touch the entries
         try:
-            answer = await execute(fn, request, len(body))
+            answer = await execute(fn, request, len(body) + head_bytes, memo)
         finally:
             if joined is not None:
                 joined[0].detach(joined[1])
+        if answer["status"] == p.Status.COMPLETE or (
+                answer["status"] == p.Status.ERROR and not answer["error"]["retriable"]):
+            self.kept.drop(request["run"]["id"])  # the run is over
+        elif kept:
+            answer["memo_kept"] = kept
         return self._signed(200, answer)
 
 

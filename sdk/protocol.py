@@ -407,6 +407,14 @@ class InvokeRequest(TypedDict):
     events: NotRequired[list[dict[str, Any]]]
     """A batch run's events (``sdk.flow.Batch``), oldest first; absent for other runs
     (older orchestrators never send it)."""
+    memo_epoch: NotRequired[int]
+    """Which memo of the run this is: it changes when a replay rewrites the memo. Sent by
+    orchestrators that can send a memo's tail only (``memo_from``); an app keeps a memo
+    across calls only from such requests (docs/protocol.md, "Kept memos")."""
+    memo_from: NotRequired[int]
+    """Positive: ``memo`` holds only the entries from this position on; those before
+    were sent earlier (same run, same ``memo_epoch``) and the app said it kept them
+    (``memo_kept``). Absent or 0: ``memo`` is the whole memo."""
 
 
 class IntrospectRequest(TypedDict):
@@ -477,6 +485,7 @@ class CompleteAnswer(TypedDict):
     events: NotRequired[list[AnswerEvent]]
     output: NotRequired[Any]
     skipped: NotRequired[bool]
+    memo_kept: NotRequired[int]
 
 
 class YieldAnswer(TypedDict):
@@ -486,6 +495,9 @@ class YieldAnswer(TypedDict):
     steps: NotRequired[list[MemoEntry]]
     events: NotRequired[list[AnswerEvent]]
     op: AnyOp
+    memo_kept: NotRequired[int]
+    """The memo entries from position 0 the app now keeps for the run (it may be sent
+    only the rest next time: ``memo_from``); absent: none."""
 
 
 class ErrorAnswer(TypedDict):
@@ -495,6 +507,7 @@ class ErrorAnswer(TypedDict):
     steps: NotRequired[list[MemoEntry]]
     events: NotRequired[list[AnswerEvent]]
     error: ErrorBody
+    memo_kept: NotRequired[int]
 
 
 Answer: TypeAlias = CompleteAnswer | YieldAnswer | ErrorAnswer
@@ -518,11 +531,14 @@ def invoke_request(
     parents: Mapping[str, ParentResult] | None = None,
     failure: TaskFailure | None = None,
     events: Sequence[Mapping[str, Any]] | None = None,
+    memo_epoch: int | None = None,
+    memo_from: int = 0,
 ) -> InvokeRequest:
     """Build the body of an invoke request. A workflow's task run names its ``task`` and
     carries its ``parents`` ({task: {status, output?, error?}}); the workflow's on_failure
     task gets the ``failure`` ({task, status, error}) instead. A batch run carries its
-    ``events``."""
+    ``events``. With ``memo_epoch``, the app may keep the memo; with ``memo_from`` > 0
+    too, ``memo`` is its tail from that position."""
     msg: InvokeRequest = {
         "v": VERSION,
         "kind": Kind.INVOKE,
@@ -541,7 +557,26 @@ def invoke_request(
             msg["failure"] = failure
     if events is not None:
         msg["events"] = [dict(e) for e in events]
+    if memo_epoch is not None:
+        msg["memo_epoch"] = memo_epoch
+        if memo_from > 0:
+            msg["memo_from"] = memo_from
     return msg
+
+
+MEMO_NEEDED = "memo_needed"
+"""The status of the answer an app gives to a request with ``memo_from`` whose first
+entries it does not keep (another process, restarted, or evicted): it ran nothing, and
+the orchestrator sends the request again at once, with the whole memo."""
+
+
+def memo_needed(call_id: str) -> dict[str, Any]:
+    """The answer to a request whose memo's head this process does not keep."""
+    return {"v": VERSION, "call_id": call_id, "status": MEMO_NEEDED}
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def introspect_request() -> IntrospectRequest:
@@ -734,6 +769,11 @@ def parse_request(raw: Any) -> Request:
     evs = msg.get("events")
     _require(evs is None or (isinstance(evs, list) and all(isinstance(e, Mapping) for e in evs)),
              "request.events must be a list of objects")
+    _require(msg.get("memo_epoch") is None or _count(msg["memo_epoch"]),
+             "request.memo_epoch must be a non-negative integer")
+    _require(msg.get("memo_from") is None or (_count(msg["memo_from"])
+                                              and msg.get("memo_epoch") is not None),
+             "request.memo_from must be a non-negative integer, with a memo_epoch")
     return cast(InvokeRequest, msg)
 
 
@@ -815,5 +855,7 @@ def parse_answer(raw: Any, call_id: str) -> Answer:
     elif status == Status.ERROR:
         err = msg.get("error")
         _require(isinstance(err, Mapping) and isinstance(err.get("message"), str), "error")
+    _require(msg.get("memo_kept") is None or _count(msg["memo_kept"]),
+             "answer.memo_kept must be a non-negative integer")
     return cast(Answer, msg)
 

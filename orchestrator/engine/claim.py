@@ -20,6 +20,8 @@ class Claim:
     fn: FunctionInfo | None = None
     memo: list[StepRow] = field(default_factory=list)
     """The run's recorded steps, read with the claim (empty for a run created by it)."""
+    memo_from: int = 0
+    """The position ``memo`` starts at: the app keeps the head before it (``tails``)."""
     limited: bool = False
     """Claimed by the limited claim: its end frees a slot of a concurrency group."""
 

@@ -22,10 +22,12 @@ from orchestrator.engine.dag import FAILURE_KEY
 from orchestrator.engine.flow import hold_starts
 from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import resolve_wait
-from orchestrator.engine.invoker import Failed, Invoker
+from orchestrator.engine.invoker import MEMO_NEEDED, Delivered, Failed, Invoker, Outcome
 from orchestrator.engine.lifecycle import Effects, end_run
 from orchestrator.engine.reducer import Reducer
 from orchestrator.engine.registry import FunctionInfo, Registry
+from orchestrator.engine.tails import MemoTails, memo_epoch
+from orchestrator.engine.tracing import CallSpan
 from orchestrator.loops import supervise
 from orchestrator.store import ClaimedRow, RunRow, StepRow, Store, Tx
 from sdk import protocol as p
@@ -74,6 +76,8 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._limited_probe_at = 0.0
         self._limited: set[str] = set()  # the rows the claim in progress leased limited
+        self.tails = MemoTails()
+        """Runs whose app keeps their memo's head (``settings.memo_tails``)."""
 
     async def run(self) -> None:
         health = self.store.health
@@ -172,12 +176,12 @@ class Dispatcher:
         got = await self.store.transact(lambda tx: self._claim(tx, now, limit))
         if got is None:
             return []
-        rows, runs, done, memos, fns = got
+        rows, runs, done, memos, fns, since = got
         self.notifier.tell(now + self.settings.lease_ttl)  # when another may take over
         return [
             Claim(r.run_id, r.claims, r.delivery_failures, r.first_failure_at, runs[r.run_id],
                   fns.get(runs[r.run_id].function), memos[r.run_id],
-                  limited=r.run_id in self._limited)
+                  since.get(r.run_id, 0), limited=r.run_id in self._limited)
             for r in rows
             if r.run_id not in done
         ]
@@ -193,7 +197,8 @@ class Dispatcher:
 
     async def _claim(self, tx: Tx, now: float, limit: int
                      ) -> tuple[list[ClaimedRow], dict[str, RunRow], list[str],
-                                dict[str, list[StepRow]], dict[str, FunctionInfo]] | None:
+                                dict[str, list[StepRow]], dict[str, FunctionInfo],
+                                dict[str, int]] | None:
         owner = self.settings.worker_id
         until = now + self.settings.lease_ttl
         # the limited claim first: what it takes is bounded by the limits, so it cannot
@@ -223,9 +228,12 @@ class Dispatcher:
         waiting = [rid for rid in ids if rid in runs and _waits_for_event(runs[rid])]
         for w in await tx.waits.take_expired(waiting, now):
             await resolve_wait(tx, w, None, now)
-        # every claimed run's memo in one statement, after the expired waits are recorded
-        memos = await tx.steps.memo([rid for rid in ids if rid not in done])
-        return rows, runs, done, memos, fns
+        # every claimed run's memo (its tail, if its app keeps the head) after the expired
+        # waits are recorded
+        live = [rid for rid in ids if rid not in done]
+        since = self.tails.offer(runs, live) if self.settings.memo_tails else {}
+        memos = await tx.steps.memo(live, since)
+        return rows, runs, done, memos, fns, since
 
     async def _deliver(self, c: Claim) -> None:
         try:
@@ -238,18 +246,13 @@ class Dispatcher:
             if c.fn.kind == "workflow" and c.run.task is None:
                 await self._start_workflow(c)
                 return
-            body = await self._request(c)
-            if len(body) > p.MAX_REQUEST_BYTES:
-                await self._fail(c, "MemoTooLarge", f"the run's memo grew to {len(body)} "
-                                 f"bytes, past the {p.MAX_REQUEST_BYTES} a call may carry")
-                return
             signer = self.invoker.signer_for(c.fn.signing_key, c.fn.signing_key_fallback)
             span = (self.tracing.call(c.run_id, c.call_id, c.run.function, c.fn.app_id)
                     if self.tracing.enabled else None)
             t0 = time.perf_counter()
-            outcome = await self.invoker.invoke(c.fn.url, body, c.call_id, signer, span=span,
-                                                run_id=c.run_id, app=c.fn.app_id,
-                                                function=c.run.function)
+            outcome = await self._call(c, c.fn, signer, span)
+            if outcome is None:  # failed the run
+                return
             if self.metrics is not None:
                 self.metrics.call(c.fn.app_id, time.perf_counter() - t0,
                                   outcome.kind if isinstance(outcome, Failed) else None)
@@ -281,7 +284,32 @@ class Dispatcher:
 
         await self.hub.transact(work)
 
-    async def _request(self, c: Claim) -> bytes:
+    async def _call(self, c: Claim, fn: FunctionInfo, signer: p.Signer,
+                    span: CallSpan | None) -> Outcome | None:
+        """Send the call; if it carried the memo's tail only and the app's process does
+        not keep the head (``memo_needed``: it ran nothing), send it again at once with
+        the whole memo. None: the run failed instead (its memo is too large to send)."""
+        for _ in range(2):
+            body = self._request(c)
+            if len(body) > p.MAX_REQUEST_BYTES:
+                await self._fail(c, "MemoTooLarge", f"the run's memo grew to {len(body)} "
+                                 f"bytes, past the {p.MAX_REQUEST_BYTES} a call may carry")
+                return None
+            outcome = await self.invoker.invoke(fn.url, body, c.call_id, signer, span=span,
+                                                run_id=c.run_id, app=fn.app_id,
+                                                function=c.run.function)
+            if isinstance(outcome, Delivered):
+                self.tails.learn(c.run, c.memo_from, c.memo, outcome.answer)
+                return outcome
+            self.tails.forget(c.run_id)
+            if outcome.kind != MEMO_NEEDED or c.memo_from == 0:
+                return outcome
+            async with self.store.read() as tx:
+                c.memo = (await tx.steps.memo([c.run_id]))[c.run_id]
+            c.memo_from = 0
+        return outcome
+
+    def _request(self, c: Claim) -> bytes:
         run = c.run
         parents = json.loads(run.parents_json) if run.parents_json else {}
         failure = parents.pop(FAILURE_KEY, None)
@@ -299,6 +327,8 @@ class Dispatcher:
             parents=parents,
             failure=failure,
             events=json.loads(run.events_json) if run.events_json else None,
+            memo_epoch=memo_epoch(run) if self.settings.memo_tails else None,
+            memo_from=c.memo_from,
         )
         return p.dumps(msg)
 

@@ -43,7 +43,8 @@ class Failed:
     retry_after: float | None = None
     kind: str = "error"
     """What went wrong (also a metrics label): connect, timeout, connection, http_status,
-    misconfigured, too_large, malformed; the orchestrator's own: error."""
+    misconfigured, too_large, malformed, memo_needed (sent the memo's tail to a process
+    that does not keep its head); the orchestrator's own: error."""
 
     @property
     def timed_out(self) -> bool:
@@ -57,6 +58,9 @@ class Failed:
 
 
 Outcome = Delivered | Failed
+
+MEMO_NEEDED = p.MEMO_NEEDED
+"""The kind of a ``Failed`` whose app asked for the whole memo (it ran nothing)."""
 
 
 def _extra(run_id: str | None, call_id: str, app: str | None,
@@ -199,7 +203,12 @@ class Invoker:
             return self._misconfigured(url, f"answer discarded: {exc}", extra)
         try:
             self.contacts[url] = time.time()  # an answer that verified: the app is there
-            answer = p.parse_answer(p.loads(resp.content), call_id)
+            raw = p.loads(resp.content)
+            if isinstance(raw, dict) and raw.get("status") == MEMO_NEEDED \
+                    and raw.get("call_id") == call_id:
+                return Failed("the app does not keep the head of the run's memo",
+                              kind=MEMO_NEEDED)
+            answer = p.parse_answer(raw, call_id)
         except (ValueError, p.ProtocolError) as exc:
             log.warning("discarded a malformed answer to %s from %s: %s", call_id, url, exc,
                         extra=_extra(run_id, call_id, app, function))

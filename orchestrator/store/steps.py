@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from orchestrator.store.base import Repo, ids_param, prepared
 from orchestrator.store.db import Backend
@@ -31,6 +31,9 @@ def _record(backend: Backend) -> Any:
 _RECORD = prepared(_record)
 _MEMO = prepared(lambda b: select(steps).where(steps.c.run_id.in_(ids_param()))
                  .order_by(steps.c.seq))
+_MEMO_TAILS = prepared(lambda b: select(steps).where(steps.c.run_id.in_(ids_param()),
+                                                     steps.c.seq >= bindparam("since"))
+                       .order_by(steps.c.seq))
 
 
 class StepsRepo(Repo):
@@ -49,11 +52,24 @@ class StepsRepo(Repo):
             q = q.where(steps.c.step_id.in_(step_ids))
         await self.conn.execute(q)
 
-    async def memo(self, run_ids: list[str]) -> dict[str, list[StepRow]]:
+    async def memo(self, run_ids: list[str], since: Mapping[str, int] | None = None
+                   ) -> dict[str, list[StepRow]]:
+        """The memo rows of runs, in order; for a run in ``since``, only its rows from
+        that position on (its tail: the app keeps the head, ``engine/tails.py``)."""
         if not run_ids:
             return {}
-        rows: list[StepRow] = (await self.conn.execute(_MEMO(self.backend), {"ids": run_ids})).all()
         out: dict[str, list[StepRow]] = {rid: [] for rid in run_ids}
-        for r in rows:
-            out[r.run_id].append(r)
+        whole = [rid for rid in run_ids if rid not in since] if since else run_ids
+        if whole:
+            for r in (await self.conn.execute(_MEMO(self.backend), {"ids": whole})).all():
+                out[r.run_id].append(r)
+        tails = [rid for rid in run_ids if rid in since] if since else []
+        if tails:
+            assert since is not None
+            # one statement from the lowest start; rows below a run's own start are dropped
+            low = min(since[rid] for rid in tails)
+            for r in (await self.conn.execute(_MEMO_TAILS(self.backend),
+                                              {"ids": tails, "since": low})).all():
+                if r.seq >= since[r.run_id]:
+                    out[r.run_id].append(r)
         return out
