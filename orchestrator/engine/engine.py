@@ -23,6 +23,7 @@ from orchestrator.engine.checks import check_priority, input_json, require_known
 from orchestrator.engine.control import RunFilter
 from orchestrator.engine.dag import declared_tasks
 from orchestrator.engine.dispatcher import Dispatcher
+from orchestrator.engine.group import GroupCommit
 from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
 from orchestrator.engine.invoker import Invoker
@@ -102,6 +103,8 @@ class Engine:
         self.scheduler = Scheduler(self.store, self.hub, poll_interval=SCHEDULER_POLL,
                                    cron_grace=settings.cron_grace)
         self.hub.wire(handoff=self.dispatcher, timers=self.scheduler.poke_at)
+        self.group = GroupCommit(self.hub, parallel=1 if self.store.exclusive else 4)
+        """Triggers (runs started, events sent) committed together (``engine/group.py``)."""
         self.prober = Prober(self.store, self.invoker, settings)
         self.retention = Retention(self.store, self.registry, self.metrics, settings)
         self.notifier.timers = self.scheduler.poke_at
@@ -254,14 +257,14 @@ class Engine:
         async def work(tx: Tx, fx: Effects) -> list[str]:
             return await create_runs(tx, new, time.time(), fx)
 
-        return await self.hub.transact(work)
+        return await self.group.transact(work)
 
     async def send_events(self, events: Sequence[Mapping[str, Any]]) -> a.EventsAccepted:
         async def work(tx: Tx, fx: Effects) -> a.EventsAccepted:
             res = await ingest_events(tx, events, time.time(), fx)
             return {"ids": res.event_ids, "runs": res.run_ids, "duplicate": res.duplicate}
 
-        return await self.hub.transact(work)
+        return await self.group.transact(work)
 
     async def list_events(self, name: str | None, limit: int,
                           cursor: str | None) -> a.EventList:
