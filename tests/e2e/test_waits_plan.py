@@ -122,3 +122,28 @@ async def test_an_event_takes_the_waits_it_satisfies_whatever_their_field_sets(
             {"name": "ping", "data": {"customer": "c1", "region": "us"}})
         none = await tx.waits.take_matching({"name": "nothing", "data": {}})
     assert [w.run_id for w in again] == ["c1-us"] and none == []
+
+
+async def test_a_field_set_another_replica_has_just_added_is_matched(pg: PgCluster) -> None:
+    """Two orchestrators on one PostgreSQL database: what one's event matches on is read
+    from the database each time (nothing cached), so a wait the other has just committed,
+    on a field set no wait had before, is taken by the next event."""
+    url = pg.create_db()
+    a, b = Store(url), Store(url)
+    await a.open()
+    await b.open()
+    try:
+        async with a.write() as tx:
+            await tx.waits.add([wait("c1", {"data.customer": "c1"})])
+        async with b.write() as tx:
+            assert [w.run_id for w in await tx.waits.take_matching(
+                {"name": "ping", "data": {"customer": "c1", "order": 7}})] == ["c1"]
+        async with a.write() as tx:  # a new field set, on the other replica
+            await tx.waits.add([wait("o7", {"data.order": 7}), wait("any", {})])
+        async with b.write() as tx:
+            taken = await tx.waits.take_matching(
+                {"name": "ping", "data": {"customer": "c1", "order": 7}})
+        assert sorted(w.run_id for w in taken) == ["any", "o7"]
+    finally:
+        await a.close()
+        await b.close()
