@@ -200,7 +200,8 @@ class Wait(SQLModel, table=True):
     """A run waiting for an event (or to be cancelled by one), by (event name, match key)."""
 
     __tablename__ = "waits"
-    __table_args__ = (Index("ix_waits_event_key", "event", "match_key"),)
+    __table_args__ = (Index("ix_waits_event_key", "event", "match_key"),
+                      Index("ix_waits_event_fields", "event", "match_fields"))
     run_id: str = Field(primary_key=True)
     step_id: str = Field(primary_key=True)
     purpose: str = "wait"
