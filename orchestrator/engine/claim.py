@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from orchestrator.engine.registry import FunctionInfo
+from orchestrator.engine.tails import MemoTails
 from orchestrator.store import CreatedRun, RunInsert, RunRow, StepRow
 
 
@@ -49,6 +50,8 @@ class Lease:
     until: float
     room: int
     claims: list[Claim] = field(default_factory=list)
+    tails: MemoTails | None = None
+    """Where the memo of a run claimed under it may start (the dispatcher's)."""
 
     def release(self, run_ids: set[str]) -> None:
         """Give back claims on runs that were not created after all."""

@@ -154,7 +154,8 @@ class Dispatcher:
         room = self.settings.max_inflight - len(self.inflight)
         if room <= 0:
             return None
-        return Lease(self.settings.worker_id, time.time() + self.settings.lease_ttl, room)
+        return Lease(self.settings.worker_id, time.time() + self.settings.lease_ttl, room,
+                     tails=self.tails if self.settings.memo_tails else None)
 
     def adopt(self, claims: list[Claim]) -> None:
         """Deliver runs created already claimed (their transaction has committed)."""

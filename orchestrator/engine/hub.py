@@ -10,7 +10,7 @@ from typing import Protocol, TypeVar
 
 from orchestrator.engine.claim import Claim, Lease
 from orchestrator.engine.dag import advance_worklist
-from orchestrator.engine.lifecycle import Effects
+from orchestrator.engine.lifecycle import Effects, wake_runs
 from orchestrator.engine.metrics import Metrics
 from orchestrator.engine.notifier import Notifier
 from orchestrator.engine.registry import Registry
@@ -65,6 +65,8 @@ class Hub:
             fx = self.effects()
             result = await work(tx, fx)
             await advance_worklist(tx, fx)
+            if fx.to_wake:
+                await wake_runs(tx, fx)
             if fx.ended:  # the queue rows and waits of the runs ended, in one go
                 await tx.queue.remove(fx.ended)
                 await tx.waits.remove(fx.ended)

@@ -256,8 +256,7 @@ async def ingest_events(
                         "event_id": e["id"]}, now, fx)
                 continue
             await resolve_wait(tx, w, encoded[e["id"]], now)
-            await tx.queue.wake(w.run_id, now)
-            fx.wake = True
+            fx.wake_run(w.run_id, now)
     await tx.events.set_run_ids(
         [{"eid": eid, "run_ids_json": json.dumps(r)} for eid, r in run_ids.items()
          if eid in new]

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from orchestrator.engine.claim import Lease
+from orchestrator.engine.claim import Claim, Lease
 from orchestrator.engine.registry import Registry
 from orchestrator.engine.tracing import EndedRun
 from orchestrator.store import ChildRow, RunCore, StepInsert, Tx
@@ -56,6 +56,13 @@ class Effects:
     """(run id, row) of each step an answer recorded, emitted as spans once it commits."""
     traced_runs: list[EndedRun] = field(default_factory=list)
     """Each run ended, emitted as its run's span once it commits."""
+    to_wake: dict[str, float] = field(default_factory=dict)
+    """Waiting runs to wake (their wait resolved, their children gathered), with when:
+    claimed by this transaction if the dispatcher has room, else made due
+    (``wake_runs``, once the transaction's work is done)."""
+
+    def wake_run(self, run_id: str, now: float) -> None:
+        self.to_wake.setdefault(run_id, now)
 
     def due_at(self, t: float) -> None:
         if self.due is None or t < self.due:
@@ -120,8 +127,7 @@ async def end_run(
     if run.parent_id and run.parent_waits:
         left = await tx.runs.child_done(run.parent_id)
         if left == 0:
-            await gather(tx, run.parent_id, now)
-            fx.wake = True
+            await gather(tx, run.parent_id, now, fx)
     elif run.parent_id and run.task:
         fx.advance_later(run.parent_id, now)
 
@@ -137,7 +143,7 @@ def outcome(run: ChildRow) -> dict[str, Any]:
     return kw
 
 
-async def gather(tx: Tx, parent_id: str, now: float) -> None:
+async def gather(tx: Tx, parent_id: str, now: float, fx: Effects) -> None:
     parent = await tx.runs.get(parent_id)
     if parent is None or parent.status in p.TERMINAL:
         return
@@ -152,7 +158,38 @@ async def gather(tx: Tx, parent_id: str, now: float) -> None:
     op = {"id": step, "seq": waiting["seq"], "name": waiting["name"]}
     await tx.steps.record([memo_row(parent_id, op, p.MemoKind.CHILDREN, js(results), now, now)])
     await tx.runs.set_waiting(parent_id, None)
-    await tx.queue.wake(parent_id, now)
+    fx.wake_run(parent_id, now)
+
+
+async def wake_runs(tx: Tx, fx: Effects) -> None:
+    """Wake the runs the transaction resolved the waits of (``Effects.to_wake``), after
+    all its work (their memo is complete). Each is claimed here for this replica's
+    dispatcher while it has room (``Effects.lease``): delivered once the transaction
+    commits, with no claim transaction and no wake-up in between, as a run created
+    already claimed is. Otherwise (no room, a run in a concurrency group, one in flight)
+    its queue row is made due and the dispatcher claims it."""
+    woken = [(rid, t) for rid, t in fx.to_wake.items() if rid not in fx.ended]
+    fx.to_wake.clear()
+    lease = fx.lease
+    for rid, now in woken:
+        row = None
+        if lease is not None and lease.room > 0:
+            row = await tx.queue.wake_claimed(rid, now, lease.owner, lease.until)
+        if row is None:
+            await tx.queue.wake(rid, now)
+            fx.wake = True
+            continue
+        assert lease is not None
+        run = (await tx.runs.get_many([rid])).get(rid)
+        if run is None:  # (cannot be: it waited) the row's lease expires, nothing else
+            continue
+        since = lease.tails.offer({rid: run}, [rid]) if lease.tails is not None else {}
+        memo = (await tx.steps.memo([rid], since))[rid]
+        lease.room -= 1
+        lease.claims.append(Claim(rid, row.claims, row.delivery_failures,
+                                  row.first_failure_at, run,
+                                  await fx.registry.get(run.function), memo,
+                                  since.get(rid, 0)))
 
 
 async def cancel_run(

@@ -65,6 +65,18 @@ _CLAIM = prepared(lambda b: (
     .returning(queue.c.run_id, queue.c.claims, queue.c.delivery_failures,
                queue.c.first_failure_at)
 ))
+# a woken run claimed by the transaction that woke it (``lifecycle.wake_runs``): unless it
+# is in a concurrency group (the limited claim counts those) or a live lease holds it
+_WAKE_CLAIMED = prepared(lambda b: (
+    update(queue)
+    .where(queue.c.run_id == bindparam("rid"), queue.c.ckey1.is_(None),
+           or_(queue.c.lease_expires_at.is_(None), queue.c.lease_expires_at < bindparam("now")))
+    .values(due_at=bindparam("now"), rank_at=rank(bindparam("now"), queue.c.priority),
+            lease_owner=bindparam("owner"), lease_expires_at=bindparam("until"),
+            claims=queue.c.claims + 1)
+    .returning(queue.c.run_id, queue.c.claims, queue.c.delivery_failures,
+               queue.c.first_failure_at)
+))
 # the limited claim (engine/concurrency.py): candidates in claim order, the slots their
 # groups hold, then the lease of those that fit
 _LIMITED = prepared(lambda b: (
@@ -135,6 +147,15 @@ class QueueRepo(Repo):
                     limit: int) -> list[ClaimedRow]:
         return cast("list[ClaimedRow]", list(await self.conn.execute(_CLAIM(self.backend), {
             "now": now, "limit": limit, "owner": owner, "until": lease_until})))
+
+    async def wake_claimed(self, run_id: str, now: float, owner: str,
+                           lease_until: float) -> ClaimedRow | None:
+        """Make a waiting run due now and lease it to ``owner`` at once, as a claim would;
+        None if it cannot be (no row, a row in a concurrency group, or in flight): then
+        ``wake`` it."""
+        rows = list(await self.conn.execute(_WAKE_CLAIMED(self.backend), {
+            "rid": run_id, "now": now, "owner": owner, "until": lease_until}))
+        return cast("ClaimedRow", rows[0]) if rows else None
 
     async def limited_candidates(self, now: float, limit: int, after: tuple[float, str]
                                  ) -> list[tuple[str, float, str, str | None]]:
