@@ -135,17 +135,17 @@ class Invoker:
 
     async def _post(self, url: str, body: bytes, signer: p.Signer,
                     span: CallSpan | None = None) -> httpx.Response:
-        async with self.pool.client(url) as client:
-            # signed once a connection is ours: the wait for one (all of this app's in
-            # use) must not eat into the app's short replay window (protocol.md §3)
-            headers = self._headers(signer, body)
-            if span is None:
-                return await client.post(url, content=body, headers=headers)
-            headers["traceparent"] = span.traceparent  # the app's spans join the run's trace
-            with span.current():
-                resp = await client.post(url, content=body, headers=headers)
-            span.status_code = resp.status_code
-            return resp
+        # signed once a connection is ours: the wait for one (all of this app's in use)
+        # must not eat into the app's short replay window (protocol.md §3)
+        def sign() -> dict[str, str]:
+            return self._headers(signer, body)
+
+        if span is None:
+            return await self.pool.post(url, body, {}, sign)
+        with span.current():  # the app's spans join the run's trace
+            resp = await self.pool.post(url, body, {"traceparent": span.traceparent}, sign)
+        span.status_code = resp.status_code
+        return resp
 
     async def exchange(self, url: str, message: Mapping[str, Any],
                        signer: p.Signer | None = None) -> Any:

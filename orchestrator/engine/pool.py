@@ -54,6 +54,7 @@ class ClientPool:
         self.timeout = timeout
         self.headers = headers or {}
         self.transport = transport or lean_transport()
+        self._timeouts = timeout.as_dict()
         self._pools: dict[str, _OriginPool] = {}
 
     def _make(self) -> httpx.AsyncClient:
@@ -77,6 +78,23 @@ class ClientPool:
             yield c
         finally:
             pool.release(c)
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str],
+                   sign: Callable[[], dict[str, str]] | None = None) -> httpx.Response:
+        """POST ``body`` to ``url`` on one of its origin's clients, straight to the
+        client's transport: the client's own layers (cookies, auth, redirects, merged
+        headers) cost a fifth of the orchestrator's CPU per call and do nothing for a
+        signed JSON exchange. ``sign``: headers added once a client is ours (a signature
+        must not age while the call waits for one)."""
+        async with self.client(url) as client:
+            if sign is not None:
+                headers = {**headers, **sign()}
+            request = httpx.Request("POST", url, content=body, headers=headers,
+                                    extensions={"timeout": self._timeouts})
+            transport = client._transport_for_url(request.url)  # (what respx mocks)
+            resp = await transport.handle_async_request(request)
+            await resp.aread()
+            return resp
 
     def open_clients(self) -> int:
         return sum(len(p.clients) for p in self._pools.values())

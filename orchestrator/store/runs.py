@@ -16,6 +16,13 @@ TERMINAL = p.TERMINAL
 
 _INSERT = prepared(lambda b: runs.insert())
 _GET = prepared(lambda b: select(runs).where(runs.c.id == bindparam("id")))
+_CHILD_DONE = prepared(lambda b: (
+    update(runs).where(runs.c.id == bindparam("parent"), runs.c.pending_children > 0)
+    .values(pending_children=runs.c.pending_children - 1)
+    .returning(runs.c.pending_children)))
+_SET_PENDING = prepared(lambda b: (
+    update(runs).where(runs.c.id == bindparam("rid"))
+    .values(pending_children=bindparam("n"), waiting_json=bindparam("waiting"))))
 _GET_MANY = prepared(lambda b: select(runs).where(runs.c.id.in_(ids_param())))
 _LOCK = prepared(lambda b: select(runs).where(runs.c.id == bindparam("id")).with_for_update())
 _FINISH = prepared(lambda b: (
@@ -104,11 +111,8 @@ class RunsRepo(Repo):
         )
 
     async def set_pending_children(self, run_id: str, n: int, waiting_json: str) -> None:
-        await self.conn.execute(
-            update(runs)
-            .where(runs.c.id == run_id)
-            .values(pending_children=n, waiting_json=waiting_json)
-        )
+        await self.conn.execute(_SET_PENDING(self.backend),
+                                {"rid": run_id, "n": n, "waiting": waiting_json})
 
     async def finish(self, run_id: str, status: str, output_json: str | None,
                      error_json: str | None, ended_at: float) -> bool:
@@ -188,15 +192,8 @@ class RunsRepo(Repo):
 
     async def child_done(self, parent_id: str) -> int | None:
         """One waited-for child of ``parent_id`` ended: the children still pending."""
-        row = (
-            await self.conn.execute(
-                update(runs)
-                .where(runs.c.id == parent_id, runs.c.pending_children > 0)
-                .values(pending_children=runs.c.pending_children - 1)
-                .returning(runs.c.pending_children)
-            )
-        ).first()
-        return None if row is None else int(row[0])
+        rows = list(await self.conn.execute(_CHILD_DONE(self.backend), {"parent": parent_id}))
+        return int(rows[0][0]) if rows else None
 
     async def children_of(self, parent_id: str, step: str | None = None) -> list[ChildRow]:
         if step is None:
