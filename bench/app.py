@@ -43,6 +43,12 @@ async def wait(ctx: Context, customer: str) -> object:
                                     timeout=86400)
 
 
+@task("bench-sleep")
+async def sleeper(ctx: Context, seconds: float) -> None:
+    """Sleeps durably (bench/sleepers.py: many such sleeps at once)."""
+    await ctx.sleep_for(seconds)
+
+
 # a diamond of width 18: root -> 18 middles -> sink (20 tasks)
 wide = Workflow("bench-wide")
 
@@ -75,6 +81,6 @@ for _i in range(10):
     _prev = [chain10.task(f"c{_i}", parents=_prev)(_link)]
 
 
-FUNCTIONS = [chain, fan, child, noop, wait, wide, chain10]
+FUNCTIONS = [chain, fan, child, noop, wait, sleeper, wide, chain10]
 app = Starlette(routes=[Route("/api/durable", serve(Client(app_id="bench"), FUNCTIONS),
                               methods=["GET", "POST"])])
