@@ -12,7 +12,8 @@ the others), and times ``--repeat`` one-step runs again while they sleep.
 Prints the time to create them (accepted, and until all asleep), the orchestrator's RSS
 before, at its peak while they were created, once they all sleep and after 10 s idle
 (with the CPU it spent in those 10 s), the database's size (SQLite: the main file, its
-WAL and shared-memory index) and the one-step latency before and while they sleep.
+WAL and shared-memory index; again at the end) and the one-step latency before and while
+they sleep.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ async def bench(client: Client, pid: int, repeat: int, runs: int, concurrency: i
     out["database"] = database_mib(pid)
     out[f"one-step run while {runs:,} sleep, p50 / p99"] = await one_step(client, repeat)
     out["orchestrator RSS at the end"] = f"{rss_mib(pid):.0f} MiB"
+    out["database at the end (the WAL cut back once reused)"] = database_mib(pid)
     out["orchestrator CPU so far"] = f"{cpu_seconds(pid):.0f} s"
     return out
 
