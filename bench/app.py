@@ -60,6 +60,12 @@ async def loop(ctx: Context, spec: dict[str, float]) -> int:
     return n
 
 
+@task("bench-sleep")
+async def sleeper(ctx: Context, seconds: float) -> None:
+    """Sleeps durably (bench/sleepers.py: many such sleeps at once)."""
+    await ctx.sleep_for(seconds)
+
+
 # a diamond of width 18: root -> 18 middles -> sink (20 tasks)
 wide = Workflow("bench-wide")
 
@@ -92,6 +98,6 @@ for _i in range(10):
     _prev = [chain10.task(f"c{_i}", parents=_prev)(_link)]
 
 
-FUNCTIONS = [chain, fan, child, noop, wait, loop, wide, chain10]
+FUNCTIONS = [chain, fan, child, noop, wait, loop, sleeper, wide, chain10]
 app = Starlette(routes=[Route("/api/durable", serve(Client(app_id="bench"), FUNCTIONS),
                               methods=["GET", "POST"])])
