@@ -102,6 +102,7 @@ class Step(SQLModel, table=True):
     """The memo: one row per finished (or retrying) step of a run."""
 
     __tablename__ = "steps"
+    __table_args__ = (Index("ix_steps_run_seq", "run_id", "seq"),)
     run_id: str = Field(primary_key=True)
     step_id: str = Field(primary_key=True)
     seq: int
