@@ -23,6 +23,7 @@ from orchestrator.engine.checks import check_priority, input_json, require_known
 from orchestrator.engine.control import RunFilter
 from orchestrator.engine.dag import declared_tasks
 from orchestrator.engine.dispatcher import Dispatcher
+from orchestrator.engine.flow import controls as flow_controls
 from orchestrator.engine.group import GroupCommit
 from orchestrator.engine.hub import Hub
 from orchestrator.engine.ingest import NewRun, create_runs, ingest_events
@@ -257,14 +258,23 @@ class Engine:
         async def work(tx: Tx, fx: Effects) -> list[str]:
             return await create_runs(tx, new, time.time(), fx)
 
-        return await self.group.transact(work)
+        # on PostgreSQL, a group's works take their row locks one work after another, not
+        # in one sorted order: runs with idempotency keys or flow controls (which lock
+        # keys) commit alone, or two groups could deadlock (engine/group.py)
+        infos = await self.registry.get_many({s.function for s in specs})
+        alone = not self.store.exclusive and (
+            any(s.idempotency_key is not None for s in specs)
+            or any(flow_controls(infos.get(s.function)) is not None for s in specs))
+        return await self.group.transact(work, alone=alone)
 
     async def send_events(self, events: Sequence[Mapping[str, Any]]) -> a.EventsAccepted:
         async def work(tx: Tx, fx: Effects) -> a.EventsAccepted:
             res = await ingest_events(tx, events, time.time(), fx)
             return {"ids": res.event_ids, "runs": res.run_ids, "duplicate": res.duplicate}
 
-        return await self.group.transact(work)
+        # events lock the flow keys of the runs they trigger and their names' guards: on
+        # PostgreSQL they commit alone (see start_runs)
+        return await self.group.transact(work, alone=not self.store.exclusive)
 
     async def list_events(self, name: str | None, limit: int,
                           cursor: str | None) -> a.EventList:

@@ -10,7 +10,13 @@ If a batch fails, its works are run again one by one, so one request's error (a 
 bad input) reaches that request only, and the others still commit.
 
 On PostgreSQL, which commits concurrent transactions in parallel, several drains run at
-once (``parallel``); on SQLite one.
+once (``parallel``); on SQLite one. A group's works lock rows one work after another, so
+two groups committing at once may lock the same rows in opposite orders: on PostgreSQL
+that is a deadlock, detected after ``deadlock_timeout`` (1 s) and retried. Works that
+lock shared rows (flow-control keys, idempotency keys, the guards of event names) are
+therefore run ``alone`` there (``Engine.start_runs``, ``send_events``): a batch's
+partial runs started up to a second late before that (tests/e2e/test_flow_lim.py). On
+SQLite, with one writer, nothing can wait on another transaction's lock.
 """
 
 from __future__ import annotations
@@ -40,9 +46,14 @@ class GroupCommit:
         self._drains = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def transact(self, work: Callable[[Tx, Effects], Awaitable[T]]) -> T:
+    async def transact(self, work: Callable[[Tx, Effects], Awaitable[T]], *,
+                       alone: bool = False) -> T:
         """Run ``work`` in a transaction shared with the others queued meanwhile; its
-        result (or its exception) once that committed."""
+        result (or its exception) once that committed. ``alone``: in a transaction of
+        its own, at once (a work whose row locks must not be taken in another order than
+        its own: see the module's doc)."""
+        if alone:
+            return await self.hub.transact(work)
         fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.append((work, fut))
         if self._drains < self.parallel:

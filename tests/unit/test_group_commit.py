@@ -85,3 +85,13 @@ async def test_a_cancelled_caller_does_not_break_the_group() -> None:
     with pytest.raises(asyncio.CancelledError):
         await b
     assert "c" in hub.committed
+
+
+async def test_a_work_alone_gets_a_transaction_of_its_own_at_once() -> None:
+    hub = FakeHub()
+    group = GroupCommit(hub)  # type: ignore[arg-type]
+    grouped = [asyncio.ensure_future(group.transact(work(i))) for i in range(5)]
+    lone = asyncio.ensure_future(group.transact(work("alone"), alone=True))
+    await asyncio.gather(*grouped, lone)
+    assert await lone == "alone"
+    assert hub.transactions == 3  # the first alone, the other 4 together, and this one
